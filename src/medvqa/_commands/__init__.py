@@ -1,0 +1,1 @@
+"""Subcommands of the ``medvqa`` command, one module each (see :mod:`medvqa.cli`)."""
