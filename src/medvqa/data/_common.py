@@ -1,0 +1,251 @@
+"""Helpers shared by the dataset adapters: splits, field checks, ids, image checks."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+from medvqa._errors import DataFormatError
+from medvqa.records import AnswerType, AnswerTypeSource, ImageRef, MetadataValue, infer_answer_type
+
+Split = Literal["train", "validation", "test"]
+"""The split names every adapter accepts."""
+
+OnMissingImage = Literal["error", "skip"]
+"""What to do with a row whose image file does not exist: raise, or skip it and count it."""
+
+SPLITS: tuple[Split, ...] = get_args(Split)
+
+#: Names releases use for each split, in the order they are tried.
+SPLIT_ALIASES: Mapping[str, tuple[str, ...]] = {
+    "train": ("train", "training"),
+    "validation": ("validation", "validate", "val", "valid", "dev"),
+    "test": ("test", "testing"),
+}
+
+
+class SplitNotFoundError(ValueError):
+    """The requested split is a valid name but the given source does not hold it."""
+
+
+def check_split(split: object, *, dataset: str, valid: Iterable[str] = SPLITS) -> Split:
+    """Return ``split`` if it is a known split name, else raise ``ValueError`` listing the valid ones."""
+    choices = tuple(valid)
+    if not isinstance(split, str) or split not in choices:
+        raise ValueError(
+            f"unknown split {split!r} for dataset {dataset!r}; valid splits: {', '.join(choices)}"
+        )
+    return split  # type: ignore[return-value]
+
+
+def check_choice(value: object, choices: Iterable[str], *, option: str, dataset: str) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise ``ValueError`` naming the option."""
+    valid = tuple(choices)
+    if not isinstance(value, str) or value not in valid:
+        raise ValueError(
+            f"invalid value {value!r} for option {option!r} of dataset {dataset!r}; "
+            f"valid values: {', '.join(repr(v) for v in valid)}"
+        )
+    return value
+
+
+def split_of(raw: str) -> str | None:
+    """Map a release's split name (``val``, ``validate``, ...) to the canonical one, or ``None``."""
+    low = raw.strip().lower()
+    for split, aliases in SPLIT_ALIASES.items():
+        if low in aliases:
+            return split
+    return None
+
+
+def text_field(
+    row: Mapping[str, Any],
+    key: str,
+    *,
+    file: str,
+    index: int | str,
+    allow_empty: bool = False,
+) -> str:
+    """A required text field: numbers become strings, whitespace is stripped, empty is refused."""
+    if key not in row:
+        present = ", ".join(sorted(map(str, row))) or "none"
+        raise DataFormatError(
+            f"missing required field (fields present: {present})", file=file, row=index, field=key
+        )
+    value = row[key]
+    if isinstance(value, bool) or value is None or not isinstance(value, str | int | float):
+        raise DataFormatError(
+            f"expected text, got {type(value).__name__} {value!r}", file=file, row=index, field=key
+        )
+    text = str(value).strip()
+    if not text and not allow_empty:
+        raise DataFormatError(f"empty {key}", file=file, row=index, field=key)
+    return text
+
+
+def annotated_answer_type(raw: object, *, file: str, index: int | str, field: str) -> AnswerType:
+    """Read an OPEN/CLOSED annotation (case and surrounding whitespace ignored)."""
+    norm = str(raw).strip().lower() if isinstance(raw, str) else None
+    if norm == "closed":
+        return "closed"
+    if norm == "open":
+        return "open"
+    raise DataFormatError(
+        f"answer type must be 'OPEN' or 'CLOSED', got {raw!r}", file=file, row=index, field=field
+    )
+
+
+def answer_type_of(answer: str, annotation: AnswerType | None) -> tuple[AnswerType, AnswerTypeSource]:
+    """The annotation when there is one, otherwise the inferred type; with its source."""
+    if annotation is not None:
+        return annotation, "annotation"
+    return infer_answer_type(answer), "inferred"
+
+
+def normalize_question(question: str) -> str:
+    """The question as compared by ids and the audit: NFKC, case-folded, single spaces.
+
+    >>> normalize_question("  Is there   a Fracture? ")
+    'is there a fracture?'
+    """
+    return " ".join(unicodedata.normalize("NFKC", question).casefold().split())
+
+
+def content_id(dataset: str, image_key: str, question: str, occurrence: int) -> str:
+    """An id for a row of a layout without native ids, keyed on its content.
+
+    The key is the image identity (the SHA-256 of its bytes when readable), the normalized
+    question and the occurrence index of that (image, question) pair in the file, so the
+    same row gets the same id whatever the row order of other pairs and the layout.
+
+    >>> content_id("vqa_rad", "abc", "Is it normal?", 0)
+    'vqa_rad:h:...'
+    """
+    digest = hashlib.sha256(f"{image_key}\x1f{normalize_question(question)}".encode()).hexdigest()[:16]
+    return f"{dataset}:h:{digest}" + (f"~{occurrence}" if occurrence else "")
+
+
+class Occurrences:
+    """Counts how often each key has been seen (for occurrence indices in content ids)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str], int] = {}
+
+    def next(self, image_key: str, question: str) -> int:
+        """The 0-based occurrence index of this (image, question) pair, counting this one."""
+        key = (image_key, normalize_question(question))
+        n = self._seen.get(key, 0)
+        self._seen[key] = n + 1
+        return n
+
+
+class ImageIdentity:
+    """Image identities for content ids: SHA-256 of the bytes, computed once per file."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, str] = {}
+
+    def __call__(self, ref: ImageRef | None) -> str:
+        if ref is None:
+            return "no-image"
+        if ref.data is not None:
+            return hashlib.sha256(ref.data).hexdigest()
+        path = ref.path or ""
+        if path not in self._cache:
+            try:
+                self._cache[path] = ref.content_hash()
+            except OSError:
+                self._cache[path] = "name:" + os.path.basename(path)
+        return self._cache[path]
+
+
+@dataclass(frozen=True)
+class SkippedRow:
+    """A release row left out of a dataset because the user asked to skip it.
+
+    Attributes:
+        file: The file the row came from.
+        row: Its index (or key) in that file.
+        reason: Why it was skipped, for example ``image file not found: ...``.
+    """
+
+    file: str
+    row: int | str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict."""
+        return {"file": self.file, "row": self.row, "reason": self.reason}
+
+
+OnEmptyAnswer = Literal["error", "skip"]
+"""What to do with a row whose answer (or caption) is empty: raise, or skip it and count it."""
+
+
+class ImageCheck:
+    """Applies the skip policies: image files must exist (checked without decoding) and
+    answers must be non-empty, unless the caller asked to skip such rows (then counted)."""
+
+    def __init__(self, on_missing_image: str, *, dataset: str, on_empty_answer: str = "error") -> None:
+        self.policy = check_choice(
+            on_missing_image, get_args(OnMissingImage), option="on_missing_image", dataset=dataset
+        )
+        self.empty_policy = check_choice(
+            on_empty_answer, get_args(OnEmptyAnswer), option="on_empty_answer", dataset=dataset
+        )
+        self.skipped: list[SkippedRow] = []
+        self._exists: dict[str, bool] = {}
+
+    def answer(self, row: Mapping[str, Any], key: str, *, file: str, index: int | str) -> str | None:
+        """The row's answer text, or ``None`` (recorded as skipped) when it is empty and skipping was asked."""
+        text = text_field(row, key, file=file, index=index, allow_empty=True)
+        if text:
+            return text
+        if self.empty_policy == "skip":
+            self.skipped.append(SkippedRow(file=file, row=index, reason=f"empty {key}"))
+            return None
+        raise DataFormatError(
+            f"empty {key} (pass on_empty_answer='skip' to leave such rows out, counted)",
+            file=file,
+            row=index,
+            field=key,
+        )
+
+    def keep(self, ref: ImageRef | None, *, file: str, index: int | str, field: str = "image") -> bool:
+        """True when the row can be kept; records a skip or raises when its image is missing."""
+        if ref is None or ref.data is not None:
+            return True
+        path = ref.path or ""
+        ok = self._exists.get(path)
+        if ok is None:
+            ok = self._exists[path] = ref.exists()
+        if ok:
+            return True
+        reason = f"image file not found: {path}"
+        if ref.root is not None and os.path.isfile(path):
+            reason = f"image path {path!r} resolves outside the dataset root {ref.root!r}"
+        if self.policy == "skip":
+            self.skipped.append(SkippedRow(file=file, row=index, reason=reason))
+            return False
+        raise DataFormatError(
+            f"{reason} (pass on_missing_image='skip' to leave such rows out, counted)",
+            file=file,
+            row=index,
+            field=field,
+        )
+
+
+def scalar_metadata(row: Mapping[str, Any], skip: Iterable[str] = ()) -> dict[str, MetadataValue]:
+    """The JSON-scalar fields of a row, minus ``skip``; lists/dicts are left out."""
+    leave = set(skip)
+    out: dict[str, MetadataValue] = {}
+    for key, value in row.items():
+        if key in leave or not isinstance(key, str):
+            continue
+        if value is None or isinstance(value, str | int | float | bool):
+            out[key] = value
+    return out

@@ -1,0 +1,198 @@
+"""Med-HALT (Pal et al. 2023) ``reasoning_fake``: nonsense questions whose right answer is to abstain.
+
+The ``options`` column is a Python-literal dict string; it is parsed with JSON or
+:func:`ast.literal_eval` (literals only, never ``eval``). The abstaining option is the one whose
+text is "I do not know" (rule ``exact``), else the last option containing "I do not know" /
+"I don't know" (rule ``contains``), else the last option (rule ``last_option``); the rule used is
+recorded per sample in ``metadata["abstain_rule"]`` and counted in the dataset notes.
+
+Ids: ``med_halt:<id>`` (the release's UUIDs). Samples are text-only (``image=None``); pair them
+with images with :func:`medvqa.data.pair_with_images`.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import json
+import os
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from medvqa._errors import DataFormatError
+from medvqa.data._common import ImageCheck, SplitNotFoundError, check_split, split_of, text_field
+from medvqa.data._dataset import VQADataset
+from medvqa.records import MetadataValue, VQASample
+
+FILE = "reasoning_fake.csv"
+REQUIRED = ("id", "question", "options")
+_EXACT = frozenset({"i do not know", "i don't know", "i dont know", "i do not know at all"})
+_CONTAINS = re.compile(r"\bi (?:do not|don't|dont) know\b")
+
+
+def parse_options(raw: str, *, file: str, row: int) -> dict[str, str]:
+    """Parse an options cell (JSON, or a Python literal dict/list) into ``{key: text}``.
+
+    >>> parse_options("{'0': 'Yes', '1': 'I do not know'}", file="f.csv", row=0)
+    {'0': 'Yes', '1': 'I do not know'}
+    >>> parse_options("__import__('os')", file="f.csv", row=3)
+    Traceback (most recent call last):
+    ...
+    medvqa._errors.DataFormatError: f.csv, row 3, field 'options': not a literal dict or list of options ...
+    """
+    try:
+        value: Any = json.loads(raw)
+    except ValueError:
+        try:
+            value = ast.literal_eval(raw.strip())
+        except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError) as exc:
+            raise DataFormatError(
+                f"not a literal dict or list of options ({type(exc).__name__}: {exc})",
+                file=file,
+                row=row,
+                field="options",
+            ) from None
+    if isinstance(value, list):
+        value = {str(i): v for i, v in enumerate(value)}
+    if not isinstance(value, dict) or not value:
+        raise DataFormatError(
+            f"expected a non-empty dict or list of options, got {type(value).__name__}",
+            file=file,
+            row=row,
+            field="options",
+        )
+    out: dict[str, str] = {}
+    for key, text in value.items():
+        if not isinstance(text, str | int | float) or isinstance(text, bool):
+            raise DataFormatError(
+                f"option {key!r} is not text: {text!r}", file=file, row=row, field="options"
+            )
+        out[str(key)] = str(text)
+    return out
+
+
+def abstain_option(options: dict[str, str]) -> tuple[str, str]:
+    """The key of the abstaining option and the rule that found it.
+
+    >>> abstain_option({"0": "A drug", "1": "The answer is 'I do not know'", "2": "I do not know."})
+    ('2', 'exact')
+    >>> abstain_option({"0": "A drug", "1": "None of the above"})
+    ('1', 'last_option')
+    """
+    norm = {k: " ".join(v.casefold().split()).rstrip(".!?,;: ") for k, v in options.items()}
+    exact = [k for k, v in norm.items() if v in _EXACT]
+    if exact:
+        return exact[-1], "exact"
+    contains = [k for k, v in norm.items() if _CONTAINS.search(v)]
+    if contains:
+        return contains[-1], "contains"
+    return list(options)[-1], "last_option"
+
+
+def load_med_halt(
+    source: Any,
+    *,
+    split: str = "train",
+    on_empty_answer: str = "error",
+) -> VQADataset:
+    """Load Med-HALT ``reasoning_fake`` rows of one split (see :func:`medvqa.data.load`)."""
+    check_split(split, dataset="med_halt")
+    check = ImageCheck("error", dataset="med_halt", on_empty_answer=on_empty_answer)
+    if not isinstance(source, str | os.PathLike):
+        raise ValueError(
+            f"med_halt reads the release CSV ({FILE}) or a folder holding it, got a {type(source).__name__}"
+        )
+    path = Path(source)
+    if path.is_dir():
+        path = path / FILE
+    if not path.is_file():
+        raise DataFormatError(
+            f"file not found (expected the Med-HALT {FILE} or a folder holding it)", file=str(path)
+        )
+    file = str(path)
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    out: list[VQASample] = []
+    rules: Counter[str] = Counter()
+    splits_seen: Counter[str] = Counter()
+    with path.open(encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh)
+        header = reader.fieldnames or []
+        missing = [c for c in REQUIRED if c not in header]
+        if missing:
+            raise DataFormatError(
+                f"missing column(s) {', '.join(missing)}; columns present: {', '.join(header) or 'none'} "
+                f"(required: {', '.join(REQUIRED)})",
+                file=file,
+                field=missing[0],
+            )
+        for i, row in enumerate(reader):
+            if None in row:
+                raise DataFormatError(
+                    f"row has more cells than the {len(header)} header columns", file=file, row=i
+                )
+            short = [k for k, v in row.items() if v is None]
+            if short:
+                raise DataFormatError("row has fewer cells than the header", file=file, row=i, field=short[0])
+            raw_split = (row.get("split_type") or "").strip()
+            row_split = split_of(raw_split) if raw_split else "test"
+            if row_split is None:
+                raise DataFormatError(
+                    f"unknown split_type {raw_split!r}; expected train, validation or test",
+                    file=file,
+                    row=i,
+                    field="split_type",
+                )
+            splits_seen[row_split] += 1
+            if row_split != split:
+                continue
+            rid = text_field(row, "id", file=file, index=i)
+            question = text_field(row, "question", file=file, index=i)
+            options = parse_options(row["options"], file=file, row=i)
+            key, rule = abstain_option(options)
+            answer = check.answer({"options": options[key]}, "options", file=file, index=i)
+            if answer is None:
+                continue
+            rules[rule] += 1
+            meta: dict[str, MetadataValue] = {
+                "options": json.dumps(list(options.values()), ensure_ascii=False),
+                "option_keys": json.dumps(list(options), ensure_ascii=False),
+                "abstain_option": key,
+                "abstain_rule": rule,
+                "layout": "official",
+            }
+            for col in ("subject_name", "topic_name", "dataset", "exam_name", "year"):
+                if row.get(col):
+                    meta["source_dataset" if col == "dataset" else col] = row[col]
+            out.append(
+                VQASample(
+                    id=f"med_halt:{rid}",
+                    question=question,
+                    answer=answer.strip(),
+                    answer_type="open",
+                    answer_type_source="inferred",
+                    dataset="med_halt",
+                    split=split,
+                    metadata=meta,
+                )
+            )
+    if not out and not check.skipped:
+        raise SplitNotFoundError(
+            f"{file}: no rows in split {split!r}; splits present (split_type column): "
+            f"{', '.join(f'{k} ({v})' for k, v in sorted(splits_seen.items())) or 'none'}"
+        )
+    notes = [f"abstaining option found by rule {r}: {n}" for r, n in sorted(rules.items())]
+    return VQADataset(
+        out,
+        name="med_halt",
+        split=split,
+        layout="official",
+        source=file,
+        skipped_rows=check.skipped,
+        notes=notes,
+    )
+
+
+__all__ = ["abstain_option", "load_med_halt", "parse_options"]

@@ -1,0 +1,185 @@
+"""PathVQA (He et al. 2020): the official LXMERT-style QA files and the Hugging Face layout.
+
+Ids: official rows are ``path_vqa:<img_id>:<k>`` (the k-th question of that image record);
+rows of the Hugging Face copy carry no ids and get content ids (image bytes + question +
+occurrence). The two layouts cannot be joined (the copy renames the images), so their ids differ.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from medvqa._errors import DataFormatError
+from medvqa._io import read_json
+from medvqa.data._common import ImageCheck, SplitNotFoundError, answer_type_of, check_choice, check_split
+from medvqa.data._dataset import VQADataset
+from medvqa.data._hf import hf_vqa_samples, is_hf_object, looks_like_hf_folder, read_hf
+from medvqa.records import ImageRef, VQASample
+
+FILES = {"train": "pvqa_train.json", "validation": "pvqa_val.json", "test": "pvqa_test.json"}
+IMAGE_SPLIT_DIRS = {"train": "train", "validation": "val", "test": "test"}
+LAYOUTS = ("auto", "official", "hf")
+
+
+def _official_dir(path: Path) -> Path | None:
+    for cand in (path, path / "official_qa", path / "qas"):
+        if cand.is_dir() and any((cand / f).is_file() for f in FILES.values()):
+            return cand
+    if path.is_file() and path.name in FILES.values():
+        return path.parent
+    return None
+
+
+def _answer(label: Any, *, file: str, index: str) -> str:
+    if not isinstance(label, dict) or not label:
+        raise DataFormatError(
+            f"expected an answer object like {{'yes': 1}}, got {label!r}",
+            file=file,
+            row=index,
+            field="labelf",
+        )
+    best = max(label.items(), key=lambda kv: kv[1] if isinstance(kv[1], int | float) else 0)[0]
+    return str(best).strip()
+
+
+def _load_official(
+    folder: Path, split: str, image_dir: Path | None, check: ImageCheck
+) -> tuple[list[VQASample], list[str]]:
+    path = folder / FILES[split]
+    file = str(path)
+    if not path.is_file():
+        present = [s for s, f in FILES.items() if (folder / f).is_file()]
+        raise SplitNotFoundError(
+            f"{folder}: no {split!r} split ({FILES[split]}); splits present: {', '.join(present) or 'none'}"
+        )
+    data = read_json(path)
+    if not isinstance(data, list):
+        raise DataFormatError(f"expected a JSON list of image records, got {type(data).__name__}", file=file)
+    if image_dir is None:
+        for cand in (folder / "images", folder.parent / "images"):
+            if cand.is_dir():
+                image_dir = cand
+                break
+    split_dir = (image_dir if image_dir is not None else folder / "images") / IMAGE_SPLIT_DIRS[split]
+    notes: list[str] = []
+    images_present = split_dir.is_dir()
+    if not images_present:
+        notes.append(
+            f"no image folder {split_dir}: the index is built, opening an image raises an error naming the missing file"
+        )
+    out: list[VQASample] = []
+    for i, rec in enumerate(data):
+        if not isinstance(rec, dict):
+            raise DataFormatError(f"expected an object, got {type(rec).__name__}", file=file, row=i)
+        img_id = rec.get("img_id")
+        if not isinstance(img_id, str) or not img_id.strip():
+            raise DataFormatError(
+                f"img_id must be a non-empty string, got {img_id!r}", file=file, row=i, field="img_id"
+            )
+        try:
+            questions = rec["sentf"]["pvqa"]
+            labels = rec["labelf"]["pvqa"]
+        except (KeyError, TypeError):
+            field = (
+                "sentf" if not isinstance(rec.get("sentf"), dict) or "pvqa" not in rec["sentf"] else "labelf"
+            )
+            raise DataFormatError("expected {'pvqa': [...]}", file=file, row=i, field=field) from None
+        if not isinstance(questions, list) or not isinstance(labels, list) or len(questions) != len(labels):
+            raise DataFormatError(
+                f"sentf.pvqa and labelf.pvqa must be lists of equal length, got "
+                f"{len(questions) if isinstance(questions, list) else questions!r} and "
+                f"{len(labels) if isinstance(labels, list) else labels!r}",
+                file=file,
+                row=i,
+                field="labelf",
+            )
+        if not questions:
+            continue
+        name = f"{img_id}.jpg"
+        ref = ImageRef(path=str(split_dir / name), root=str(split_dir), name=name)
+        if images_present and not check.keep(ref, file=file, index=i, field="img_id"):
+            continue
+        for k, (question, label) in enumerate(zip(questions, labels)):
+            loc = f"{i} ({img_id}, question {k})"
+            q = str(question).strip() if isinstance(question, str) else ""
+            if not q:
+                raise DataFormatError(
+                    f"empty or non-text question {question!r}", file=file, row=loc, field="sentf"
+                )
+            answer = check.answer(
+                {"answer": _answer(label, file=file, index=loc)}, "answer", file=file, index=loc
+            )
+            if answer is None:
+                continue
+            atype, source = answer_type_of(answer, None)
+            out.append(
+                VQASample(
+                    id=f"path_vqa:{img_id}:{k}",
+                    question=q,
+                    answer=answer,
+                    answer_type=atype,
+                    answer_type_source=source,
+                    dataset="path_vqa",
+                    split=split,
+                    image=ref,
+                    metadata={
+                        "img_id": img_id,
+                        "image_name": name,
+                        "question_index": k,
+                        "layout": "official",
+                    },
+                )
+            )
+    return out, notes
+
+
+def load_path_vqa(
+    source: Any,
+    *,
+    split: str = "train",
+    layout: str = "auto",
+    on_missing_image: str = "error",
+    on_empty_answer: str = "error",
+    image_dir: str | Path | None = None,
+) -> VQADataset:
+    """Load one split of PathVQA (see :func:`medvqa.data.load` for the options)."""
+    check_split(split, dataset="path_vqa")
+    check_choice(layout, LAYOUTS, option="layout", dataset="path_vqa")
+    check = ImageCheck(on_missing_image, dataset="path_vqa", on_empty_answer=on_empty_answer)
+    path = None if is_hf_object(source) else Path(source)
+    folder = None if path is None else _official_dir(path)
+    if layout == "auto":
+        if folder is not None:
+            layout = "official"
+        elif path is None or looks_like_hf_folder(path):
+            layout = "hf"
+        else:
+            raise DataFormatError(
+                "no PathVQA layout found: expected pvqa_train.json/pvqa_val.json/pvqa_test.json (official, "
+                "optionally under official_qa/) or a Hugging Face layout",
+                file=str(path),
+            )
+    if layout == "official":
+        if folder is None:
+            raise DataFormatError("no pvqa_<split>.json files found", file=str(source))
+        samples, notes = _load_official(folder, split, None if image_dir is None else Path(image_dir), check)
+        return VQADataset(
+            samples,
+            name="path_vqa",
+            split=split,
+            layout="official",
+            source=str(folder / FILES[split]),
+            skipped_rows=check.skipped,
+            notes=notes,
+        )
+    table = read_hf(source, split)
+    samples = hf_vqa_samples(table, dataset="path_vqa", split=split, check=check)
+    return VQADataset(
+        samples,
+        name="path_vqa",
+        split=split,
+        layout=table.layout,
+        source=table.file,
+        skipped_rows=check.skipped,
+    )

@@ -1,0 +1,246 @@
+"""ROCO (Pelka et al. 2018) radiology image-caption pairs for stage-1 pretraining.
+
+Layouts: the official release (``<split>/radiology/captions.txt``, images under
+``<split>/radiology/images/`` named ``<ROCO id>.jpg`` as its download script stores them, or by
+the PMC file name listed in ``licences.txt``), the LLaVA-style ``roco-instruct`` JSON/JSON Lines
+(``id``, ``image``, ``conversations``) and the Hugging Face image/caption layout.
+
+Ids: ``roco:<ROCO id>`` (``roco:<id>`` for roco-instruct; content ids for Hugging Face copies
+without an id column). Caption samples carry the stage-1 instruction as their question.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+from medvqa._errors import DataFormatError
+from medvqa._io import read_json, read_jsonl
+from medvqa.data._common import (
+    SPLIT_ALIASES,
+    ImageCheck,
+    SplitNotFoundError,
+    check_choice,
+    check_split,
+    text_field,
+)
+from medvqa.data._dataset import VQADataset
+from medvqa.data._hf import hf_vqa_samples, is_hf_object, looks_like_hf_folder, read_hf
+from medvqa.records import ImageRef, MetadataValue, VQASample
+
+STAGE1_INSTRUCTION = "The following image is a radiology scan. Deeply analyze and diagnose this image."
+"""The stage-1 captioning instruction every ROCO sample carries as its question."""
+
+LAYOUTS = ("auto", "official", "instruct", "hf")
+SUBSETS = ("radiology", "non-radiology")
+
+
+def _split_dir(root: Path, split: str, subset: str) -> Path | None:
+    for alias in SPLIT_ALIASES[split]:
+        cand = root / alias / subset
+        if (cand / "captions.txt").is_file():
+            return cand
+    return None
+
+
+def _pmc_names(folder: Path) -> dict[str, str]:
+    path = folder / "licences.txt"
+    if not path.is_file():
+        return {}
+    names: dict[str, str] = {}
+    with path.open(encoding="utf-8", newline="") as fh:
+        for i, row in enumerate(csv.reader(fh)):
+            if i == 0 and row and row[0].strip().upper() == "ROCO_ID":
+                continue
+            if len(row) >= 2:
+                names[row[0].strip()] = row[1].strip()
+    return names
+
+
+def _caption_sample(
+    sid: str, caption: str, split: str, ref: ImageRef | None, meta: dict[str, MetadataValue]
+) -> VQASample:
+    return VQASample(
+        id=sid,
+        question=STAGE1_INSTRUCTION,
+        answer=caption,
+        answer_type="open",
+        answer_type_source="inferred",
+        dataset="roco",
+        split=split,
+        task="caption",
+        image=ref,
+        metadata=meta,
+    )
+
+
+def _load_official(folder: Path, split: str, check: ImageCheck) -> tuple[list[VQASample], list[str]]:
+    path = folder / "captions.txt"
+    file = str(path)
+    images = folder / "images"
+    pmc = _pmc_names(folder)
+    notes: list[str] = []
+    if not images.is_dir():
+        notes.append(
+            f"no image folder {images}: captions indexed, opening an image raises an error naming the file"
+        )
+    out: list[VQASample] = []
+    seen: set[str] = set()
+    with path.open(encoding="utf-8") as fh:
+        for line_no, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            roco_id, tab, rest = line.rstrip("\n").partition("\t")
+            roco_id = roco_id.strip()
+            if not tab or not roco_id:
+                raise DataFormatError(
+                    "expected 'ROCO_id<TAB>caption'", file=file, row=f"line {line_no}", field="captions"
+                )
+            if roco_id in seen:
+                raise DataFormatError(
+                    f"duplicate ROCO id {roco_id!r}", file=file, row=f"line {line_no}", field="id"
+                )
+            seen.add(roco_id)
+            caption = check.answer({"caption": rest}, "caption", file=file, index=f"line {line_no}")
+            if caption is None:
+                continue
+            ref = ImageRef(path=str(images / f"{roco_id}.jpg"), root=str(images), name=f"{roco_id}.jpg")
+            if images.is_dir() and not ref.exists() and roco_id in pmc:
+                alt = ImageRef(path=str(images / pmc[roco_id]), root=str(images), name=pmc[roco_id])
+                if alt.exists():
+                    ref = alt
+            if images.is_dir() and not check.keep(ref, file=file, index=f"line {line_no}", field="image"):
+                continue
+            meta: dict[str, MetadataValue] = {
+                "roco_id": roco_id,
+                "image_name": ref.name,
+                "layout": "official",
+            }
+            if roco_id in pmc:
+                meta["pmc_name"] = pmc[roco_id]
+            out.append(_caption_sample(f"roco:{roco_id}", caption, split, ref, meta))
+    return out, notes
+
+
+def _load_instruct(path: Path, split: str, image_dir: Path, check: ImageCheck) -> list[VQASample]:
+    file = str(path)
+    if path.suffix == ".jsonl":
+        rows: list[tuple[int | str, Any]] = [(f"line {n}", obj) for n, obj in read_jsonl(path)]
+    else:
+        data = read_json(path)
+        if not isinstance(data, list):
+            raise DataFormatError(f"expected a JSON list of records, got {type(data).__name__}", file=file)
+        rows = list(enumerate(data))
+    out: list[VQASample] = []
+    for index, row in rows:
+        if not isinstance(row, dict):
+            raise DataFormatError(f"expected an object, got {type(row).__name__}", file=file, row=index)
+        rid = text_field(row, "id", file=file, index=index)
+        name = text_field(row, "image", file=file, index=index)
+        turns = row.get("conversations")
+        if not isinstance(turns, list):
+            raise DataFormatError(
+                "expected a list of {'from', 'value'} turns", file=file, row=index, field="conversations"
+            )
+        answers = [
+            t.get("value") for t in turns if isinstance(t, dict) and t.get("from") in ("gpt", "assistant")
+        ]
+        if not answers:
+            raise DataFormatError(
+                "no 'gpt' turn holding the caption", file=file, row=index, field="conversations"
+            )
+        caption = check.answer(
+            {"caption": answers[0] if isinstance(answers[0], str) else ""}, "caption", file=file, index=index
+        )
+        if caption is None:
+            continue
+        ref = ImageRef(path=str(image_dir / name), root=str(image_dir), name=name)
+        if not check.keep(ref, file=file, index=index, field="image"):
+            continue
+        meta: dict[str, MetadataValue] = {"image_name": name, "layout": "instruct"}
+        humans = [t.get("value") for t in turns if isinstance(t, dict) and t.get("from") in ("human", "user")]
+        if humans and isinstance(humans[0], str):
+            meta["instruct_prompt"] = humans[0].replace("<image>", "").strip()
+        out.append(_caption_sample(f"roco:{rid}", caption, split, ref, meta))
+    return out
+
+
+def load_roco(
+    source: Any,
+    *,
+    split: str = "train",
+    layout: str = "auto",
+    subset: str = "radiology",
+    on_missing_image: str = "error",
+    on_empty_answer: str = "error",
+    image_dir: str | Path | None = None,
+) -> VQADataset:
+    """Load one split of ROCO captions (see :func:`medvqa.data.load` for the options)."""
+    check_split(split, dataset="roco")
+    check_choice(layout, LAYOUTS, option="layout", dataset="roco")
+    check_choice(subset, SUBSETS, option="subset", dataset="roco")
+    check = ImageCheck(on_missing_image, dataset="roco", on_empty_answer=on_empty_answer)
+    path = None if is_hf_object(source) else Path(source)
+    if layout == "auto":
+        if path is None:
+            layout = "hf"
+        elif path.is_file() and path.suffix in (".json", ".jsonl"):
+            layout = "instruct"
+        elif path.is_dir() and any(
+            (path / a / subset / "captions.txt").is_file() for v in SPLIT_ALIASES.values() for a in v
+        ):
+            layout = "official"
+        elif looks_like_hf_folder(path):
+            layout = "hf"
+        else:
+            raise DataFormatError(
+                f"no ROCO layout found: expected <split>/{subset}/captions.txt (official), a roco-instruct "
+                ".json/.jsonl file, or a Hugging Face image/caption layout",
+                file=str(path),
+            )
+    notes: list[str] = []
+    if layout == "official":
+        if path is None:
+            raise ValueError(f"layout 'official' needs a path, got a {type(source).__name__}")
+        folder = _split_dir(path, split, subset)
+        if folder is None:
+            present = sorted({p.parent.parent.name for p in path.glob(f"*/{subset}/captions.txt")})
+            raise SplitNotFoundError(
+                f"{path}: no {split!r} split (expected {split}/{subset}/captions.txt); splits present: "
+                f"{', '.join(present) or 'none'}"
+            )
+        samples, notes = _load_official(folder, split, check)
+        where = str(folder / "captions.txt")
+    elif layout == "instruct":
+        if path is None or not path.is_file():
+            raise ValueError("layout 'instruct' needs the path of a roco-instruct .json or .jsonl file")
+        images = (
+            Path(image_dir)
+            if image_dir is not None
+            else (path.parent / "images" if (path.parent / "images").is_dir() else path.parent)
+        )
+        samples, where = _load_instruct(path, split, images, check), str(path)
+    else:
+        table = read_hf(source, split)
+        id_col = next((c for c in ("roco_id", "id", "image_id") if c in table.columns), None)
+        samples = hf_vqa_samples(
+            table,
+            dataset="roco",
+            split=split,
+            check=check,
+            answer_columns=("caption", "text"),
+            id_column=id_col,
+            task="caption",
+            fixed_question=STAGE1_INSTRUCTION,
+        )
+        where, layout = table.file, table.layout
+    return VQADataset(
+        samples,
+        name="roco",
+        split=split,
+        layout=layout,
+        source=where,
+        skipped_rows=check.skipped,
+        notes=notes,
+    )
