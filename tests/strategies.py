@@ -137,3 +137,30 @@ def prediction_lists(draw: st.DrawFn, min_size: int = 1, max_size: int = 12) -> 
         meta = draw(st.sampled_from([{}, {"modality": "CT"}, {"modality": "MRI"}, {"answer_type_source": "inferred"}]))
         out.append(Prediction(id=f"item-{i}", question="q", reference=ref, prediction=pred, answer_type=kind, metadata=meta))
     return out
+
+
+# --- chat and collators (medvqa.chat, medvqa.collate) ---------------------------------------------
+
+#: Question/answer/instruction text: arbitrary Unicode without Idefics2's reserved control tokens.
+chat_text = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=60).filter(
+    lambda t: all(tok not in t for tok in ("<image>", "<fake_token_around_image>", "<end_of_utterance>"))
+)
+
+
+@st.composite
+def chat_samples(draw: st.DrawFn) -> object:
+    """A VQA or caption sample with arbitrary text, with or without an image reference."""
+    from medvqa.records import ImageRef, VQASample
+
+    answer = draw(chat_text)
+    return VQASample(
+        id=draw(st.text("abcdefghij0123456789:", min_size=1, max_size=12)),
+        question=draw(chat_text),
+        answer=answer,
+        answer_type=draw(st.sampled_from(["closed", "open"])),
+        answer_type_source="annotation",
+        dataset="demo",
+        split="train",
+        task=draw(st.sampled_from(["vqa", "caption"])),
+        image=draw(st.sampled_from([None, ImageRef(path="x.png")])),
+    )

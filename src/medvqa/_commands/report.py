@@ -1,0 +1,151 @@
+"""``medvqa report``: the paper's results table (Figure 2 layout) from several scored runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from medvqa.metrics import Aggregate
+
+__all__ = ["register"]
+
+_EPILOG = """\
+examples:
+  medvqa report base=base.jsonl single=single.jsonl two-stage=two_stage.jsonl
+      a row per run, columns EM (containment), F1, BLEU-1 of the paper profile, with intervals
+  medvqa report base=base.jsonl two-stage=two_stage.jsonl --human base=base_review.csv \\
+      --human two-stage=two_stage_review.csv --format latex
+  medvqa report scores.json --profile strict --metric accuracy --metric f1/open --format csv
+      rows from 'medvqa score --format json' output (one row per file scored under --profile)
+  medvqa report two-stage=run.jsonl --reference-field true_answer --prediction-field predicted_answer
+
+Each RUN is LABEL=FILE or FILE (label: the file name without extension). A FILE is a
+prediction file (scored here) or the JSON written by 'medvqa score --format json'.
+"""
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``report`` command."""
+    parser = subparsers.add_parser(
+        "report",
+        help="build the results table (a row per run, a column per metric) as md/csv/json/latex",
+        description=(
+            "Build a results table in the paper's Figure 2 layout from several runs: one row per run, "
+            "one column per metric, each value with its 95%% bootstrap interval where known, and an "
+            "optional human-accuracy column from filled review sheets."
+        ),
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "runs", nargs="+", metavar="RUN", help="LABEL=FILE or FILE (predictions or score JSON)"
+    )
+    parser.add_argument(
+        "--profile",
+        default="paper",
+        choices=("paper", "llava_med", "lmms_eval", "multimedeval", "strict"),
+        help="profile whose metrics fill the table (default: paper)",
+    )
+    parser.add_argument(
+        "--metric",
+        action="append",
+        default=None,
+        metavar="KEY",
+        help="aggregate key for a column, repeatable (default: the paper's EM, F1, BLEU-1 for the "
+        "paper profile, else every overall metric of the profile)",
+    )
+    parser.add_argument(
+        "--human",
+        action="append",
+        default=[],
+        metavar="LABEL=SHEET",
+        help="a filled review sheet for run LABEL: adds a 'human' column (accuracy, Wilson interval)",
+    )
+    parser.add_argument(
+        "--format", choices=("md", "csv", "json", "latex"), default="md", help="output format (default: md)"
+    )
+    parser.add_argument("--digits", type=int, default=3, help="decimal places (default: 3)")
+    parser.add_argument("--title", default="", help="table caption")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates (default: 1000)")
+    parser.add_argument("--id-field", default="id", help="id field of prediction files (default: id)")
+    parser.add_argument("--reference-field", default="reference", help="reference field (default: reference)")
+    parser.add_argument(
+        "--prediction-field", default="prediction", help="prediction field (default: prediction)"
+    )
+    parser.add_argument(
+        "--answer-type-field", default="answer_type", help="answer-type field (default: answer_type)"
+    )
+    parser.add_argument("--output", "-o", type=Path, help="write to this file instead of standard output")
+    parser.set_defaults(func=run)
+
+
+def _split(spec: str) -> tuple[str, Path]:
+    if "=" in spec:
+        label, _, location = spec.partition("=")
+        if label and location:
+            return label, Path(location)
+    path = Path(spec)
+    return path.stem, path
+
+
+def _load_run(label: str, path: Path, args: argparse.Namespace) -> list[tuple[str, dict[str, Aggregate]]]:
+    from medvqa._errors import DataFormatError
+    from medvqa.metrics import Aggregate, evaluate, read_predictions
+
+    if path.suffix == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise DataFormatError("file not found", file=str(path)) from exc
+        except json.JSONDecodeError as exc:
+            raise DataFormatError(f"malformed JSON: {exc.msg}", file=str(path)) from exc
+        if isinstance(data, dict) and str(data.get("format", "")).startswith("medvqa.scores/"):
+            runs = [r for r in data.get("runs", []) if r.get("profile") == args.profile]
+            if not runs:
+                raise DataFormatError(f"no run scored under profile {args.profile!r}", file=str(path))
+            out = []
+            for r in runs:
+                name = label if len(runs) == 1 else f"{label}:{Path(str(r.get('file', ''))).stem}"
+                out.append((name, {k: Aggregate.from_dict(v) for k, v in r["aggregates"].items()}))
+            return out
+    preds = read_predictions(
+        path,
+        id_field=args.id_field,
+        reference_field=args.reference_field,
+        prediction_field=args.prediction_field,
+        answer_type_field=args.answer_type_field,
+    )
+    result = evaluate(preds, profile=args.profile, seed=args.seed, n_boot=args.n_boot, by=())
+    return [(label, dict(result.aggregates))]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute ``medvqa report``."""
+    from medvqa.reports import results_table
+    from medvqa.review import human_evaluation, read_review_sheet
+
+    rows: list[tuple[str, dict[str, Aggregate]]] = []
+    for spec in args.runs:
+        label, path = _split(spec)
+        rows.extend(_load_run(label, path, args))
+    labels = [label for label, _ in rows]
+    extra: dict[str, dict[str, Aggregate]] = {}
+    for spec in args.human:
+        label, _, sheet = spec.partition("=")
+        if not sheet or label not in labels:
+            raise ValueError(f"--human {spec!r}: expected LABEL=SHEET with LABEL one of {', '.join(labels)}")
+        extra[label] = {"human": human_evaluation(read_review_sheet(sheet)).accuracy}
+    table = results_table(rows, columns=args.metric, extra=extra, digits=args.digits, title=args.title)
+    text = table.render(args.format)
+    if args.output is not None:
+        from medvqa._io import atomic_write_text
+
+        atomic_write_text(args.output, text + "\n")
+    else:
+        sys.stdout.write(text + "\n")
+    return 0

@@ -1,0 +1,276 @@
+"""``medvqa score``: score prediction files under one or more metric profiles."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from medvqa.metrics import ProfileResult
+    from medvqa.records import Prediction
+
+__all__ = ["register"]
+
+_PROFILE_NAMES = ("paper", "llava_med", "lmms_eval", "multimedeval", "strict")
+
+_EPILOG = """\
+examples:
+  medvqa score predictions.jsonl
+      the strict profile (default) with 95% bootstrap intervals
+  medvqa score base.jsonl two_stage.jsonl --profile paper --profile strict
+  medvqa score run.jsonl --profile all --format md
+  medvqa score results.json --reference-field true_answer --prediction-field predicted_answer
+      the paper's result files (a JSON list; no answer type: closed = yes/no answers)
+  medvqa score run.jsonl --by modality --by organ --details run.details.jsonl
+
+Every metric is shown with its n (the items it averages); empty predictions are scored as
+wrong and counted in empty_predictions. Profiles: paper, llava_med, lmms_eval,
+multimedeval, strict (see the metric cards in the documentation).
+"""
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``score`` command."""
+    parser = subparsers.add_parser(
+        "score",
+        help="score prediction files under metric profiles (paper, llava_med, ..., strict)",
+        description=(
+            "Score one or more prediction files (JSON Lines or one JSON list) under named metric "
+            "profiles and print one table: a row per file x profile, every metric with its n and, "
+            "where computed, its 95%% bootstrap interval."
+        ),
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("files", nargs="+", metavar="FILE", type=Path, help="prediction files to score")
+    parser.add_argument(
+        "--profile",
+        action="append",
+        choices=(*_PROFILE_NAMES, "all"),
+        default=None,
+        help="metric profile; repeat for several, or 'all' (default: strict)",
+    )
+    parser.add_argument(
+        "--format",
+        choices=("table", "json", "csv", "md"),
+        default="table",
+        help="output: aligned text table (default), Markdown, tidy CSV (a row per metric) or JSON",
+    )
+    parser.add_argument("--id-field", default="id", help="field holding the item id (default: id)")
+    parser.add_argument(
+        "--reference-field",
+        default="reference",
+        help="field holding the reference answer (default: reference)",
+    )
+    parser.add_argument(
+        "--prediction-field",
+        default="prediction",
+        help="field holding the raw model answer (default: prediction)",
+    )
+    parser.add_argument(
+        "--answer-type-field",
+        default="answer_type",
+        help="field holding closed/open; when absent the type is inferred (default: answer_type)",
+    )
+    parser.add_argument(
+        "--by",
+        action="append",
+        default=None,
+        metavar="FIELD",
+        help="also break every metric down by this metadata field (repeatable), e.g. modality",
+    )
+    parser.add_argument(
+        "--details",
+        type=Path,
+        metavar="OUT.jsonl",
+        help="write per-item scores with raw, extracted and normalized strings and the extraction rule",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    parser.add_argument(
+        "--n-boot", type=int, default=1000, help="bootstrap replicates; 0 disables intervals (default: 1000)"
+    )
+    parser.add_argument(
+        "--output", "-o", type=Path, help="write the output to this file instead of standard output"
+    )
+    parser.set_defaults(func=run)
+
+
+def _profiles(requested: list[str] | None) -> list[str]:
+    if not requested:
+        return ["strict"]
+    if "all" in requested:
+        return list(_PROFILE_NAMES)
+    return list(dict.fromkeys(requested))
+
+
+def score_files(args: argparse.Namespace) -> list[tuple[str, list[Prediction], ProfileResult]]:
+    """Read every file and score it under every requested profile."""
+    from medvqa.metrics import evaluate, read_predictions
+
+    out = []
+    for path in args.files:
+        preds = read_predictions(
+            path,
+            id_field=args.id_field,
+            reference_field=args.reference_field,
+            prediction_field=args.prediction_field,
+            answer_type_field=args.answer_type_field,
+        )
+        if not preds:
+            raise ValueError(f"{path}: no predictions to score")
+        for name in _profiles(args.profile):
+            result = evaluate(preds, profile=name, seed=args.seed, n_boot=args.n_boot, by=args.by)
+            out.append((str(path), preds, result))
+    return out
+
+
+def _table(rows: list[tuple[str, list[Prediction], ProfileResult]], *, markdown: bool) -> str:
+    keys: list[str] = []
+    breakdown: list[list[str]] = []
+    for file, _, result in rows:
+        for key, agg in result.aggregates.items():
+            if "=" in agg.subset:
+                breakdown.append([file, result.profile, agg.name, agg.subset, agg.format(3, n=True)])
+            elif key not in keys:
+                keys.append(key)
+    header = ["file", "profile", "n", *keys]
+    body = []
+    for file, _, result in rows:
+        cells = [file, result.profile, str(result.n)]
+        for key in keys:
+            found = result.aggregates.get(key)
+            if found is None:
+                cells.append("")
+            elif key == "empty_predictions":
+                cells.append(f"{int(found.numerator)}/{found.denominator}")
+            else:
+                cells.append(found.format(3, n=True))
+        body.append(cells)
+    text = _render(header, body, markdown=markdown)
+    if breakdown:
+        text += "\n\nbreakdown:\n" + _render(
+            ["file", "profile", "metric", "subset", "value"], breakdown, markdown=markdown
+        )
+    return text
+
+
+def _render(header: list[str], body: list[list[str]], *, markdown: bool) -> str:
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |" for cells in body]
+        return "\n".join(lines)
+    widths = [max(len(header[i]), *(len(cells[i]) for cells in body)) for i in range(len(header))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip() for cells in body]
+    return "\n".join(lines)
+
+
+def _csv(rows: list[tuple[str, list[Prediction], ProfileResult]]) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(
+        [
+            "file",
+            "profile",
+            "key",
+            "metric",
+            "subset",
+            "value",
+            "numerator",
+            "denominator",
+            "ci_low",
+            "ci_high",
+        ]
+    )
+    for file, _, result in rows:
+        for key, a in result.aggregates.items():
+            writer.writerow(
+                [
+                    file,
+                    result.profile,
+                    key,
+                    a.name,
+                    a.subset,
+                    "" if a.value is None else repr(a.value),
+                    repr(a.numerator),
+                    a.denominator,
+                    "" if a.ci_low is None else repr(a.ci_low),
+                    "" if a.ci_high is None else repr(a.ci_high),
+                ]
+            )
+    return buf.getvalue().rstrip("\n")
+
+
+def _json(rows: list[tuple[str, list[Prediction], ProfileResult]], args: argparse.Namespace) -> str:
+    payload = {
+        "format": "medvqa.scores/1",
+        "fields": {
+            "id": args.id_field,
+            "reference": args.reference_field,
+            "prediction": args.prediction_field,
+            "answer_type": args.answer_type_field,
+        },
+        "runs": [{"file": file, **result.to_dict()} for file, _, result in rows],
+    }
+    return json.dumps(payload, indent=2, ensure_ascii=False)
+
+
+def _write_details(path: Path, rows: list[tuple[str, list[Prediction], ProfileResult]]) -> None:
+    from medvqa._io import atomic_write_text
+
+    lines = []
+    for file, preds, result in rows:
+        for pred, item in zip(preds, result.per_item):
+            record: dict[str, Any] = {
+                "file": file,
+                "profile": result.profile,
+                "id": pred.id,
+                "answer_type": "closed" if item["closed"] else "open",
+                "reference": pred.reference,
+                "prediction": pred.prediction,
+                "extracted": item["extracted"],
+                "rule": item["rule"],
+                "pred_norm": item["pred_norm"],
+                "truth_norm": item["truth_norm"],
+                "empty": bool(item["empty"]),
+                "scores": {m: item[m] for m in result.metric_names},
+            }
+            lines.append(json.dumps(record, ensure_ascii=False))
+    atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute ``medvqa score``."""
+    if args.n_boot < 0:
+        raise ValueError(f"--n-boot must be >= 0, got {args.n_boot}")
+    rows = score_files(args)
+    if args.format == "json":
+        text = _json(rows, args)
+    elif args.format == "csv":
+        text = _csv(rows)
+    else:
+        text = _table(rows, markdown=args.format == "md")
+    if args.details is not None:
+        _write_details(args.details, rows)
+    if args.output is not None:
+        from medvqa._io import atomic_write_text
+
+        atomic_write_text(args.output, text + "\n")
+    else:
+        sys.stdout.write(text + "\n")
+    for file, _preds, result in rows:
+        empty = result.aggregates.get("empty_predictions")
+        if empty is not None and empty.numerator and result.profile == rows[0][2].profile:
+            print(
+                f"medvqa: note: {file}: {int(empty.numerator)} of {empty.denominator} predictions are empty "
+                "(scored as wrong)",
+                file=sys.stderr,
+            )
+    return 0

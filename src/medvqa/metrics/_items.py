@@ -1,0 +1,220 @@
+"""Per-item metric functions: each metric's maths, written once.
+
+Every function takes one reference (``truth``) and one prediction and returns a float in
+[0, 1] (or a bool). They are pure and total. Profiles (:mod:`medvqa.metrics._profiles`)
+decide which strings they receive (extracted, normalized, tokenized).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections import Counter
+from collections.abc import Sequence
+
+__all__ = [
+    "containment",
+    "ngram_counts",
+    "paper_f1",
+    "sentence_bleu",
+    "set_precision_recall_f1",
+    "squad_f1",
+    "token_recall",
+    "torchmetrics_bleu1",
+    "vqa_prf",
+    "vqa_word_exact",
+]
+
+
+def containment(truth: str, pred: str) -> bool:
+    """Whether ``truth`` is a character substring of ``pred`` (the paper's "Exact Match").
+
+    >>> containment("no", "abnormal"), containment("left lung", "left")
+    (True, False)
+    """
+    return truth in pred
+
+
+def paper_f1(truth_tokens: Sequence[str], pred_tokens: Sequence[str]) -> float:
+    """The Med-Idefics paper's token F1.
+
+    ``common = set(truth) & set(pred)``; precision = ``|common| / len(pred)``, recall =
+    ``|common| / len(truth)`` (list lengths: duplicates count in the denominators);
+    F1 = ``2 * P * R / (P + R)``, and 0 when nothing is shared.
+
+    >>> round(paper_f1(("no",), ("no", ".")), 4)
+    0.6667
+    """
+    common = set(truth_tokens) & set(pred_tokens)
+    if not common:
+        return 0.0
+    precision = len(common) / len(pred_tokens)
+    recall = len(common) / len(truth_tokens)
+    return 2 * precision * recall / (precision + recall)
+
+
+def ngram_counts(tokens: Sequence[str], n: int) -> Counter[tuple[str, ...]]:
+    """Counts of the ``n``-grams of ``tokens`` (empty when there are fewer than ``n``)."""
+    if len(tokens) < n:
+        return Counter()
+    return Counter(zip(*(tokens[i:] for i in range(n))))
+
+
+def sentence_bleu(
+    reference: Sequence[str],
+    hypothesis: Sequence[str],
+    weights: Sequence[float] = (0.25, 0.25, 0.25, 0.25),
+) -> float:
+    """NLTK's ``sentence_bleu([reference], hypothesis, weights)`` without smoothing.
+
+    The same arithmetic as NLTK (so the same floats): modified n-gram precisions for
+    n = 1..len(weights); 0 when no unigram matches; a zero higher-order precision is
+    replaced by the smallest positive float (NLTK's ``method0``); the score is
+    ``BP * exp(fsum(w_n * log p_n))`` with ``BP = exp(1 - r/c)`` when ``c <= r``.
+
+    Args:
+        reference: Reference tokens.
+        hypothesis: Hypothesis tokens.
+        weights: One weight per n-gram order.
+
+    Returns:
+        The BLEU score.
+
+    >>> sentence_bleu(["no"], ["no", "."], weights=(1, 0, 0, 0))
+    0.5
+    """
+    hyp_len = len(hypothesis)
+    ref_len = len(reference)
+    if hyp_len == 0:
+        return 0.0
+    hyp1 = Counter(hypothesis)
+    ref1 = Counter(reference)
+    first_numerator = sum(min(c, ref1[g]) for g, c in hyp1.items())
+    if first_numerator == 0:
+        return 0.0
+    logs: list[float] = []
+    for n, w in enumerate(weights, start=1):
+        if not w:
+            # NLTK adds w * log(p) = -0.0 or 0.0 here, which leaves the exact sum unchanged.
+            continue
+        if n == 1:
+            numerator, denominator = first_numerator, hyp_len
+        else:
+            counts = ngram_counts(hypothesis, n)
+            ref_counts = ngram_counts(reference, n)
+            numerator = sum(min(c, ref_counts[g]) for g, c in counts.items())
+            denominator = max(1, sum(counts.values()))
+        p = numerator / denominator if numerator else sys.float_info.min
+        logs.append(w * math.log(p))
+    bp = 1.0 if hyp_len > ref_len else math.exp(1 - ref_len / hyp_len)
+    return bp * math.exp(math.fsum(logs))
+
+
+def vqa_prf(truth_words: Sequence[str], pred_words: Sequence[str]) -> tuple[float, float, float]:
+    """LLaVA-Med's word precision, recall and F1 (``calculate_f1score``).
+
+    Over the union of word types: tp adds pred's count of each shared word, fp pred's count
+    of each pred-only word, fn truth's count of each truth-only word. All three are 0 when
+    either side is empty or tp = 0.
+
+    Returns:
+        ``(precision, recall, f1)``.
+
+    >>> vqa_prf(["left", "lung"], ["left", "left"])
+    (1.0, 0.6666666666666666, 0.8)
+    """
+    cand = Counter(pred_words)
+    ref = Counter(truth_words)
+    if not cand or not ref:
+        return 0.0, 0.0, 0.0
+    tp = fp = fn = 0
+    for word in set(cand) | set(ref):
+        if word in cand and word in ref:
+            tp += cand[word]
+        elif word in cand:
+            fp += cand[word]
+        else:
+            fn += ref[word]
+    if tp == 0:
+        return 0.0, 0.0, 0.0
+    precision = tp / (tp + fp)
+    recall = tp / (tp + fn)
+    return precision, recall, 2 * precision * recall / (precision + recall)
+
+
+def vqa_word_exact(truth_words: Sequence[str], pred_words: Sequence[str]) -> float:
+    """LLaVA-Med's "exact match" (``calculate_exactmatch``), which is not exact match.
+
+    The number of distinct truth words that occur in pred, divided by the number of pred
+    tokens (0 when pred is empty).
+
+    >>> vqa_word_exact(["left", "lung"], ["left", "upper", "lung", "lobe"])
+    0.5
+    """
+    if not pred_words:
+        return 0.0
+    cand = set(pred_words)
+    count = sum(1 for w in set(truth_words) if w in cand)
+    return count / len(pred_words)
+
+
+def set_precision_recall_f1(truth_set: set[str], pred_set: set[str]) -> tuple[float, float, float]:
+    """MultiMedEval's set precision, recall and F1 (with its ``1e-8`` in the F1 denominator).
+
+    >>> set_precision_recall_f1({"left", "lung"}, {"left"})
+    (1.0, 0.5, 0.6666666622222223)
+    """
+    inter = len(truth_set & pred_set)
+    precision = inter / len(pred_set) if pred_set else 0.0
+    recall = inter / len(truth_set) if truth_set else 0.0
+    return precision, recall, 2 * precision * recall / (precision + recall + 1e-8)
+
+
+def torchmetrics_bleu1(reference: Sequence[str], hypothesis: Sequence[str]) -> float:
+    """torchmetrics ``BLEUScore(n_gram=1)`` on one pair: clipped unigram precision × BP.
+
+    Computed in float64 (torchmetrics computes in float32, so its values differ from these
+    in the 7th or 8th significant digit).
+
+    >>> torchmetrics_bleu1(["no"], ["no", "not"])
+    0.5
+    """
+    counts = Counter(hypothesis)
+    if not counts:
+        return 0.0
+    ref = Counter(reference)
+    numerator = sum(min(c, ref[w]) for w, c in counts.items())
+    if numerator == 0:
+        return 0.0
+    c, r = len(hypothesis), len(reference)
+    bp = 1.0 if c > r else math.exp(1 - r / c)
+    return bp * (numerator / c)
+
+
+def squad_f1(truth_words: Sequence[str], pred_words: Sequence[str]) -> float:
+    """SQuAD-style token F1 over multisets (1.0 when both are empty).
+
+    >>> squad_f1(["left", "lung"], ["left", "lung", "base"])
+    0.8
+    """
+    if not truth_words and not pred_words:
+        return 1.0
+    common = Counter(truth_words) & Counter(pred_words)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    precision = same / len(pred_words)
+    recall = same / len(truth_words)
+    return 2 * precision * recall / (precision + recall)
+
+
+def token_recall(truth_words: Sequence[str], pred_words: Sequence[str]) -> float:
+    """Share of the truth's tokens (a multiset) found in pred (1.0 when truth is empty).
+
+    >>> token_recall(["left", "lung"], ["lung"])
+    0.5
+    """
+    if not truth_words:
+        return 1.0
+    common = Counter(truth_words) & Counter(pred_words)
+    return sum(common.values()) / len(truth_words)

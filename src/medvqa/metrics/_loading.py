@@ -1,0 +1,167 @@
+"""Reading prediction files with configurable field names."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from medvqa._errors import DataFormatError
+from medvqa.records import Prediction, infer_answer_type
+
+__all__ = ["read_predictions"]
+
+_KNOWN = ("question", "dataset", "split", "image", "extracted")
+
+
+def _rows(path: Path) -> Iterator[tuple[int, Any]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise DataFormatError("file not found", file=str(path)) from exc
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(f"not UTF-8 text: {exc}", file=str(path)) from exc
+    stripped = text.lstrip("\ufeff \t\r\n")
+    if stripped.startswith("["):
+        try:
+            data = json.loads(stripped)
+        except json.JSONDecodeError as exc:
+            raise DataFormatError(
+                f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", file=str(path)
+            ) from exc
+        yield from enumerate(data)
+        return
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataFormatError(
+                f"malformed JSON line ({exc.msg}); expected JSON Lines or one JSON list",
+                file=str(path),
+                row=number,
+            ) from exc
+
+
+def read_predictions(
+    path: str | os.PathLike[str],
+    *,
+    id_field: str = "id",
+    reference_field: str = "reference",
+    prediction_field: str = "prediction",
+    answer_type_field: str = "answer_type",
+) -> list[Prediction]:
+    """Read a prediction file (JSON Lines, or one JSON list of objects).
+
+    The default field names are those of the library's own prediction files
+    (:meth:`medvqa.records.Prediction.to_dict`). The paper's result files read with
+    ``reference_field="true_answer", prediction_field="predicted_answer"``.
+
+    * A row without the id field gets its position as id (``"0"``, ``"1"``, ... for a JSON
+      list; the 1-based line number for JSON Lines).
+    * A row without the answer-type field gets :func:`medvqa.records.infer_answer_type` of
+      its reference and ``metadata["answer_type_source"] = "inferred"`` (profiles then apply
+      their own closed rule). Values are matched case-insensitively after stripping
+      (``"CLOSED "`` is closed).
+    * A ``null`` prediction is read as an empty prediction (scored as wrong, and counted).
+    * Other scalar fields are kept in ``metadata`` (with any ``metadata`` object).
+
+    Raises:
+        DataFormatError: Names the file, row and field: a missing reference or prediction
+            field, an empty reference, an unknown answer type, a duplicate id, a row that is
+            not an object.
+
+    >>> import json, os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "paper.json")
+    >>> rows = [{"question": "Is it normal?", "true_answer": "Yes", "predicted_answer": "yes."}]
+    >>> _ = open(path, "w").write(json.dumps(rows))
+    >>> [p] = read_predictions(path, reference_field="true_answer", prediction_field="predicted_answer")
+    >>> p.id, p.answer_type, p.metadata["answer_type_source"]
+    ('0', 'closed', 'inferred')
+    """
+    p = Path(path)
+    file = str(p)
+    out: list[Prediction] = []
+    seen: dict[str, int | str] = {}
+    for row_no, row in _rows(p):
+        if not isinstance(row, Mapping):
+            raise DataFormatError(f"expected a JSON object, got {type(row).__name__}", file=file, row=row_no)
+        for name in (reference_field, prediction_field):
+            if name not in row:
+                present = ", ".join(sorted(map(str, row))) or "none"
+                raise DataFormatError(
+                    f"missing field (fields present: {present}); choose it with "
+                    f"--{'reference' if name == reference_field else 'prediction'}-field",
+                    file=file,
+                    row=row_no,
+                    field=name,
+                )
+        ident = str(row[id_field]) if row.get(id_field) is not None else str(row_no)
+        reference = row[reference_field]
+        if reference is None or isinstance(reference, (dict, list)) or not str(reference).strip():
+            raise DataFormatError(
+                f"item {ident!r} has an empty or non-text reference answer ({reference!r}); every item needs one",
+                file=file,
+                row=row_no,
+                field=reference_field,
+            )
+        reference = str(reference)
+        raw_pred = row[prediction_field]
+        if isinstance(raw_pred, (dict, list)):
+            raise DataFormatError(
+                f"prediction must be text, got {type(raw_pred).__name__}",
+                file=file,
+                row=row_no,
+                field=prediction_field,
+            )
+        prediction = "" if raw_pred is None else str(raw_pred)
+        if ident in seen:
+            raise DataFormatError(
+                f"duplicate id {ident!r} (first seen at row {seen[ident]}); ids must be unique",
+                file=file,
+                row=row_no,
+                field=id_field,
+            )
+        seen[ident] = row_no
+        meta: dict[str, Any] = {}
+        nested = row.get("metadata")
+        if isinstance(nested, Mapping):
+            meta.update(nested)
+        skip = {id_field, reference_field, prediction_field, answer_type_field, "metadata", *_KNOWN}
+        for key, value in row.items():
+            if key not in skip and (value is None or isinstance(value, (str, int, float, bool))):
+                meta.setdefault(str(key), value)
+        raw_type = row.get(answer_type_field)
+        if raw_type is None:
+            answer_type = infer_answer_type(reference)
+            meta["answer_type_source"] = "inferred"
+        else:
+            norm = str(raw_type).strip().lower()
+            if norm not in ("closed", "open"):
+                raise DataFormatError(
+                    f"answer type must be 'closed' or 'open' (any case), got {raw_type!r}",
+                    file=file,
+                    row=row_no,
+                    field=answer_type_field,
+                )
+            answer_type = "closed" if norm == "closed" else "open"
+        extracted = row.get("extracted")
+        out.append(
+            Prediction(
+                id=ident,
+                question=str(row.get("question", "") or ""),
+                reference=reference,
+                prediction=prediction,
+                answer_type=answer_type,
+                extracted=None if extracted is None else str(extracted),
+                dataset=str(row.get("dataset", "") or ""),
+                split=str(row.get("split", "") or ""),
+                image=None if row.get("image") is None else str(row["image"]),
+                metadata=MappingProxyType(meta),
+            )
+        )
+    return out

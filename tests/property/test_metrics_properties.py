@@ -1,0 +1,167 @@
+"""Properties of the metrics and profiles (each test states its property)."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from medvqa.answers import normalize_strict
+from medvqa.metrics import (
+    PROFILES,
+    evaluate,
+    paper_f1,
+    sentence_bleu,
+    set_precision_recall_f1,
+    squad_f1,
+    token_recall,
+    torchmetrics_bleu1,
+    treebank_tokenize,
+    vqa_prf,
+    vqa_word_exact,
+)
+from medvqa.records import Prediction
+from tests.strategies import answer_text, prediction_lists, treebank_text
+
+SETTINGS = settings(max_examples=60, deadline=None)
+tokens = st.lists(st.sampled_from(["yes", "no", "left", "lung", ".", "the", "a"]), max_size=7)
+
+
+@settings(max_examples=200, deadline=None)
+@given(tokens, tokens)
+def test_per_item_scores_lie_in_unit_interval(t: list[str], p: list[str]) -> None:
+    """Every per-item metric lies in [0, 1]."""
+    values = [
+        paper_f1(t, p) if t and p else 0.0,
+        sentence_bleu(t, p, (1, 0, 0, 0)),
+        sentence_bleu(t, p),
+        *vqa_prf(t, p),
+        vqa_word_exact(t, p),
+        *set_precision_recall_f1(set(t), set(p)),
+        torchmetrics_bleu1(t, p),
+        squad_f1(t, p),
+        token_recall(t, p),
+    ]
+    assert all(0.0 <= v <= 1.0 for v in values), values
+
+
+@settings(max_examples=200, deadline=None)
+@given(tokens, tokens)
+def test_symmetric_metrics_are_symmetric(t: list[str], p: list[str]) -> None:
+    """Token F1 (SQuAD multiset, MultiMedEval set) does not depend on argument order.
+
+    (LLaVA-Med's word F1 counts tp with pred's multiplicities, so it is not symmetric; the
+    paper's F1 divides a set intersection by list lengths, symmetric in form.)
+    """
+    assert squad_f1(t, p) == squad_f1(p, t)
+    assert math.isclose(
+        set_precision_recall_f1(set(t), set(p))[2], set_precision_recall_f1(set(p), set(t))[2]
+    )
+    if t and p:
+        assert math.isclose(paper_f1(t, p), paper_f1(p, t))
+    if len(set(t)) == len(t) and len(set(p)) == len(p):
+        assert math.isclose(vqa_prf(t, p)[2], vqa_prf(p, t)[2])
+
+
+@settings(max_examples=200, deadline=None)
+@given(answer_text.filter(lambda s: s.strip() != ""))
+def test_identity_scores_are_perfect_where_the_rule_says_so(text: str) -> None:
+    """An answer scored against itself is perfect under each profile's equality-like rule."""
+
+    def row(prof):
+        return evaluate([Prediction("x", "q", text, text, "open")], profile=prof, n_boot=0).per_item[0]
+
+    lowered = text.lower().strip()
+    paper = row("paper")
+    if lowered == text.lower():  # the paper compares the stripped pred with the unstripped truth
+        assert paper["containment"] == 1.0
+    toks = treebank_tokenize(lowered)
+    if toks:
+        assert paper["bleu1"] == 1.0
+        if len(set(toks)) == len(toks):  # repeated tokens cost F1 (set over list length)
+            assert paper["f1"] == 1.0
+    assert row("lmms_eval")["accuracy"] == 1.0
+    assert row("llava_med")["hit"] == 1.0
+    strict = row("strict")
+    norm = normalize_strict(text)
+    if extract_ok(text):
+        assert strict["exact_match"] == 1.0 and strict["f1"] == 1.0 and strict["fuzzy_match"] == 1.0
+    assert isinstance(norm, str)
+
+
+def extract_ok(text: str) -> bool:
+    from medvqa.answers import extract_strict_answer
+
+    return normalize_strict(extract_strict_answer(text).answer) == normalize_strict(text)
+
+
+@SETTINGS
+@given(prediction_lists(), st.sampled_from(sorted(PROFILES)))
+def test_corpus_score_is_the_mean_of_items(preds: list[Prediction], profile: str) -> None:
+    """Every aggregate equals the mean of its per-item values over its subset, n = subset size."""
+    r = evaluate(preds, profile=profile, n_boot=0, by=())
+    for agg in r.aggregates.values():
+        if agg.subset == "all":
+            members = r.per_item
+        elif agg.subset == "closed":
+            members = [row for row in r.per_item if row["closed"]]
+        else:
+            members = [row for row in r.per_item if not row["closed"]]
+        assert agg.denominator == len(members)
+        values = [float(row[agg.item_metric]) for row in members]
+        if values:
+            assert agg.value is not None and math.isclose(agg.value, sum(values) / len(values), abs_tol=1e-12)
+            assert 0.0 <= agg.value <= 1.0
+        else:
+            assert agg.value is None
+
+
+@SETTINGS
+@given(prediction_lists(min_size=2), st.randoms(use_true_random=False), st.sampled_from(sorted(PROFILES)))
+def test_permuting_aligned_pairs_changes_nothing(preds: list[Prediction], rnd, profile: str) -> None:  # type: ignore[no-untyped-def]
+    """Shuffling the items (pairs kept together) leaves every aggregate and interval unchanged."""
+    shuffled = list(preds)
+    rnd.shuffle(shuffled)
+    a = evaluate(preds, profile=profile, n_boot=50, seed=5)
+    b = evaluate(shuffled, profile=profile, n_boot=50, seed=5)
+    assert a.aggregates.keys() == b.aggregates.keys()
+    for key in a.aggregates:
+        x, y = a.aggregates[key], b.aggregates[key]
+        assert x.denominator == y.denominator
+        assert (x.value is None and y.value is None) or math.isclose(x.value, y.value, abs_tol=1e-12)  # type: ignore[arg-type]
+        assert (x.ci_low, x.ci_high) == (y.ci_low, y.ci_high)
+
+
+@SETTINGS
+@given(prediction_lists(), st.sampled_from(["paper", "lmms_eval", "strict"]))
+def test_closed_and_open_recombine_to_overall(preds: list[Prediction], profile: str) -> None:
+    """n_closed * closed + n_open * open == n * overall, for metrics reported on all three."""
+    r = evaluate(preds, profile=profile, n_boot=0, by=())
+    for key, agg in r.aggregates.items():
+        if agg.subset != "all" or f"{key}/closed" not in r.aggregates:
+            continue
+        closed, opened = r.aggregates[f"{key}/closed"], r.aggregates[f"{key}/open"]
+        assert closed.denominator + opened.denominator == agg.denominator
+        assert math.isclose(closed.numerator + opened.numerator, agg.numerator, abs_tol=1e-9)
+
+
+@SETTINGS
+@given(prediction_lists(), st.integers(0, 3))
+def test_bootstrap_interval_brackets_are_ordered(preds: list[Prediction], seed: int) -> None:
+    """Bootstrap intervals are ordered, inside [0, 1], and reproducible for a seed."""
+    r = evaluate(preds, n_boot=40, seed=seed)
+    again = evaluate(preds, n_boot=40, seed=seed)
+    for key, agg in r.aggregates.items():
+        if agg.ci_low is not None and agg.ci_high is not None:
+            assert 0.0 <= agg.ci_low <= agg.ci_high <= 1.0
+            assert again.aggregates[key] == agg
+
+
+@settings(max_examples=150, deadline=None)
+@given(treebank_text)
+def test_treebank_tokenizer_never_raises_and_drops_no_letters(text: str) -> None:
+    """Tokenizing never raises and keeps every letter and digit of the input."""
+    toks = treebank_tokenize(text)
+    kept = "".join(toks)
+    assert sorted(c for c in kept if c.isalnum()) == sorted(c for c in text if c.isalnum())
