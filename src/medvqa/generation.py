@@ -1,0 +1,192 @@
+"""Batched, deterministic, resumable answer generation with Idefics2.
+
+:func:`generate_answers` decodes greedily, stops on ``</s>`` and ``<end_of_utterance>``,
+decodes only the new tokens (special tokens skipped), and streams every finished item to a
+JSON Lines file of :meth:`~medvqa.records.Prediction.to_dict` rows, the format
+``medvqa score`` reads. A run that is interrupted and started again with the same output
+file skips the items already written and loses none.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from medvqa._errors import MedVQAError
+from medvqa._io import JsonlWriter, recover_jsonl
+from medvqa.answers import extract_answer
+from medvqa.chat import PromptTemplate, default_prompt, get_prompt
+from medvqa.collate import GenerationCollator
+from medvqa.records import Prediction, VQASample
+
+__all__ = ["PROMPT_METADATA_KEY", "generate_answers", "stop_token_ids"]
+
+PROMPT_METADATA_KEY = "prompt"
+"""Prediction metadata key holding the name of the prompt template used."""
+
+
+def _extract(text: str) -> str:
+    return extract_answer(text).answer
+
+
+def stop_token_ids(processor: Any) -> list[int]:
+    """Ids of ``</s>`` and ``<end_of_utterance>``: generation stops on either."""
+    tok = processor.tokenizer
+    ids = [tok.eos_token_id, tok.convert_tokens_to_ids("<end_of_utterance>")]
+    return sorted({int(i) for i in ids if i is not None and i != tok.unk_token_id})
+
+
+def _prompt_name(sample: VQASample, prompt: PromptTemplate | None) -> str:
+    return (prompt or default_prompt(sample)).name
+
+
+def _to_device(batch: dict[str, Any], model: Any) -> dict[str, Any]:
+    device = getattr(model, "device", None)
+    dtype = getattr(model, "dtype", None)
+    out: dict[str, Any] = {}
+    for key, value in batch.items():
+        if device is not None:
+            value = value.to(device)
+        if key == "pixel_values" and dtype is not None and value.is_floating_point():
+            value = value.to(dtype)
+        out[key] = value
+    return out
+
+
+def _load_done(
+    path: Path, samples: Sequence[VQASample], prompt: PromptTemplate | None
+) -> dict[str, Prediction]:
+    rows, dropped_partial = recover_jsonl(path)
+    by_id = {s.id: s for s in samples}
+    done: dict[str, Prediction] = {}
+    for line, row in enumerate(rows, start=1):
+        pred = Prediction.from_dict(row, file=str(path), line=line)
+        sample = by_id.get(pred.id)
+        if sample is None:
+            raise MedVQAError(
+                f"{path}, row {line}: prediction for id {pred.id!r}, which is not among the samples "
+                "of this run; use a new output file or the same samples to resume"
+            )
+        if pred.id in done:
+            raise MedVQAError(f"{path}, row {line}: id {pred.id!r} appears twice")
+        want = _prompt_name(sample, prompt)
+        got = pred.metadata.get(PROMPT_METADATA_KEY)
+        if got != want:
+            raise MedVQAError(
+                f"{path}, row {line}: id {pred.id!r} was generated with prompt {got!r}, this run uses "
+                f"{want!r}; use a new output file"
+            )
+        done[pred.id] = pred
+    if dropped_partial:
+        import warnings
+
+        warnings.warn(
+            f"{path}: removed a partial last line left by an interrupted run; that item is generated again",
+            stacklevel=3,
+        )
+    return done
+
+
+def generate_answers(
+    model: Any,
+    processor: Any,
+    samples: Sequence[VQASample],
+    *,
+    batch_size: int = 8,
+    max_new_tokens: int = 20,
+    prompt: PromptTemplate | str | None = None,
+    output: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> list[Prediction]:
+    """Generate one answer per sample, greedily, in batches.
+
+    Args:
+        model: An Idefics2 model (base, quantized, or with a LoRA adapter). It is put in
+            ``eval`` mode for the call and restored afterwards.
+        processor: Its processor.
+        samples: The questions; ids must be unique.
+        batch_size: Samples per ``generate`` call (left-padded).
+        max_new_tokens: Longest answer in tokens (paper: 20; 50 for nonsense questions).
+        prompt: Prompt template or built-in name; ``None``: the per-sample default.
+        output: JSON Lines file to stream predictions to. If it already holds predictions
+            of some of these samples (same prompt), those are kept and not generated again.
+        progress: Show a tqdm progress bar.
+
+    Returns:
+        One :class:`~medvqa.records.Prediction` per sample, in input order:
+        ``prediction`` is the raw decoded text (stripped), ``extracted`` the answer
+        extracted by :func:`medvqa.answers.extract_answer` (strict style), ``metadata``
+        the sample's metadata plus ``prompt`` (the template name).
+
+    Raises:
+        MedVQAError: Duplicate sample ids, or an output file from another run.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+    seen: set[str] = set()
+    for s in samples:
+        if s.id in seen:
+            raise MedVQAError(f"sample id {s.id!r} appears twice; generation needs unique ids")
+        seen.add(s.id)
+    template = None if prompt is None else get_prompt(prompt)
+    done: dict[str, Prediction] = {}
+    if output is not None:
+        done = _load_done(Path(output), samples, template)
+    todo = [s for s in samples if s.id not in done]
+    collator = GenerationCollator(processor, prompt=template)
+    tok = processor.tokenizer
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.unk_token_id
+    gen_kwargs: dict[str, Any] = {
+        "max_new_tokens": max_new_tokens,
+        "do_sample": False,
+        "num_beams": 1,
+        "eos_token_id": stop_token_ids(processor),
+        "pad_token_id": pad_id,
+    }
+    was_training = bool(getattr(model, "training", False))
+    model.eval()
+    writer = JsonlWriter(output) if output is not None else None
+    bar = tqdm(total=len(samples), initial=len(done), disable=not progress, desc="generate", unit="q")
+    try:
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start : start + batch_size]
+            batch = _to_device(collator(chunk), model)
+            with torch.inference_mode():
+                out = model.generate(**batch, **gen_kwargs)
+            new_tokens = out[:, batch["input_ids"].shape[1] :]
+            texts = tok.batch_decode(new_tokens, skip_special_tokens=True)
+            for sample, text in zip(chunk, texts, strict=True):
+                raw = text.strip()
+                image = None
+                if sample.image is not None:
+                    image = sample.image.path or sample.image.name
+                pred = Prediction(
+                    id=sample.id,
+                    question=sample.question,
+                    reference=sample.answer,
+                    prediction=raw,
+                    answer_type=sample.answer_type,
+                    extracted=_extract(raw),
+                    dataset=sample.dataset,
+                    split=sample.split,
+                    image=image,
+                    metadata={**sample.metadata, PROMPT_METADATA_KEY: _prompt_name(sample, template)},
+                )
+                if writer is not None:
+                    writer.write(pred.to_dict())
+                done[sample.id] = pred
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.close()
+        if was_training:
+            model.train()
+    return [done[s.id] for s in samples]

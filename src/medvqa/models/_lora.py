@@ -1,0 +1,321 @@
+"""LoRA / QLoRA adapters for Idefics2: target presets, building, reporting, loading."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from medvqa._errors import MedVQAError
+
+__all__ = [
+    "LORA_PRESETS",
+    "LoraInit",
+    "LoraPreset",
+    "LoraReport",
+    "LoraSettings",
+    "add_lora",
+    "load_adapter",
+    "lora_report",
+    "lora_target_modules",
+]
+
+LoraPreset = Literal["paper", "llm_only", "connector_only", "custom"]
+"""Which modules get adapters (``custom``: the ``target_modules`` you give)."""
+
+LoraInit = Literal["gaussian", "kaiming"]
+"""Initialisation of the A matrix (B is zero either way, so a fresh adapter is a no-op)."""
+
+_PROJ = "(down_proj|gate_proj|up_proj|k_proj|q_proj|v_proj|o_proj)"
+
+LORA_PRESETS: Mapping[str, str] = {
+    "paper": rf".*(text_model|modality_projection|perceiver_resampler).*{_PROJ}.*$",
+    "llm_only": rf".*text_model.*{_PROJ}$",
+    "connector_only": rf".*(modality_projection|perceiver_resampler).*{_PROJ}$",
+}
+"""Target regexes (matched in full against module names, as peft does) of the presets.
+
+``paper`` is the paper's regex: the q/k/v/o/gate/up/down projections of the text model,
+the modality projection and the perceiver resampler; never the SigLIP vision encoder
+(whose layers are ``q/k/v/out_proj``, ``fc1/fc2``) and never ``lm_head``.
+"""
+
+_FORBIDDEN = (re.compile(r"(^|.*\.)vision_model\."), re.compile(r"(^|.*\.)lm_head$"))
+
+
+def lora_target_modules(
+    preset: LoraPreset, target_modules: str | Sequence[str] | None = None
+) -> str | list[str]:
+    """The peft ``target_modules`` value of a preset.
+
+    >>> lora_target_modules("llm_only")
+    '.*text_model.*(down_proj|gate_proj|up_proj|k_proj|q_proj|v_proj|o_proj)$'
+    >>> lora_target_modules("custom", ["q_proj"])
+    ['q_proj']
+    """
+    if preset == "custom":
+        if not target_modules:
+            raise ValueError("preset='custom' needs target_modules (a regex or a list of module names)")
+        return target_modules if isinstance(target_modules, str) else list(target_modules)
+    if preset not in LORA_PRESETS:
+        raise ValueError(f"unknown LoRA preset {preset!r}; valid presets are {get_args(LoraPreset)}")
+    if target_modules:
+        raise ValueError(f"target_modules is only used with preset='custom' (got preset={preset!r})")
+    return LORA_PRESETS[preset]
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """A LoRA adapter's configuration; defaults are the paper's (r = alpha = 8, dropout 0.1).
+
+    Attributes:
+        preset: Target preset.
+        r: Rank.
+        alpha: Scaling numerator (the update is scaled by ``alpha / r``).
+        dropout: Dropout on the adapter input during training.
+        init: ``gaussian`` (the paper) or ``kaiming`` (peft's default).
+        target_modules: Regex or module names, only with ``preset="custom"``.
+
+    >>> LoraSettings.from_dict(LoraSettings(r=16).to_dict()).r
+    16
+    """
+
+    preset: LoraPreset = "paper"
+    r: int = 8
+    alpha: int = 8
+    dropout: float = 0.1
+    init: LoraInit = "gaussian"
+    target_modules: str | tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.target_modules, list):
+            object.__setattr__(self, "target_modules", tuple(self.target_modules))
+        lora_target_modules(self.preset, self.target_modules)
+        if not isinstance(self.r, int) or self.r < 1:
+            raise ValueError(f"LoRA rank r must be a positive integer, got {self.r!r}")
+        if not isinstance(self.alpha, int) or self.alpha < 1:
+            raise ValueError(f"LoRA alpha must be a positive integer, got {self.alpha!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"LoRA dropout must be in [0, 1), got {self.dropout!r}")
+        if self.init not in get_args(LoraInit):
+            raise ValueError(f"LoRA init must be one of {get_args(LoraInit)}, got {self.init!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict that :meth:`from_dict` reads back."""
+        tm = self.target_modules
+        return {
+            "preset": self.preset,
+            "r": self.r,
+            "alpha": self.alpha,
+            "dropout": self.dropout,
+            "init": self.init,
+            "target_modules": list(tm) if isinstance(tm, tuple) else tm,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LoraSettings:
+        """Build settings from :meth:`to_dict` output (missing keys take the defaults)."""
+        known = {"preset", "r", "alpha", "dropout", "init", "target_modules"}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown LoRA settings {sorted(unknown)}; valid keys are {sorted(known)}")
+        kwargs = dict(data)
+        if isinstance(kwargs.get("target_modules"), list):
+            kwargs["target_modules"] = tuple(kwargs["target_modules"])
+        return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class LoraReport:
+    """What an adapter touches.
+
+    Attributes:
+        adapted_modules: Names of the modules carrying LoRA weights (base-model names,
+            e.g. ``model.text_model.layers.0.self_attn.q_proj``), sorted.
+        trainable_params: Parameters that require gradients.
+        total_params: All parameters (4-bit weights counted unpacked).
+    """
+
+    adapted_modules: tuple[str, ...]
+    trainable_params: int
+    total_params: int
+
+    @property
+    def trainable_fraction(self) -> float:
+        """``trainable_params / total_params``."""
+        return self.trainable_params / self.total_params if self.total_params else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict."""
+        return {
+            "adapted_modules": list(self.adapted_modules),
+            "trainable_params": self.trainable_params,
+            "total_params": self.total_params,
+            "trainable_fraction": self.trainable_fraction,
+        }
+
+
+def _is_quantized(model: Any) -> bool:
+    return bool(getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False))
+
+
+def add_lora(
+    model: Any,
+    *,
+    preset: LoraPreset = "paper",
+    r: int = 8,
+    alpha: int = 8,
+    dropout: float = 0.1,
+    init: LoraInit = "gaussian",
+    target_modules: str | Sequence[str] | None = None,
+    settings: LoraSettings | None = None,
+    prepare_kbit: bool | None = None,
+    gradient_checkpointing: bool = False,
+) -> Any:
+    """Wrap a model with a fresh, trainable LoRA adapter.
+
+    Args:
+        model: An Idefics2 model (quantized or not).
+        preset: Target preset; ``custom`` uses ``target_modules``.
+        r: Rank (paper: 8).
+        alpha: Scaling numerator (paper: 8).
+        dropout: Adapter dropout (paper: 0.1).
+        init: A-matrix initialisation (paper: ``gaussian``).
+        target_modules: Regex or names for ``preset="custom"``.
+        settings: All of the above at once (overrides them when given).
+        prepare_kbit: Run peft's ``prepare_model_for_kbit_training`` (casts norms to
+            float32, freezes the base); default: when the model is 4/8-bit.
+        gradient_checkpointing: Turn on non-reentrant activation checkpointing.
+
+    Returns:
+        A ``peft.PeftModel`` in train mode.
+
+    Raises:
+        MedVQAError: A built-in preset matched a vision-encoder module or ``lm_head``
+            (never expected), or nothing matched.
+    """
+    from peft import LoraConfig, get_peft_model
+    from peft import prepare_model_for_kbit_training as _prepare
+
+    prepare_model_for_kbit_training: Any = _prepare
+
+    if settings is None:
+        settings = LoraSettings(
+            preset=preset,
+            r=r,
+            alpha=alpha,
+            dropout=dropout,
+            init=init,
+            target_modules=target_modules
+            if target_modules is None or isinstance(target_modules, str)
+            else tuple(target_modules),
+        )
+    targets = lora_target_modules(settings.preset, settings.target_modules)
+    quantized = _is_quantized(model)
+    if prepare_kbit is None:
+        prepare_kbit = quantized
+    if prepare_kbit:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    if gradient_checkpointing:
+        _enable_checkpointing(model)
+    config = LoraConfig(
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        init_lora_weights="gaussian" if settings.init == "gaussian" else True,
+        target_modules=targets,
+        bias="none",
+    )
+    try:
+        peft_model = get_peft_model(model, config)
+    except ValueError as exc:  # peft's NoMatchingPeftModuleError is a ValueError
+        if "not found in the base model" not in str(exc):
+            raise
+        raise MedVQAError(f"LoRA targets {targets!r} matched no module of the model") from exc
+    report = lora_report(peft_model)
+    if not report.adapted_modules:
+        raise MedVQAError(f"LoRA targets {targets!r} matched no module of the model")
+    if settings.preset != "custom":
+        bad = [n for n in report.adapted_modules if any(p.match(n) for p in _FORBIDDEN)]
+        if bad:
+            raise MedVQAError(f"LoRA preset {settings.preset!r} adapted forbidden modules: {bad}")
+    peft_model.train()
+    return peft_model
+
+
+def _enable_checkpointing(model: Any) -> None:
+    """Non-reentrant activation checkpointing (with inputs that require grad, for frozen embeddings)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:  # transformers < 5.x
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    model.enable_input_require_grads()
+    if hasattr(model, "config"):
+        model.config.use_cache = False
+
+
+def _strip_peft_prefix(name: str) -> str:
+    for prefix in ("base_model.model.",):
+        if name.startswith(prefix):
+            return name[len(prefix) :]
+    return name
+
+
+def lora_report(model: Any) -> LoraReport:
+    """List the adapted modules and count trainable and total parameters.
+
+    Args:
+        model: A model with LoRA layers (a ``PeftModel`` or a model adapters were injected into).
+    """
+    from peft.tuners.lora import LoraLayer
+
+    adapted = sorted(
+        _strip_peft_prefix(name) for name, module in model.named_modules() if isinstance(module, LoraLayer)
+    )
+    if hasattr(model, "get_nb_trainable_parameters"):
+        trainable, total = model.get_nb_trainable_parameters()
+    else:
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
+    return LoraReport(
+        adapted_modules=tuple(adapted), trainable_params=int(trainable), total_params=int(total)
+    )
+
+
+def load_adapter(model: Any, path: str | os.PathLike[str], *, is_trainable: bool = False) -> Any:
+    """Attach a saved LoRA adapter (safetensors only) to a base model.
+
+    For inference (the default) the returned model is in ``eval`` mode, so LoRA dropout is
+    off: the paper's code left it on. With ``is_trainable=True`` the adapter's weights
+    require gradients and the model is in train mode (continuing training, as stage 2
+    continues stage 1's adapter).
+
+    Args:
+        model: The base model (quantized or not), as :func:`load_idefics2` returns it.
+        path: The adapter folder (``adapter_config.json`` + ``adapter_model.safetensors``).
+        is_trainable: Load for further training instead of inference.
+
+    Raises:
+        MedVQAError: The folder lacks the config or the safetensors weights.
+    """
+    from peft import PeftModel
+
+    folder = Path(path)
+    if not (folder / "adapter_config.json").is_file():
+        raise MedVQAError(f"{folder}: not a LoRA adapter folder (adapter_config.json is missing)")
+    if not (folder / "adapter_model.safetensors").is_file():
+        raise MedVQAError(
+            f"{folder}: adapter_model.safetensors is missing; medvqa loads adapters only from safetensors"
+        )
+    peft_model = PeftModel.from_pretrained(
+        model, str(folder), is_trainable=is_trainable, use_safetensors=True
+    )
+    if is_trainable:
+        peft_model.train()
+    else:
+        peft_model.eval()
+    return peft_model

@@ -1,0 +1,138 @@
+"""bitsandbytes quantization settings for Idefics2 (NF4 as in the paper, or int8)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+__all__ = [
+    "ComputeDType",
+    "QuantizationMode",
+    "QuantizationSettings",
+    "bnb_config",
+    "skip_modules",
+]
+
+QuantizationMode = Literal["nf4", "fp4", "int8"]
+"""``nf4``/``fp4``: 4-bit bitsandbytes layers (QLoRA); ``int8``: LLM.int8() layers."""
+
+ComputeDType = Literal["float16", "bfloat16", "float32"]
+"""Dtype of the matrix products of 4-bit layers."""
+
+LM_HEAD = "lm_head"
+VISION_ENCODER = "model.vision_model"
+
+
+@dataclass(frozen=True)
+class QuantizationSettings:
+    """How the base model's linear layers are quantized.
+
+    The defaults are the paper's: NF4, no double quantization, float16 compute, every
+    linear layer quantized except ``lm_head`` (bfloat16 compute is the better choice on
+    Ampere and newer GPUs; float32 on CPUs).
+
+    Attributes:
+        mode: ``nf4`` (paper), ``fp4`` or ``int8``.
+        compute_dtype: Compute dtype of 4-bit layers.
+        double_quant: Quantize the quantization constants too (the paper did not).
+        quantize_vision: Quantize the SigLIP vision encoder as well (the paper did);
+            ``False`` keeps it in ``dtype``.
+        keep_modules: More module-name patterns to keep unquantized. bitsandbytes
+            matches them from the *start* of the module name up to a dot boundary (write
+            ``model.connector``, not ``connector``), or as a name suffix.
+
+    >>> QuantizationSettings().to_dict()["mode"]
+    'nf4'
+    >>> QuantizationSettings.from_dict({"mode": "int8", "quantize_vision": False}).quantize_vision
+    False
+    """
+
+    mode: QuantizationMode = "nf4"
+    compute_dtype: ComputeDType = "float16"
+    double_quant: bool = False
+    quantize_vision: bool = True
+    keep_modules: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.mode not in get_args(QuantizationMode):
+            raise ValueError(
+                f"quantization mode must be one of {get_args(QuantizationMode)}, got {self.mode!r}"
+            )
+        if self.compute_dtype not in get_args(ComputeDType):
+            raise ValueError(
+                f"compute_dtype must be one of {get_args(ComputeDType)}, got {self.compute_dtype!r}"
+            )
+        object.__setattr__(self, "keep_modules", tuple(self.keep_modules))
+        for pattern in self.keep_modules:
+            if not isinstance(pattern, str) or not pattern:
+                raise ValueError(f"keep_modules must hold non-empty strings, got {pattern!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict that :meth:`from_dict` reads back."""
+        return {
+            "mode": self.mode,
+            "compute_dtype": self.compute_dtype,
+            "double_quant": self.double_quant,
+            "quantize_vision": self.quantize_vision,
+            "keep_modules": list(self.keep_modules),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> QuantizationSettings:
+        """Build settings from :meth:`to_dict` output (missing keys take the defaults).
+
+        Raises:
+            ValueError: An unknown key or an invalid value.
+        """
+        known = {"mode", "compute_dtype", "double_quant", "quantize_vision", "keep_modules"}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(
+                f"unknown quantization settings {sorted(unknown)}; valid keys are {sorted(known)}"
+            )
+        kwargs = dict(data)
+        if "keep_modules" in kwargs:
+            kwargs["keep_modules"] = tuple(kwargs["keep_modules"])
+        return cls(**kwargs)
+
+
+def skip_modules(settings: QuantizationSettings) -> list[str]:
+    """The module-name patterns bitsandbytes must leave unquantized.
+
+    ``lm_head`` is always listed: giving bitsandbytes any list replaces its default skip
+    of ``lm_head``.
+
+    >>> skip_modules(QuantizationSettings(quantize_vision=False))
+    ['lm_head', 'model.vision_model']
+    """
+    out = [LM_HEAD]
+    if not settings.quantize_vision:
+        out.append(VISION_ENCODER)
+    out.extend(p for p in settings.keep_modules if p not in out)
+    return out
+
+
+def bnb_config(settings: QuantizationSettings | QuantizationMode) -> Any:
+    """The ``transformers.BitsAndBytesConfig`` for these settings.
+
+    Args:
+        settings: Settings, or just a mode (other settings at their defaults).
+    """
+    import torch
+    from transformers import BitsAndBytesConfig as _BitsAndBytesConfig
+
+    bnb_cls: Any = _BitsAndBytesConfig
+
+    if isinstance(settings, str):
+        settings = QuantizationSettings(mode=settings)
+    skips = skip_modules(settings)
+    if settings.mode == "int8":
+        return bnb_cls(load_in_8bit=True, llm_int8_skip_modules=skips)
+    return bnb_cls(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=settings.mode,
+        bnb_4bit_use_double_quant=settings.double_quant,
+        bnb_4bit_compute_dtype=getattr(torch, settings.compute_dtype),
+        llm_int8_skip_modules=skips,
+    )

@@ -1,0 +1,85 @@
+"""``medvqa predict`` end to end on the bundled VQA-RAD sample with the tiny model."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("transformers")
+pytestmark = pytest.mark.train
+
+from medvqa._io import read_jsonl  # noqa: E402
+from medvqa.cli import main  # noqa: E402
+from medvqa.records import Prediction  # noqa: E402
+
+
+def _rows(path: Path) -> list[Prediction]:
+    return [Prediction.from_dict(row, file=str(path), line=n) for n, row in read_jsonl(path)]
+
+
+def test_predict_writes_scoreable_predictions_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "preds.jsonl"
+    argv = ["predict", "--model", "tiny", "--dataset", "vqa_rad", "--split", "test", "--limit", "3"]
+    argv += ["--batch-size", "2", "--max-new-tokens", "4", "--no-progress", "--output", str(out)]
+    assert main(argv) == 0
+    preds = _rows(out)
+    assert len(preds) == 3
+    assert all(p.dataset == "vqa_rad" and p.split == "test" and p.metadata["prompt"] == "paper" for p in preds)
+    assert all(p.reference and p.image for p in preds)
+    run = json.loads((tmp_path / "preds.run.json").read_text())
+    assert run["n"] == 3 and run["model"] == "tiny" and run["prompt"] is None and run["decoding"] == "greedy"
+    assert "wrote 3 predictions" in capsys.readouterr().err
+    if importlib.util.find_spec("medvqa._commands.score") is not None:
+        assert main(["score", str(out)]) == 0  # the default reader of `medvqa score` accepts the file
+        assert "strict" in capsys.readouterr().out
+
+    # running again resumes: nothing is generated twice, the file is unchanged
+    before = out.read_text()
+    assert main(argv) == 0
+    assert out.read_text() == before
+
+    # asking for more questions appends only the missing ones
+    argv[argv.index("3")] = "5"
+    assert main(argv) == 0
+    more = _rows(out)
+    assert [p.id for p in more[:3]] == [p.id for p in preds] and len(more) == 5
+
+
+def test_predict_with_adapter_and_expert_prompt(tmp_path: Path) -> None:
+    from medvqa.models import add_lora, tiny_idefics2
+
+    model = add_lora(tiny_idefics2(seed=0)[0])
+    model.save_pretrained(tmp_path / "adapter")
+    out = tmp_path / "expert.jsonl"
+    argv = ["predict", "--model", "tiny", "--adapter", str(tmp_path / "adapter"), "--dataset", "vqa_rad"]
+    argv += ["--limit", "2", "--prompt", "expert", "--max-new-tokens", "3", "--no-progress", "--output", str(out)]
+    assert main(argv) == 0
+    preds = _rows(out)
+    assert [p.metadata["prompt"] for p in preds] == ["expert", "expert"]
+    run = json.loads((tmp_path / "expert.run.json").read_text())
+    assert run["adapted_modules"] == 24 and run["prompt"]["name"] == "expert"
+
+
+def test_predict_reports_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = str(tmp_path / "x.jsonl")
+    base = ["predict", "--model", "tiny", "--dataset", "vqa_rad", "--no-progress", "--output", out]
+    assert main([*base, "--prompt", "nope"]) == 1
+    assert "unknown prompt 'nope'" in capsys.readouterr().err
+    assert main([*base, "--prompt", "paper", "--instruction", "Be brief."]) == 1
+    assert "not both" in capsys.readouterr().err
+    assert main([*base, "--split", "validation"]) == 1
+    assert "validation" in capsys.readouterr().err
+
+
+def test_predict_with_a_quantized_base(tmp_path: Path) -> None:
+    pytest.importorskip("bitsandbytes")
+    out = tmp_path / "nf4.jsonl"
+    argv = ["predict", "--model", "tiny", "--quantization", "nf4", "--dataset", "vqa_rad", "--limit", "2"]
+    argv += ["--max-new-tokens", "2", "--no-progress", "--output", str(out)]
+    assert main(argv) == 0
+    assert len(_rows(out)) == 2
+    run = json.loads((tmp_path / "nf4.run.json").read_text())
+    assert run["quantization"]["mode"] == "nf4" and run["quantization"]["compute_dtype"] == "float32"
