@@ -59,10 +59,10 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, indent: int | N
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
-    """Read a JSON file, with an error naming the file, line and column when it is malformed."""
+    """Read a JSON file (a UTF-8 byte-order mark is accepted), with an error naming the file, line and column when it is malformed."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")
     except FileNotFoundError as exc:
         raise DataFormatError("file not found", file=str(p)) from exc
     except UnicodeDecodeError as exc:
@@ -85,7 +85,7 @@ def read_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, An
     """
     p = Path(path)
     try:
-        fh = p.open(encoding="utf-8")
+        fh = p.open(encoding="utf-8-sig")
     except FileNotFoundError as exc:
         raise DataFormatError("file not found", file=str(p)) from exc
     with fh:

@@ -177,7 +177,11 @@ def generate_answers(
                     dataset=sample.dataset,
                     split=sample.split,
                     image=image,
-                    metadata={**sample.metadata, PROMPT_METADATA_KEY: _prompt_name(sample, template)},
+                    metadata={
+                        **sample.metadata,
+                        "answer_type_source": sample.answer_type_source,
+                        PROMPT_METADATA_KEY: _prompt_name(sample, template),
+                    },
                 )
                 if writer is not None:
                     writer.write(pred.to_dict())

@@ -176,6 +176,18 @@ def test_read_predictions_fields_and_nulls(tmp_path: Path) -> None:
     assert "answer_type_source" not in p.metadata
 
 
+def test_byte_order_mark_and_crlf_are_read_and_a_folder_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bom.jsonl"
+    rows = [
+        {"id": "a", "reference": "yes", "prediction": "Yes"},
+        {"id": "b", "reference": "no", "prediction": "no"},
+    ]
+    path.write_bytes(("\r\n".join(json.dumps(r) for r in rows) + "\r\n").encode("utf-8-sig"))
+    assert [p.id for p in read_predictions(path)] == ["a", "b"]
+    with pytest.raises(DataFormatError, match="is a folder, not a prediction file"):
+        read_predictions(tmp_path)
+
+
 def test_cli_error_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["score", str(tmp_path / "absent.jsonl")]) == 1
     err = capsys.readouterr().err
@@ -230,6 +242,25 @@ def test_score_help_has_an_example_epilog(capsys: pytest.CaptureFixture[str]) ->
     assert "examples:" in out
 
 
+@pytest.mark.parametrize("command", [["score"], ["report"], ["review", "import"]])
+def test_help_descriptions_render_percent_signs(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    out = capsys.readouterr().out
+    assert "95% " in out and "%%" not in out
+
+
+def test_score_by_a_field_no_item_has_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _library_file(tmp_path)
+    assert main(["score", str(path), "--n-boot", "0", "--by", "modality", "--by", "organ"]) == 0
+    out, err = capsys.readouterr()
+    assert "modality=CT" in out and "organ=" not in out
+    assert "no item has the field 'organ'; no breakdown by it" in err
+    assert "'modality'" not in err
+
+
 def test_score_subprocess_is_fast_and_imports_no_torch(tmp_path: Path) -> None:
     refs = ["yes", "no", "left lung", "liver"]
     rows = [
@@ -249,3 +280,10 @@ def test_score_subprocess_is_fast_and_imports_no_torch(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "HEAVY []" in proc.stdout
     assert elapsed < 5.0  # generous for loaded CI machines; the benchmark measures the real figure
+
+
+def test_report_refuses_two_runs_with_one_label(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _library_file(tmp_path)
+    assert main(["report", f"a={path}", f"a={path}", "--n-boot", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "'a' given more than once" in err and err.count("\n") == 1

@@ -358,6 +358,23 @@ def test_path_vqa_official_without_and_with_images(tmp_path: Path) -> None:
     assert with_images.notes == ()
 
 
+def test_skip_policy_applies_when_the_image_folder_is_absent(tmp_path: Path) -> None:
+    """Asking to skip rows without images must not return rows without images."""
+    root = make_path_vqa(tmp_path / "noimg", images=False)
+    ds = load("path_vqa", root, split="train", on_missing_image="skip")
+    # one image record holds two questions: both are dropped, and both are counted
+    assert len(ds) == 0 and ds.skipped == 2
+    assert [r.row for r in ds.skipped_rows] == ["1 (train_0001, question 0)", "1 (train_0001, question 1)"]
+    assert any("every row skipped" in n for n in ds.notes)
+    roco = make_roco(tmp_path / "roco")
+    for img in (roco / "validation" / "radiology" / "images").iterdir():
+        img.unlink()
+    (roco / "validation" / "radiology" / "images").rmdir()
+    assert len(load("roco", roco, split="validation")) == 2  # default: a caption index
+    skipped = load("roco", roco, split="validation", on_missing_image="skip")
+    assert len(skipped) == 0 and skipped.skipped == 2
+
+
 def test_path_vqa_hf_imagefolder(tmp_path: Path) -> None:
     ds = load("path_vqa", make_imagefolder(tmp_path / "hf"), split="train")
     assert len(ds) == 4 and ds[0].id.startswith("path_vqa:h:")
@@ -446,3 +463,15 @@ def test_med_halt_options_and_abstaining_answer(tmp_path: Path) -> None:
         ValueError, match=r"no rows in split 'test'; splits present \(split_type column\): train \(3\)"
     ):
         load("med_halt", tmp_path, split="test")
+
+
+def test_csv_with_a_byte_order_mark_reads_the_same(tmp_path: Path) -> None:
+    """Spreadsheet programs save CSV as UTF-8 with a BOM; the first column name must survive."""
+    plain, bom = tmp_path / "plain", tmp_path / "bom"
+    plain.mkdir()
+    bom.mkdir()
+    (plain / "reasoning_fake.csv").write_text(MED_HALT_CSV, encoding="utf-8")
+    (bom / "reasoning_fake.csv").write_text(MED_HALT_CSV, encoding="utf-8-sig")
+    assert (bom / "reasoning_fake.csv").read_bytes().startswith(b"\xef\xbb\xbf")
+    a, b = load("med_halt", plain), load("med_halt", bom)
+    assert [(s.id, s.question, s.answer) for s in a] == [(s.id, s.question, s.answer) for s in b]

@@ -50,6 +50,25 @@ def test_summary_counts_and_audit_on_the_sample() -> None:
     assert set(a.to_dict()) >= {"repeated_questions", "shared_images", "duplicate_pairs"}
 
 
+def test_caption_audit_compares_captions_not_the_fixed_instruction() -> None:
+    root = sample_root() / "captions"
+    train, val = load("roco", root), load("roco", root, split="validation")
+    a = audit(train, val)
+    assert a.compared == "caption"
+    # every caption sample asks the same instruction; comparing questions would flag every row
+    assert a.test_rows_repeating_a_question == 0 < len(val)
+    dup = [val[0].replace(id="copy")]
+    b = audit([*train, *dup], val)
+    assert b.repeated_questions == 1 and b.test_rows_repeating_a_question == 1
+    assert (
+        audit(
+            load("vqa_rad", sample_root() / "vqa_rad"),
+            load("vqa_rad", sample_root() / "vqa_rad", split="test"),
+        ).compared
+        == "question"
+    )
+
+
 def test_cli_summary_table_on_bundled_sample(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["data", "summary", "vqa_rad"]) == 0
     out = capsys.readouterr().out

@@ -279,3 +279,21 @@ def test_option_text_listed_twice_counts_as_abstaining() -> None:
     options = [("0", "Unicorns"), ("1", "I do not know"), ("2", "I do not know")]
     decision = detect_abstention("I do not know", options=options, abstain_option="2")
     assert (decision.abstained, decision.rule) == (True, "abstain_option")
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [("swap,foo", "unknown transform 'foo'"), (" , ", "no transform named")],
+)
+def test_ablate_command_names_every_valid_transform_on_a_bad_list(
+    spec: str, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from medvqa.cli import main
+
+    code = main(
+        ["ablate", "--model", "tiny", "--dataset", "vqa_rad", "--transforms", spec, "--output", str(tmp_path)]
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and expected in err
+    assert "nonsense_plain" in err and "expert_prepend" in err
+    assert not any(tmp_path.iterdir())  # nothing was generated or written

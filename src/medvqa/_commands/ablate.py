@@ -126,14 +126,21 @@ def _limit(items: list[Any], limit: int | None, what: str) -> list[Any]:
 def _run(args: argparse.Namespace) -> int:
     from medvqa.data import load
     from medvqa.probes import run_ablations
-    from medvqa.transforms import NonsenseQuestions, parse_transforms
+    from medvqa.transforms import TRANSFORM_NAMES, NonsenseQuestions, parse_transforms
 
     names = [n.strip() for n in args.transforms.split(",") if n.strip()]
     wanted_nonsense = [n for n in names if n in _NONSENSE]
     plain = ",".join(n for n in names if n not in _NONSENSE)
-    transforms = parse_transforms(plain, seed=args.seed) if plain else {}
+    try:
+        transforms = parse_transforms(plain, seed=args.seed) if plain else {}
+    except ValueError as exc:
+        # parse_transforms knows the image/prompt transforms; this command adds the nonsense probes
+        raise ValueError(f"{exc}; and the probes: {', '.join(_NONSENSE)}") from None
     if not transforms and not wanted_nonsense:
-        raise ValueError(f"no transform named in {args.transforms!r}")
+        raise ValueError(
+            f"no transform named in {args.transforms!r}; valid names: "
+            f"{', '.join((*TRANSFORM_NAMES, *_NONSENSE))}"
+        )
 
     source = _source(args.dataset, args.data)
     dataset = load(args.dataset, source, split=args.split)

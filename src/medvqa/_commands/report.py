@@ -35,7 +35,7 @@ def register(subparsers: Any) -> None:
         help="build the results table (a row per run, a column per metric) as md/csv/json/latex",
         description=(
             "Build a results table in the paper's Figure 2 layout from several runs: one row per run, "
-            "one column per metric, each value with its 95%% bootstrap interval where known, and an "
+            "one column per metric, each value with its 95% bootstrap interval where known, and an "
             "optional human-accuracy column from filled review sheets."
         ),
         epilog=_EPILOG,
@@ -99,7 +99,7 @@ def _load_run(label: str, path: Path, args: argparse.Namespace) -> list[tuple[st
 
     if path.suffix == ".json":
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8-sig"))
         except FileNotFoundError as exc:
             raise DataFormatError("file not found", file=str(path)) from exc
         except json.JSONDecodeError as exc:
@@ -134,6 +134,12 @@ def run(args: argparse.Namespace) -> int:
         label, path = _split(spec)
         rows.extend(_load_run(label, path, args))
     labels = [label for label, _ in rows]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ValueError(
+            f"run label(s) {', '.join(map(repr, repeated))} given more than once; label the runs "
+            "(LABEL=FILE) so that every row of the table is named uniquely"
+        )
     extra: dict[str, dict[str, Aggregate]] = {}
     for spec in args.human:
         label, _, sheet = spec.partition("=")

@@ -52,7 +52,7 @@ def register(subparsers: Any) -> None:
         "import",
         help="read a filled sheet: human accuracy and Cohen's kappa against the metrics",
         description=(
-            "Read a filled review sheet and report human accuracy with a Wilson 95%% interval and, "
+            "Read a filled review sheet and report human accuracy with a Wilson 95% interval and, "
             "with --predictions, Cohen's kappa between the expert and every per-item metric of the "
             "chosen profiles (continuous metrics count as correct at or above --threshold)."
         ),

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from medvqa.metrics import ProfileResult
     from medvqa.records import Prediction
 
@@ -40,7 +42,7 @@ def register(subparsers: Any) -> None:
         description=(
             "Score one or more prediction files (JSON Lines or one JSON list) under named metric "
             "profiles and print one table: a row per file x profile, every metric with its n and, "
-            "where computed, its 95%% bootstrap interval."
+            "where computed, its 95% bootstrap interval."
         ),
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -246,6 +248,25 @@ def _write_details(path: Path, rows: list[tuple[str, list[Prediction], ProfileRe
     atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
 
 
+def _note_missing_breakdowns(
+    rows: list[tuple[str, list[Prediction], ProfileResult]], fields: Sequence[str]
+) -> None:
+    """Say on stderr which ``--by`` fields no item of a file carries (no breakdown for them)."""
+    from medvqa.metrics._profiles import _field_value
+
+    done: set[str] = set()
+    for file, preds, _ in rows:
+        if file in done:
+            continue
+        done.add(file)
+        for name in fields:
+            if all(_field_value(p, name) is None for p in preds):
+                print(
+                    f"medvqa: note: {file}: no item has the field {name!r}; no breakdown by it",
+                    file=sys.stderr,
+                )
+
+
 def run(args: argparse.Namespace) -> int:
     """Execute ``medvqa score``."""
     if args.n_boot < 0:
@@ -265,6 +286,7 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_text(args.output, text + "\n")
     else:
         sys.stdout.write(text + "\n")
+    _note_missing_breakdowns(rows, args.by or ())
     for file, _preds, result in rows:
         empty = result.aggregates.get("empty_predictions")
         if empty is not None and empty.numerator and result.profile == rows[0][2].profile:

@@ -138,6 +138,9 @@ class AuditReport:
             every image was hashed. Shared-image counts cover hashed images only.
         hashed: Whether images were hashed at all.
         examples: A few repeated questions, for the report.
+        compared: What the text counts compare: ``question`` for VQA samples, ``caption``
+            when every sample is a caption sample (whose question is the fixed stage-1
+            instruction, so the captions are compared instead).
     """
 
     dataset: str
@@ -153,6 +156,7 @@ class AuditReport:
     unhashed_images: int
     hashed: bool
     examples: tuple[str, ...] = ()
+    compared: str = "question"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict."""
@@ -185,7 +189,9 @@ def audit(
 ) -> AuditReport:
     """Find what an evaluation split shares with a training split.
 
-    Questions are compared after normalization (NFKC, case-folded, single spaces). Images are
+    Questions are compared after normalization (NFKC, case-folded, single spaces); when every
+    sample is a caption sample (ROCO), whose question is the one fixed instruction, the
+    captions are compared instead (``compared="caption"``). Images are
     compared by the SHA-256 of their file bytes (never decoded), so copies under different
     names count as shared. VQA-RAD asks different questions about the same images in train
     and test, so most of its test rows sit on training images: that is how the release is built.
@@ -198,8 +204,13 @@ def audit(
     """
     train_l, test_l = list(train), list(test)
     hasher = _Hasher()
-    train_q = {normalize_question(s.question) for s in train_l}
-    test_q_rows = [normalize_question(s.question) for s in test_l]
+    captions = bool(train_l or test_l) and all(s.task == "caption" for s in (*train_l, *test_l))
+
+    def text(s: VQASample) -> str:
+        return normalize_question(s.answer if captions else s.question)
+
+    train_q = {text(s) for s in train_l}
+    test_q_rows = [text(s) for s in test_l]
     repeated = sorted(set(test_q_rows) & train_q)
     if hash_images:
         train_h = [hasher(s.image) for s in train_l]
@@ -208,7 +219,7 @@ def audit(
         train_h, test_h = [None] * len(train_l), [None] * len(test_l)
     train_imgs = {h for h in train_h if h}
     test_imgs = {h for h in test_h if h}
-    pairs = {(h, normalize_question(s.question)) for h, s in zip(train_h, train_l) if h}
+    pairs = {(h, text(s)) for h, s in zip(train_h, train_l) if h}
     unhashed = sum(1 for v in hasher.cache.values() if v is None)
     name = dataset or (train_l[0].dataset if train_l else test_l[0].dataset if test_l else "")
     return AuditReport(
@@ -225,6 +236,7 @@ def audit(
         unhashed_images=unhashed,
         hashed=hash_images,
         examples=tuple(repeated[:max_examples]),
+        compared="caption" if captions else "question",
     )
 
 
@@ -297,9 +309,11 @@ def format_report(
     for a in audits:
         lines.append("")
         lines.append(f"audit {a.train} vs {a.test}:")
+        what = a.compared
         lines.append(
-            f"  questions asked in both splits: {a.repeated_questions:,} distinct; "
-            f"{a.test_rows_repeating_a_question:,} {a.test} rows repeat a {a.train} question"
+            f"  {what}s {'found' if what == 'caption' else 'asked'} in both splits: "
+            f"{a.repeated_questions:,} distinct; "
+            f"{a.test_rows_repeating_a_question:,} {a.test} rows repeat a {a.train} {what}"
         )
         if a.hashed:
             lines.append(
@@ -307,7 +321,7 @@ def format_report(
                 f"{a.test} images; {a.test_rows_on_shared_images:,} {a.test} rows use a {a.train} image"
             )
             lines.append(
-                f"  {a.test} rows repeating a {a.train} (image, question) pair: {a.duplicate_pairs:,}"
+                f"  {a.test} rows repeating a {a.train} (image, {a.compared}) pair: {a.duplicate_pairs:,}"
             )
             if a.unhashed_images:
                 lines.append(

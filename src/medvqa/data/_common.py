@@ -209,7 +209,8 @@ class ImageCheck:
             self.skipped.append(SkippedRow(file=file, row=index, reason=f"empty {key}"))
             return None
         raise DataFormatError(
-            f"empty {key} (pass on_empty_answer='skip' to leave such rows out, counted)",
+            f"empty {key} (pass on_empty_answer='skip', or --on-empty-answer skip, "
+            "to leave such rows out, counted)",
             file=file,
             row=index,
             field=key,
@@ -232,7 +233,8 @@ class ImageCheck:
             self.skipped.append(SkippedRow(file=file, row=index, reason=reason))
             return False
         raise DataFormatError(
-            f"{reason} (pass on_missing_image='skip' to leave such rows out, counted)",
+            f"{reason} (pass on_missing_image='skip', or --on-missing-image skip, "
+            "to leave such rows out, counted)",
             file=file,
             row=index,
             field=field,

@@ -249,7 +249,7 @@ def _read_imagefolder(path: Path, split: str) -> HFTable:
         rows = [obj for _, obj in read_jsonl(meta)]
     else:
         meta = folder / "metadata.csv"
-        with meta.open(encoding="utf-8", newline="") as fh:
+        with meta.open(encoding="utf-8-sig", newline="") as fh:
             reader = csv.DictReader(fh)
             for i, row in enumerate(reader):
                 if None in row:

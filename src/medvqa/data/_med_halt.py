@@ -117,7 +117,7 @@ def load_med_halt(
     out: list[VQASample] = []
     rules: Counter[str] = Counter()
     splits_seen: Counter[str] = Counter()
-    with path.open(encoding="utf-8", newline="") as fh:
+    with path.open(encoding="utf-8-sig", newline="") as fh:
         reader = csv.DictReader(fh)
         header = reader.fieldnames or []
         missing = [c for c in REQUIRED if c not in header]

@@ -64,9 +64,15 @@ def _load_official(
     split_dir = (image_dir if image_dir is not None else folder / "images") / IMAGE_SPLIT_DIRS[split]
     notes: list[str] = []
     images_present = split_dir.is_dir()
+    # An absent folder still gives an index (for text-only uses), unless the caller asked to
+    # skip rows without images: then every row is skipped and counted.
+    check_images = images_present or check.policy == "skip"
     if not images_present:
         notes.append(
-            f"no image folder {split_dir}: the index is built, opening an image raises an error naming the missing file"
+            f"no image folder {split_dir}: every row skipped (on_missing_image='skip')"
+            if check_images
+            else f"no image folder {split_dir}: the index is built, opening an image raises an error "
+            "naming the missing file"
         )
     out: list[VQASample] = []
     for i, rec in enumerate(data):
@@ -98,10 +104,11 @@ def _load_official(
             continue
         name = f"{img_id}.jpg"
         ref = ImageRef(path=str(split_dir / name), root=str(split_dir), name=name)
-        if images_present and not check.keep(ref, file=file, index=i, field="img_id"):
-            continue
         for k, (question, label) in enumerate(zip(questions, labels)):
             loc = f"{i} ({img_id}, question {k})"
+            # one check per question, so that a skipped image counts every question it drops
+            if check_images and not check.keep(ref, file=file, index=loc, field="img_id"):
+                continue
             q = str(question).strip() if isinstance(question, str) else ""
             if not q:
                 raise DataFormatError(

@@ -49,7 +49,7 @@ def _pmc_names(folder: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
     names: dict[str, str] = {}
-    with path.open(encoding="utf-8", newline="") as fh:
+    with path.open(encoding="utf-8-sig", newline="") as fh:
         for i, row in enumerate(csv.reader(fh)):
             if i == 0 and row and row[0].strip().upper() == "ROCO_ID":
                 continue
@@ -81,13 +81,18 @@ def _load_official(folder: Path, split: str, check: ImageCheck) -> tuple[list[VQ
     images = folder / "images"
     pmc = _pmc_names(folder)
     notes: list[str] = []
-    if not images.is_dir():
+    images_present = images.is_dir()
+    # As for PathVQA: an absent folder gives a caption index unless skipping was asked.
+    check_images = images_present or check.policy == "skip"
+    if not images_present:
         notes.append(
-            f"no image folder {images}: captions indexed, opening an image raises an error naming the file"
+            f"no image folder {images}: every row skipped (on_missing_image='skip')"
+            if check_images
+            else f"no image folder {images}: captions indexed, opening an image raises an error naming the file"
         )
     out: list[VQASample] = []
     seen: set[str] = set()
-    with path.open(encoding="utf-8") as fh:
+    with path.open(encoding="utf-8-sig") as fh:
         for line_no, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
@@ -106,11 +111,11 @@ def _load_official(folder: Path, split: str, check: ImageCheck) -> tuple[list[VQ
             if caption is None:
                 continue
             ref = ImageRef(path=str(images / f"{roco_id}.jpg"), root=str(images), name=f"{roco_id}.jpg")
-            if images.is_dir() and not ref.exists() and roco_id in pmc:
+            if images_present and not ref.exists() and roco_id in pmc:
                 alt = ImageRef(path=str(images / pmc[roco_id]), root=str(images), name=pmc[roco_id])
                 if alt.exists():
                     ref = alt
-            if images.is_dir() and not check.keep(ref, file=file, index=f"line {line_no}", field="image"):
+            if check_images and not check.keep(ref, file=file, index=f"line {line_no}", field="image"):
                 continue
             meta: dict[str, MetadataValue] = {
                 "roco_id": roco_id,

@@ -18,8 +18,13 @@ _KNOWN = ("question", "dataset", "split", "image", "extracted")
 
 
 def _rows(path: Path) -> Iterator[tuple[int, Any]]:
+    if path.is_dir():
+        raise DataFormatError(
+            "is a folder, not a prediction file (JSON Lines or one JSON list)", file=str(path)
+        )
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: a byte-order mark (as some editors write) is dropped, not read as text
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError as exc:
         raise DataFormatError("file not found", file=str(path)) from exc
     except UnicodeDecodeError as exc:
