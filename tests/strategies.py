@@ -164,3 +164,32 @@ def chat_samples(draw: st.DrawFn) -> object:
         task=draw(st.sampled_from(["vqa", "caption"])),
         image=draw(st.sampled_from([None, ImageRef(path="x.png")])),
     )
+
+
+# --- training: stage configs -------------------------------------------------------------------
+
+#: Valid ``medvqa.training.StageConfig`` keyword arguments (a random mix of every field's domain).
+stage_config_kwargs = st.fixed_dictionaries(
+    {
+        "name": st.text("abcdefghij_0123456789", min_size=1, max_size=12),
+        "dataset": st.sampled_from(["vqa_rad", "slake", "path_vqa", "roco", "med_halt"]),
+        "quantization": st.sampled_from(["nf4", "fp4", "int8", "none"]),
+        "prompt": st.sampled_from(["paper", "caption", "expert"]),
+        "mask": st.sampled_from(["answer", "paper"]),
+        "epochs": st.floats(min_value=0.01, max_value=100, allow_nan=False),
+        "learning_rate": st.floats(min_value=1e-8, max_value=1.0, allow_nan=False),
+        "batch_size": st.integers(1, 64),
+        "grad_accum": st.integers(1, 64),
+        "warmup_steps": st.integers(0, 1000),
+        "weight_decay": st.floats(min_value=0, max_value=1, allow_nan=False),
+        "precision": st.sampled_from(["auto", "fp32", "fp16", "bf16"]),
+        "seed": st.integers(0, 2**31 - 1),
+        "subset_size": st.none() | st.integers(0, 100_000),
+        "lora_dropout": st.floats(min_value=0, max_value=0.9, allow_nan=False),
+        "holdout_fraction": st.sampled_from([0.0, 0.05, 0.1, 0.25]),
+        "instruction": st.none() | st.text(min_size=1, max_size=40).filter(lambda t: t.strip() != ""),
+        "data_options": st.dictionaries(
+            st.text("abc", min_size=1, max_size=3), st.none() | st.booleans() | st.integers() | st.text(max_size=5)
+        ),
+    }
+)

@@ -1,0 +1,134 @@
+"""Training throughput through the stage runner vs a bare ``transformers.Trainer`` loop.
+
+Same tiny model (fresh LoRA adapter each run), same collator, same samples (the bundled VQA-RAD
+sample), same optimizer settings. The runner adds its callbacks (loss history, checkpoint
+markers), writes its config, and saves the adapter, the trainer state and ``result.json`` at the
+end; the bare loop saves nothing. ``ratio`` = runner samples/s ÷ bare samples/s (1.0 = no
+overhead). Two configs: ``tiny`` (batch 2) and ``small`` (batch 8, gradient accumulation 2).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from _common import emit, skip
+
+try:
+    import torch  # noqa: F401
+    import transformers
+except ImportError:  # pragma: no cover
+    skip("needs the medvqa[train] extra (torch, transformers, peft)")
+    sys.exit(0)
+
+import transformers
+
+from medvqa.collate import TrainingCollator
+from medvqa.models import add_lora, tiny_idefics2
+from medvqa.training import StageConfig, load_stage_samples, run_stage
+from medvqa.training._runner import _SampleDataset
+
+transformers.logging.set_verbosity_error()
+STEPS = 12
+REPEAT = 3
+
+
+def _config(out: Path, batch: int, accum: int) -> StageConfig:
+    return StageConfig(
+        name="bench",
+        model="tiny",
+        quantization="none",
+        dataset="vqa_rad",
+        batch_size=batch,
+        grad_accum=accum,
+        max_steps=STEPS,
+        warmup_steps=0,
+        learning_rate=1e-3,
+        precision="fp32",
+        logging_steps=1,
+        save_steps=10_000,
+        output_dir=str(out),
+    )
+
+
+def _fresh_model(cfg: StageConfig):  # type: ignore[no-untyped-def]
+    model, processor = tiny_idefics2(seed=0)
+    return model, processor
+
+
+def _runner(cfg: StageConfig, samples: list) -> float:  # type: ignore[type-arg]
+    model, processor = _fresh_model(cfg)
+    start = time.perf_counter()
+    run_stage(cfg, model=model, processor=processor, train_samples=samples, progress=False)
+    return time.perf_counter() - start
+
+
+def _bare(cfg: StageConfig, samples: list) -> float:  # type: ignore[type-arg]
+    model, processor = _fresh_model(cfg)
+    start = time.perf_counter()
+    torch_model = add_lora(
+        model, preset="paper", r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout
+    )
+    args = transformers.TrainingArguments(
+        output_dir=cfg.output_dir,
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        max_steps=STEPS,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.schedule,
+        warmup_steps=0,
+        weight_decay=cfg.weight_decay,
+        optim=cfg.optimizer,
+        max_grad_norm=cfg.max_grad_norm,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        save_strategy="no",
+        logging_steps=1,
+        report_to="none",
+        remove_unused_columns=False,
+        label_names=["labels"],
+        disable_tqdm=True,
+        use_cpu=True,
+    )
+    trainer = transformers.Trainer(
+        model=torch_model,
+        args=args,
+        train_dataset=_SampleDataset(samples),
+        data_collator=TrainingCollator(processor, mode=cfg.mask, prompt="paper"),
+    )
+    trainer.train()
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    samples = load_stage_samples(_config(Path("."), 2, 1))
+    for label, batch, accum in (("tiny", 2, 1), ("small", 8, 2)):
+        n = STEPS * batch * accum
+        runner_t, bare_t = float("inf"), float("inf")
+        for _ in range(REPEAT):  # interleaved, best of REPEAT each
+            with tempfile.TemporaryDirectory() as tmp:
+                bare_t = min(bare_t, _bare(_config(Path(tmp) / "bare", batch, accum), samples))
+            with tempfile.TemporaryDirectory() as tmp:
+                runner_t = min(runner_t, _runner(_config(Path(tmp) / "runner", batch, accum), samples))
+        emit(
+            f"training throughput, {label} config (batch {batch} x accumulation {accum}, {STEPS} steps, "
+            "tiny Idefics2 + LoRA, CPU)",
+            n / runner_t,
+            "samples/s",
+            baseline=n / bare_t,
+            ratio=(n / runner_t) / (n / bare_t),
+            ratio_meaning="runner / bare Trainer (1.0 = no overhead)",
+            n=n,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""``medvqa evaluate``: predict and score in one step (answers, per-item scores, aggregates)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+_NAMES = ("vqa_rad", "slake", "path_vqa", "roco", "med_halt")
+_SAMPLE_DIRS = {"vqa_rad": "vqa_rad", "slake": "slake", "roco": "captions", "med_halt": "med_halt"}
+
+_EPILOG = """\
+examples:
+  medvqa evaluate --model tiny --quantization none --dataset vqa_rad --output runs/eval_tiny
+      the tiny offline model on the bundled VQA-RAD test sample
+  medvqa evaluate --model HuggingFaceM4/idefics2-8b --adapter runs/two_stage/stage2/adapter \\
+      --dataset vqa_rad --data ../shared/data/vqa_rad --limit 400 --name two_stage --output runs/eval
+      the paper's "two-stage" row (first 400 test questions)
+  medvqa evaluate --model HuggingFaceM4/idefics2-8b --adapter runs/two_stage/stage2/adapter \\
+      --prompt expert --dataset vqa_rad --data ../shared/data/vqa_rad --limit 400 --name expert --output runs/eval
+  medvqa evaluate ... --transform swap_images --name swapped
+      the swapped-images ablation (seeded; no question keeps an image with the same content)
+
+Writes OUTPUT/NAME.predictions.jsonl (answers; rerunning resumes), OUTPUT/NAME.items.jsonl
+(per-item scores) and OUTPUT/NAME.scores.json (aggregates with n and 95% bootstrap intervals).
+The base model and adapters are loaded the same way (same quantization and dtype) and the
+adapter is in eval mode, so that LoRA dropout is off.
+"""
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``evaluate`` command."""
+    p = subparsers.add_parser(
+        "evaluate",
+        help="answer a dataset split and score the answers (predict + score)",
+        description="Generate answers for a dataset split and score them under one or more profiles.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", required=True, help="base model folder or hub id, or 'tiny'")
+    p.add_argument("--adapter", type=Path, default=None, help="LoRA adapter folder (default: the base model)")
+    p.add_argument(
+        "--quantization",
+        choices=("nf4", "fp4", "int8", "none"),
+        default="nf4",
+        help="load the base model quantized (default: nf4, the paper's QLoRA base)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "fp16", "bf16"),
+        default="auto",
+        help="compute dtype (default: auto = bf16 where supported, fp16 on other GPUs, fp32 on CPU)",
+    )
+    p.add_argument("--dataset", required=True, choices=_NAMES, help="dataset name")
+    p.add_argument("--data", default=None, help="dataset folder (default: the bundled sample)")
+    p.add_argument("--split", default="test", help="split to answer (default: test)")
+    p.add_argument(
+        "--limit", type=int, default=None, help="answer only the first N questions in dataset order"
+    )
+    p.add_argument("--prompt", choices=("paper", "expert", "caption"), default=None, help="built-in prompt")
+    p.add_argument("--instruction", default=None, help="custom instruction text replacing 'Answer briefly.'")
+    p.add_argument(
+        "--transform",
+        choices=("swap_images", "blank_image", "no_image"),
+        default=None,
+        help="apply an ablation to the questions first (seeded by --seed)",
+    )
+    p.add_argument(
+        "--profiles", default="paper,strict", help="scoring profiles, comma-separated (default: paper,strict)"
+    )
+    p.add_argument("--max-new-tokens", type=int, default=20, help="longest answer in tokens (paper: 20)")
+    p.add_argument("--batch-size", type=int, default=8, help="generation batch size (default: 8)")
+    p.add_argument(
+        "--n-boot", type=int, default=1000, help="bootstrap replicates (default: 1000; 0: no intervals)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the transform and the bootstrap (default: 0)")
+    p.add_argument("--name", default="eval", help="file prefix of the outputs (default: eval)")
+    p.add_argument("--output", type=Path, required=True, help="output folder")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from medvqa.chat import PromptTemplate, get_prompt
+    from medvqa.data import load, sample_root
+
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {args.limit}")
+    if args.prompt is not None and args.instruction is not None:
+        raise ValueError("give either --prompt or --instruction, not both")
+    prompt: Any = None
+    if args.instruction is not None:
+        prompt = PromptTemplate(name="custom", instruction=args.instruction)
+    elif args.prompt is not None:
+        prompt = get_prompt(args.prompt)
+    source = args.data
+    if source is None:
+        if args.dataset not in _SAMPLE_DIRS:
+            raise ValueError(f"--data is required for {args.dataset!r} (no bundled sample)")
+        source = sample_root() / _SAMPLE_DIRS[args.dataset]
+    dataset = load(args.dataset, source, split=args.split)
+    samples = list(dataset)[: args.limit]
+    if not samples:
+        raise ValueError(f"{args.dataset} {args.split} at {source} has no questions")
+    if args.transform is not None:
+        from medvqa import transforms
+
+        make = {
+            "swap_images": transforms.SwapImages,
+            "blank_image": transforms.BlankImage,
+            "no_image": transforms.NoImage,
+        }
+        t = make[args.transform]
+        samples = list(t(seed=args.seed)(samples) if args.transform == "swap_images" else t()(samples))
+
+    from medvqa.training import load_trained_model, predict_and_score
+
+    model, processor = load_trained_model(
+        args.model, args.adapter, quantization=args.quantization, precision=args.precision
+    )
+    result = predict_and_score(
+        model,
+        processor,
+        samples,
+        output_dir=args.output,
+        name=args.name,
+        prompt=prompt,
+        profiles=[p for p in args.profiles.split(",") if p],
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        n_boot=args.n_boot,
+        progress=not args.no_progress,
+        info={
+            "model": args.model,
+            "adapter": None if args.adapter is None else str(args.adapter),
+            "dataset": args.dataset,
+            "data": str(source),
+            "split": args.split,
+            "limit": args.limit,
+            "skipped_rows": dataset.skipped,
+            "transform": args.transform,
+            "prompt": None if prompt is None else prompt.to_dict(),
+        },
+    )
+    for profile, aggs in result.scores.items():
+        for key, agg in aggs.items():
+            if agg.get("subset", "all") == "all":
+                v = agg["value"]
+                print(
+                    f"{profile}/{key}: {'n/a' if v is None else f'{v:.4f}'} (n={agg['denominator']})",
+                    file=sys.stderr,
+                )
+    print(Path(args.output) / f"{args.name}.scores.json")
+    return 0

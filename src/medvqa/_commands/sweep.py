@@ -1,0 +1,104 @@
+"""``medvqa sweep``: the pretraining-size sweep (the paper's Figure 3)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from medvqa._commands._stage_options import add_stage_options, parse_set, resolve_stage
+
+__all__ = ["register"]
+
+_EPILOG = """\
+examples:
+  medvqa sweep --output runs/sweep
+      the paper's sizes 0, 7000, 20000, 55000 with the paper presets (Idefics2-8B, QLoRA)
+  medvqa sweep --sizes 0,8,16 --model tiny --set quantization=none --set max_steps=2 --output runs/toy_sweep
+      a toy sweep on the tiny offline model and the bundled sample
+  medvqa sweep --stage1-config examples/size_sweep/stage1.yaml \\
+      --stage2-config examples/size_sweep/stage2.yaml --eval-limit 400 --output runs/sweep
+
+For each size S: stage 1 on a nested seeded subset of S pairs (the 7K subset lies inside the
+20K one), stage 2 on the same adapter, then the stage-2 dataset's test split is answered and
+scored. Size 0 is stage 2 alone. Writes OUTPUT/size_S/ per size and OUTPUT/sweep.json, .csv,
+.md and sweep.png (+ .json). Rerunning resumes finished and interrupted sizes.
+"""
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``sweep`` command."""
+    p = subparsers.add_parser(
+        "sweep",
+        help="pretraining-size sweep: stage-1 sizes x (stage 2 + evaluation), one table and plot",
+        description="Train and evaluate one two-stage run per stage-1 size (the paper's Figure 3).",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_stage_options(p, "stage1-", label="stage 1 (default preset: paper_stage1)")
+    add_stage_options(p, "stage2-", label="stage 2 (default preset: paper_stage2)")
+    p.add_argument(
+        "--set",
+        dest="both_set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a setting of both stages",
+    )
+    p.add_argument(
+        "--sizes", default="0,7000,20000,55000", help="stage-1 sizes, comma-separated (default: the paper's)"
+    )
+    p.add_argument("--model", default=None, help="base model of both stages (folder, hub id or 'tiny')")
+    p.add_argument(
+        "--stage1-data", default=None, help="stage-1 caption folder in ROCO layout (default: bundled)"
+    )
+    p.add_argument("--stage2-data", default=None, help="stage-2 VQA-RAD folder (default: bundled sample)")
+    p.add_argument(
+        "--eval-limit", type=int, default=None, help="score only the first N test questions (paper: 400)"
+    )
+    p.add_argument(
+        "--profiles", default="paper,strict", help="scoring profiles, comma-separated (default: paper,strict)"
+    )
+    p.add_argument(
+        "--n-boot", type=int, default=1000, help="bootstrap replicates of the intervals (default: 1000)"
+    )
+    p.add_argument("--batch-size", type=int, default=8, help="generation batch size (default: 8)")
+    p.add_argument("--output", type=Path, required=True, help="output folder of the sweep")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=_run)
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError as exc:
+        raise ValueError(f"--sizes must be comma-separated integers, got {text!r}") from exc
+    if not sizes:
+        raise ValueError("--sizes is empty")
+    return sizes
+
+
+def _run(args: argparse.Namespace) -> int:
+    both = parse_set(args.both_set)
+    s1 = resolve_stage(
+        args, "stage1-", default_preset="paper_stage1", model=args.model, data_dir=args.stage1_data, **both
+    )
+    s2 = resolve_stage(
+        args, "stage2-", default_preset="paper_stage2", model=args.model, data_dir=args.stage2_data, **both
+    )
+    from medvqa.training import run_sweep
+
+    result = run_sweep(
+        s1,
+        s2,
+        output_dir=args.output,
+        sizes=_sizes(args.sizes),
+        eval_limit=args.eval_limit,
+        profiles=[p for p in args.profiles.split(",") if p],
+        n_boot=args.n_boot,
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+    )
+    print((Path(result.output_dir) / "sweep.md").read_text(encoding="utf-8"), file=sys.stderr)
+    print(Path(result.output_dir) / "sweep.json")
+    return 0

@@ -1,0 +1,133 @@
+"""``medvqa two-stage``: stage 1 then stage 2 on the same LoRA adapter, then (optionally) evaluation."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from medvqa._commands._stage_options import add_stage_options, resolve_stage
+
+__all__ = ["register"]
+
+_EPILOG = """\
+examples:
+  medvqa two-stage --output runs/two_stage
+      the paper's presets (paper_stage1, paper_stage2) on Idefics2-8B with QLoRA
+  medvqa two-stage --model tiny --set quantization=none --stage1-set max_steps=3 \\
+      --stage2-set max_steps=3 --output runs/tiny
+      a smoke run on the tiny offline model and the bundled sample
+  medvqa two-stage --stage1-config examples/two_stage/stage1.yaml \\
+      --stage2-config examples/two_stage/stage2.yaml --output runs/two_stage --evaluate
+  medvqa two-stage --stage1-preset recommended_stage1 --stage2-preset recommended \\
+      --stage1-data /data/roco --stage2-data ../shared/data/vqa_rad --output runs/recommended
+
+Stage 2 continues stage 1's adapter (no merge, no second adapter) with a fresh optimizer and
+schedule. Folders: OUTPUT/<stage1 name>/, OUTPUT/<stage2 name>/, OUTPUT/two_stage.json and
+OUTPUT/loss_curves.png (+ .json). Rerunning resumes. --stage1-size 0 skips stage 1.
+"""
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``two-stage`` command."""
+    p = subparsers.add_parser(
+        "two-stage",
+        help="train stage 1 (captions) then stage 2 (VQA) on one adapter",
+        description="The paper's two-stage fine-tuning: stage 1 then stage 2, continuing the same LoRA adapter.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_stage_options(p, "stage1-", label="stage 1 (default preset: paper_stage1)")
+    add_stage_options(p, "stage2-", label="stage 2 (default preset: paper_stage2)")
+    p.add_argument(
+        "--set",
+        dest="both_set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a setting of both stages",
+    )
+    p.add_argument("--model", default=None, help="base model of both stages (folder, hub id or 'tiny')")
+    p.add_argument(
+        "--stage1-data", default=None, help="stage-1 caption folder in ROCO layout (default: bundled)"
+    )
+    p.add_argument("--stage2-data", default=None, help="stage-2 VQA-RAD folder (default: bundled sample)")
+    p.add_argument(
+        "--stage1-size", type=int, default=None, help="stage-1 pairs (nested subset); 0 skips stage 1"
+    )
+    p.add_argument("--output", type=Path, required=True, help="output folder of the run")
+    p.add_argument(
+        "--evaluate", action="store_true", help="then answer and score the stage-2 dataset's test split"
+    )
+    p.add_argument(
+        "--eval-limit", type=int, default=None, help="score only the first N test questions (paper: 400)"
+    )
+    p.add_argument(
+        "--profiles", default="paper,strict", help="scoring profiles, comma-separated (default: paper,strict)"
+    )
+    p.add_argument(
+        "--no-resume", action="store_true", help="refuse to reuse or resume existing stage folders"
+    )
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from medvqa._commands._stage_options import parse_set
+
+    both = parse_set(args.both_set)
+    size = args.stage1_size
+    if size is not None and size < 0:
+        raise ValueError(f"--stage1-size must be >= 0, got {size}")
+    s1 = resolve_stage(
+        args,
+        "stage1-",
+        default_preset="paper_stage1",
+        model=args.model,
+        data_dir=args.stage1_data,
+        subset_size=size or None,
+        **both,
+    )
+    s2 = resolve_stage(
+        args, "stage2-", default_preset="paper_stage2", model=args.model, data_dir=args.stage2_data, **both
+    )
+    from medvqa.training import run_two_stage
+
+    if args.evaluate:
+        from medvqa.training._evaluate import require_single_process
+
+        require_single_process("--evaluate")
+
+    result = run_two_stage(
+        None if size == 0 else s1,
+        s2,
+        output_dir=args.output,
+        resume=not args.no_resume,
+        progress=not args.no_progress,
+    )
+    for r in (result.stage1, result.stage2):
+        if r is not None:
+            loss = "n/a" if r.train_loss is None else f"{r.train_loss:.4f}"
+            print(f"{r.name}: {r.global_step} steps, mean train loss {loss}", file=sys.stderr)
+    if args.evaluate:
+        from medvqa.training import load_stage_samples, load_trained_model, predict_and_score
+
+        test = load_stage_samples(s2.replace(subset_size=None), split="test")[: args.eval_limit]
+        model, processor = load_trained_model(
+            s2.model, result.adapter_dir, quantization=s2.quantization, precision=s2.precision
+        )
+        ev = predict_and_score(
+            model,
+            processor,
+            test,
+            output_dir=args.output,
+            name="eval",
+            profiles=[p for p in args.profiles.split(",") if p],
+            progress=not args.no_progress,
+        )
+        for profile, aggs in ev.scores.items():
+            for key, agg in aggs.items():
+                if agg.get("subset", "all") == "all":
+                    print(f"{profile}/{key}: {agg['value']} (n={agg['denominator']})", file=sys.stderr)
+    print(result.adapter_dir)
+    return 0

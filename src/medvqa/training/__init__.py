@@ -1,0 +1,106 @@
+"""Training: stage configs and presets, the stage and two-stage runners, the size sweep.
+
+The configs (:class:`StageConfig`, the presets) are light and import without torch. The
+runners (:func:`run_stage`, :func:`run_two_stage`, :func:`run_sweep`, :func:`predict_and_score`)
+need the ``medvqa[train]`` extra and load it when first used.
+
+>>> from medvqa.training import paper_stage1, paper_stage2
+>>> paper_stage1().learning_rate, paper_stage2().learning_rate
+(1e-05, 0.0001)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from medvqa.training._config import (
+    PRESETS,
+    DatasetName,
+    LoraPresetName,
+    MaskMode,
+    OptimizerName,
+    Precision,
+    PromptName,
+    Quantization,
+    Schedule,
+    StageConfig,
+    paper_single_stage,
+    paper_single_stage_as_run,
+    paper_stage1,
+    paper_stage2,
+    preset,
+    recommended,
+)
+
+_LAZY: dict[str, str] = {
+    "EvalResult": "medvqa.training._evaluate",
+    "StageResult": "medvqa.training._runner",
+    "SweepResult": "medvqa.training._sweep",
+    "TwoStageResult": "medvqa.training._runner",
+    "find_resumable_checkpoint": "medvqa.training._runner",
+    "load_base_model": "medvqa.training._runner",
+    "load_stage_samples": "medvqa.training._runner",
+    "load_trained_model": "medvqa.training._evaluate",
+    "predict_and_score": "medvqa.training._evaluate",
+    "run_stage": "medvqa.training._runner",
+    "run_sweep": "medvqa.training._sweep",
+    "run_two_stage": "medvqa.training._runner",
+}
+
+__all__ = [
+    "PRESETS",
+    "DatasetName",
+    "EvalResult",
+    "LoraPresetName",
+    "MaskMode",
+    "OptimizerName",
+    "Precision",
+    "PromptName",
+    "Quantization",
+    "Schedule",
+    "StageConfig",
+    "StageResult",
+    "SweepResult",
+    "TwoStageResult",
+    "find_resumable_checkpoint",
+    "load_base_model",
+    "load_stage_samples",
+    "load_trained_model",
+    "paper_single_stage",
+    "paper_single_stage_as_run",
+    "paper_stage1",
+    "paper_stage2",
+    "predict_and_score",
+    "preset",
+    "recommended",
+    "run_stage",
+    "run_sweep",
+    "run_two_stage",
+]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from medvqa.training._evaluate import EvalResult, load_trained_model, predict_and_score
+    from medvqa.training._runner import (
+        StageResult,
+        TwoStageResult,
+        find_resumable_checkpoint,
+        load_base_model,
+        load_stage_samples,
+        run_stage,
+        run_two_stage,
+    )
+    from medvqa.training._sweep import SweepResult, run_sweep
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'medvqa.training' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -1,0 +1,233 @@
+"""Predict and score: generate answers for samples, then score them under several profiles.
+
+The evaluation step of the pipeline (``medvqa evaluate``, the sweep and the demo): answers
+come from :func:`medvqa.generation.generate_answers` (streamed to a JSON Lines file, resumable),
+scores from :func:`medvqa.metrics.evaluate` under each named profile. Files written in
+``output_dir`` for an evaluation called ``name``::
+
+    <name>.predictions.jsonl   one Prediction per line (per-item answers)
+    <name>.items.jsonl         per-item scores of every profile
+    <name>.scores.json         aggregates with numerators, denominators and intervals
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medvqa._errors import MedVQAError
+from medvqa._io import JsonlWriter, atomic_write_json
+from medvqa.records import Prediction, VQASample
+from medvqa.training._runner import is_main_process, world_size
+
+__all__ = ["EvalResult", "load_trained_model", "predict_and_score"]
+
+
+def require_single_process(what: str) -> None:
+    """Refuse to run ``what`` under a multi-process launch (generation is not sharded).
+
+    Raises:
+        MedVQAError: ``WORLD_SIZE`` is greater than 1.
+    """
+    if world_size() > 1:
+        raise MedVQAError(
+            f"{what} runs in one process, but this is process {os.environ.get('RANK', '?')} of {world_size()}; "
+            "train with torchrun/accelerate, then evaluate with a plain 'python' or 'medvqa' command"
+        )
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Scores of one evaluation.
+
+    Attributes:
+        name: The evaluation's name (a table row, e.g. ``two_stage``).
+        n: Number of items scored.
+        predictions_path: The per-item predictions file.
+        scores: Profile → aggregate key (``"containment/all"``, ...) → aggregate dict
+            (``value``, ``numerator``, ``denominator``, ``ci_low``, ``ci_high``, ...).
+        info: Free-form facts about the run (model, adapter, prompt, transforms).
+        predictions: The predictions themselves, in input order (not part of :meth:`to_dict`).
+    """
+
+    name: str
+    n: int
+    predictions_path: str
+    scores: Mapping[str, Mapping[str, Mapping[str, Any]]]
+    info: Mapping[str, Any] = field(default_factory=dict)
+    predictions: tuple[Prediction, ...] = field(default=(), repr=False, compare=False)
+
+    def aggregates(self, profile: str) -> dict[str, Any]:
+        """The aggregates of one profile as :class:`medvqa.metrics.Aggregate` objects."""
+        from medvqa.metrics import Aggregate
+
+        return {k: Aggregate.from_dict(v) for k, v in self.scores[profile].items()}
+
+    def value(self, profile: str, key: str) -> float | None:
+        """One aggregate's value, e.g. ``value("paper", "containment/all")``.
+
+        Raises:
+            KeyError: The profile or key is absent (the message lists what exists).
+        """
+        if profile not in self.scores:
+            raise KeyError(f"no profile {profile!r} in {self.name!r}; profiles: {', '.join(self.scores)}")
+        aggs = self.scores[profile]
+        if key not in aggs:
+            raise KeyError(f"no aggregate {key!r} under {profile!r}; keys: {', '.join(aggs)}")
+        v = aggs[key].get("value")
+        return None if v is None else float(v)
+
+    def flat(self) -> dict[str, Any]:
+        """``{"<profile>/<key>": value, "<profile>/<key>:ci_low": ..., ...}`` for tables and plots."""
+        out: dict[str, Any] = {}
+        for profile, aggs in self.scores.items():
+            for key, agg in aggs.items():
+                out[f"{profile}/{key}"] = agg.get("value")
+                out[f"{profile}/{key}:ci_low"] = agg.get("ci_low")
+                out[f"{profile}/{key}:ci_high"] = agg.get("ci_high")
+                out[f"{profile}/{key}:n"] = agg.get("denominator")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict."""
+        return {
+            "name": self.name,
+            "n": self.n,
+            "predictions_path": self.predictions_path,
+            "scores": {p: {k: dict(v) for k, v in a.items()} for p, a in self.scores.items()},
+            "info": dict(self.info),
+        }
+
+
+def score_predictions(
+    predictions: Sequence[Prediction],
+    *,
+    profiles: Sequence[str] = ("paper", "strict"),
+    seed: int = 0,
+    n_boot: int = 1000,
+) -> tuple[dict[str, dict[str, dict[str, Any]]], list[dict[str, Any]]]:
+    """Score predictions under each profile: aggregates per profile and merged per-item rows."""
+    from medvqa.metrics import evaluate
+
+    scores: dict[str, dict[str, dict[str, Any]]] = {}
+    items: list[dict[str, Any]] = [{"id": p.id} for p in predictions]
+    for profile in profiles:
+        result = evaluate(predictions, profile=profile, seed=seed, n_boot=n_boot)
+        scores[profile] = {key: agg.to_dict() for key, agg in result.aggregates.items()}
+        for row, per in zip(items, result.per_item):
+            for k, v in per.items():
+                if k != "id":
+                    row[f"{profile}/{k}"] = v
+    return scores, items
+
+
+def predict_and_score(
+    model: Any,
+    processor: Any,
+    samples: Sequence[VQASample],
+    *,
+    output_dir: str | os.PathLike[str],
+    name: str,
+    prompt: Any = None,
+    profiles: Sequence[str] = ("paper", "strict"),
+    max_new_tokens: int = 20,
+    batch_size: int = 8,
+    seed: int = 0,
+    n_boot: int = 1000,
+    progress: bool = True,
+    info: Mapping[str, Any] | None = None,
+) -> EvalResult:
+    """Generate answers for ``samples`` and score them under ``profiles``.
+
+    Generation streams to ``<output_dir>/<name>.predictions.jsonl`` and resumes from it (a
+    rerun generates only what is missing). The model should be in ``eval`` mode (LoRA dropout
+    off); :func:`load_trained_model` returns it so.
+
+    Args:
+        model: The model (base or with adapter).
+        processor: Its processor.
+        samples: What to answer.
+        output_dir: Where the files go.
+        name: The evaluation's name (file prefix and table row).
+        prompt: A prompt template or name for :func:`medvqa.generation.generate_answers`
+            (``None``: the paper's "Answer briefly.").
+        profiles: Scoring profiles of :data:`medvqa.metrics.PROFILES`.
+        max_new_tokens: Generation budget (paper: 20; 50 for nonsense questions).
+        batch_size: Generation batch size.
+        seed: Seed of the bootstrap intervals.
+        n_boot: Bootstrap replicates (0: no intervals).
+        progress: Show a progress bar.
+        info: Facts recorded with the scores (model, adapter, transforms...).
+
+    Returns:
+        An :class:`EvalResult`.
+    """
+    from medvqa.generation import generate_answers
+
+    if not samples:
+        raise MedVQAError(f"evaluation {name!r}: no samples to answer")
+    require_single_process("evaluation")
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pred_path = out / f"{name}.predictions.jsonl"
+    predictions = generate_answers(
+        model,
+        processor,
+        list(samples),
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        prompt=prompt,
+        output=pred_path,
+        progress=progress,
+    )
+    scores, items = score_predictions(predictions, profiles=profiles, seed=seed, n_boot=n_boot)
+    result = EvalResult(
+        name=name,
+        n=len(predictions),
+        predictions_path=str(pred_path),
+        scores=scores,
+        info=dict(info or {}),
+        predictions=tuple(predictions),
+    )
+    if is_main_process():
+        with JsonlWriter(out / f"{name}.items.jsonl", append=False, fsync=False) as w:
+            w.write_all(items)
+        atomic_write_json(out / f"{name}.scores.json", result.to_dict())
+    return result
+
+
+def load_trained_model(
+    model: str,
+    adapter: str | os.PathLike[str] | None = None,
+    *,
+    quantization: str = "nf4",
+    precision: str = "auto",
+) -> tuple[Any, Any]:
+    """Load a base model (``"tiny"``, a folder or a hub id), attach an adapter, and switch to eval mode.
+
+    The base model and every fine-tuned model are loaded the same way (same quantization,
+    same dtype), so that a comparison measures the adapter, not the loading; the paper scored
+    its base model in 4-bit and its fine-tuned models in fp16.
+
+    Args:
+        model: The base model.
+        adapter: A saved LoRA adapter folder, or ``None`` for the base model alone.
+        quantization: ``nf4``, ``fp4``, ``int8`` or ``none``.
+        precision: ``auto``, ``fp32``, ``fp16`` or ``bf16`` (compute dtype).
+
+    Returns:
+        ``(model, processor)`` with the model in ``eval`` mode.
+    """
+    from medvqa.models import load_adapter
+    from medvqa.training._config import StageConfig
+    from medvqa.training._runner import load_base_model
+
+    cfg = StageConfig(model=model, quantization=quantization, precision=precision)  # type: ignore[arg-type]
+    base, processor = load_base_model(cfg)
+    if adapter is None:
+        base.eval()
+        return base, processor
+    return load_adapter(base, adapter), processor

@@ -1,0 +1,106 @@
+"""The paper's recipes in examples/: every config loads, every script imports, every --tiny path runs."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+SCRIPTS = sorted(p.stem for p in EXAMPLES.glob("*.py") if not p.name.startswith("_"))
+CONFIGS = sorted(EXAMPLES.glob("*.yaml"))
+
+
+@pytest.fixture(autouse=True)
+def _examples_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+
+
+def test_every_row_and_figure_has_a_recipe() -> None:
+    rows = {
+        "base",
+        "single_stage",
+        "two_stage",
+        "base_ood",
+        "two_stage_ood",
+        "swapped_images",
+        "expert_prompt",
+    }
+    figures = {"size_sweep", "loss_curves", "human_evaluation_sheet"}
+    assert rows | figures | {"nonsense_questions"} <= set(SCRIPTS)
+    assert {c.stem for c in CONFIGS} >= set(SCRIPTS)
+    assert (EXAMPLES / "run_all.sh").is_file()
+    run_all = (EXAMPLES / "run_all.sh").read_text()
+    assert all(s in run_all for s in SCRIPTS)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
+def test_config_loads_and_its_header_is_the_command(config: Path) -> None:
+    pytest.importorskip("yaml")
+    from _recipes import load_recipe
+
+    first = config.read_text().splitlines()[0]
+    script = config.stem if config.stem in SCRIPTS else "single_stage"
+    assert first == f"# python examples/{script}.py --config examples/{config.name}"
+    recipe = load_recipe(config)
+    assert recipe.stage1 or recipe.stage2 or recipe.evaluation or recipe.extra
+    for stage in (recipe.stage1, recipe.stage2):
+        if stage is not None:
+            assert stage.model == "HuggingFaceM4/idefics2-8b" and stage.quantization == "nf4"
+    if recipe.evaluation is not None:
+        assert recipe.evaluation.model == "HuggingFaceM4/idefics2-8b"
+
+
+def test_configs_match_the_presets() -> None:
+    from _recipes import load_recipe
+    from medvqa.training import paper_stage1, paper_stage2
+
+    two = load_recipe(EXAMPLES / "two_stage.yaml")
+    assert two.stage1 is not None and two.stage2 is not None
+    ignore = {"data_dir", "output_dir"}
+    for got, want in ((two.stage1, paper_stage1()), (two.stage2, paper_stage2())):
+        assert {k: v for k, v in got.to_dict().items() if k not in ignore} == {
+            k: v for k, v in want.to_dict().items() if k not in ignore
+        }
+    assert load_recipe(EXAMPLES / "size_sweep.yaml").sweep_sizes == (0, 7000, 20000, 55000)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_script_imports(script: str) -> None:
+    pytest.importorskip("yaml")
+    module = importlib.import_module(script)
+    assert callable(module.main) and module.__doc__
+
+
+@pytest.mark.train
+@pytest.mark.slow
+def test_every_tiny_path_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("transformers")
+    order = [
+        "base",
+        "two_stage",
+        "two_stage_ood",
+        "swapped_images",
+        "expert_prompt",
+        "base_ood",
+        "single_stage",
+        "nonsense_questions",
+        "loss_curves",
+        "human_evaluation_sheet",
+        "size_sweep",
+    ]
+    assert sorted(order) == SCRIPTS
+    for script in order:
+        module = importlib.import_module(script)
+        module.main(["--tiny", "--output", str(tmp_path), "--no-progress"])
+    out = capsys.readouterr().out
+    assert "abstained on" in out and "wrote" in out
+    for name in (
+        "loss_curves.png",
+        "human_evaluation_sheet.csv",
+        "size_sweep/sweep.png",
+        "evaluations/two_stage.scores.json",
+        "evaluations/swapped_images.scores.json",
+    ):
+        assert (tmp_path / name).is_file(), name
