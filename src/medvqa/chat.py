@@ -4,10 +4,11 @@ This module is part of the light core: it imports neither torch nor transformers
 the one place where a :class:`~medvqa.records.VQASample` becomes the conversation that an
 Idefics2 processor renders, so that training, generation and the documentation all agree.
 
-Idefics2's chat template writes each turn as its role, ``:`` (followed by a space unless
-the turn starts with an image), the turn's items (an image becomes ``<image>``) and
-``<end_of_utterance>`` plus a newline; with a generation prompt it appends ``Assistant:``.
-There is no system turn.
+Idefics2's chat template (:data:`IDEFICS2_CHAT_TEMPLATE`, copied from the
+``processor_config.json`` of ``HuggingFaceM4/idefics2-8b``) writes each turn as its role,
+``:`` (followed by a space unless the turn starts with an image), the turn's items (an image
+becomes ``<image>``) and ``<end_of_utterance>`` plus a newline; with a generation prompt it
+appends ``Assistant:``. There is no system turn.
 
 >>> from medvqa.records import ImageRef, VQASample
 >>> s = VQASample(id="rad:test:1", question="Is there a fracture?", answer="no",
@@ -71,7 +72,14 @@ IDEFICS2_CHAT_TEMPLATE = (
     "<end_of_utterance>\n{% endfor %}"
     "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
 )
-"""The Jinja chat template of ``HuggingFaceM4/idefics2-8b``; :func:`render_messages` is its pure twin."""
+"""The Jinja chat template of Idefics2, verbatim.
+
+Source: the ``chat_template`` entry of ``processor_config.json`` in the
+``HuggingFaceM4/idefics2-8b`` repository on the Hugging Face hub
+(https://huggingface.co/HuggingFaceM4/idefics2-8b/blob/main/processor_config.json).
+:func:`render_messages` is its pure-Python twin; tests check that both render every kind of
+sample identically, with plain Jinja and with ``processor.apply_chat_template``.
+"""
 
 
 @dataclass(frozen=True)

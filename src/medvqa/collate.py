@@ -154,6 +154,8 @@ class TrainingCollator:
             )
         if self.max_length is not None and self.max_length < 2:
             raise ValueError(f"max_length must be at least 2, got {self.max_length}")
+        if self.pad_to_multiple_of is not None and self.pad_to_multiple_of < 1:
+            raise ValueError(f"pad_to_multiple_of must be at least 1, got {self.pad_to_multiple_of}")
         if self.prompt is not None:
             self.prompt = get_prompt(self.prompt)
 

@@ -173,3 +173,27 @@ def test_image_splitting_processors_stay_consistent() -> None:
     assert tuple(batch["pixel_values"].shape[:2]) == (2, 5)
     assert int((batch["input_ids"] == image_id).sum()) == 5 * TINY_IMAGE_SEQ_LEN
     assert model(**batch).loss.item() > 0
+
+
+def test_pure_rendering_equals_the_processors_chat_template(processor: Any) -> None:
+    """The no-Jinja shortcut in render_chat gives what transformers' own template engine gives."""
+    from medvqa.chat import build_messages, render_messages
+
+    assert processor.chat_template is not None
+    for sample in (FRACTURE, LIVER, CAPTION):
+        for with_answer, gen in ((True, False), (False, True), (False, False)):
+            msgs = build_messages(sample, with_answer=with_answer)
+            expected = processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)
+            assert render_messages(msgs, add_generation_prompt=gen) == expected
+
+
+def test_pad_to_multiple_of_pads_with_ignored_labels(processor: Any) -> None:
+    plain = TrainingCollator(processor)([FRACTURE, LIVER])
+    padded = TrainingCollator(processor, pad_to_multiple_of=16)([FRACTURE, LIVER])
+    width = padded["input_ids"].shape[1]
+    assert width % 16 == 0 and width >= plain["input_ids"].shape[1]
+    n = plain["input_ids"].shape[1]
+    assert (padded["labels"][:, :n] == plain["labels"]).all()
+    assert (padded["labels"][:, n:] == IGNORE_INDEX).all() and (padded["attention_mask"][:, n:] == 0).all()
+    with pytest.raises(ValueError, match="pad_to_multiple_of"):
+        TrainingCollator(processor, pad_to_multiple_of=0)

@@ -101,17 +101,18 @@ def test_generation_is_deterministic_and_decodes_only_new_tokens(
     )
 
 
-def test_generation_stops_at_end_of_utterance(tiny: tuple[Any, Any]) -> None:
+@pytest.mark.parametrize("stop", ["<end_of_utterance>", "</s>"])
+def test_generation_stops_at_either_stop_token(tiny: tuple[Any, Any], stop: str) -> None:
     import torch
 
     model, processor = tiny
-    eou = processor.tokenizer.convert_tokens_to_ids("<end_of_utterance>")
+    stop_id = processor.tokenizer.convert_tokens_to_ids(stop)
     head = model.lm_head
     forced = torch.nn.Linear(head.in_features, head.out_features, bias=True)
     with torch.no_grad():
         forced.weight.zero_()
         forced.bias.fill_(-10.0)
-        forced.bias[eou] = 10.0
+        forced.bias[stop_id] = 10.0
     new_lengths: list[int] = []
     original = model.generate
 
@@ -120,15 +121,20 @@ def test_generation_stops_at_end_of_utterance(tiny: tuple[Any, Any]) -> None:
         new_lengths.append(out.shape[1] - kwargs["input_ids"].shape[1])
         return out
 
+    # like many real checkpoints, let the model's own generation config know only </s>:
+    # generate_answers must pass <end_of_utterance> itself
+    own_eos = model.generation_config.eos_token_id
     model.lm_head, model.generate = forced, recording
+    model.generation_config.eos_token_id = processor.tokenizer.eos_token_id
     try:
         preds = generate_answers(
             model, processor, _samples(2), batch_size=2, max_new_tokens=8, progress=False
         )
     finally:
         model.lm_head = head
+        model.generation_config.eos_token_id = own_eos
         del model.generate
-    assert new_lengths == [1]  # stopped right after the forced <end_of_utterance>
+    assert new_lengths == [1]  # stopped right after the forced stop token
     assert [p.prediction for p in preds] == ["", ""]
 
 

@@ -21,12 +21,15 @@ from medvqa.models import (  # noqa: E402
     LoraSettings,
     QuantizationSettings,
     add_lora,
+    bnb_config,
+    check_adapter_folder,
     load_adapter,
     load_idefics2,
     lora_report,
     lora_target_modules,
     save_tiny_idefics2,
     skip_modules,
+    skip_pattern_matches,
     tiny_idefics2,
 )
 
@@ -186,3 +189,169 @@ def test_fresh_gaussian_adapter_is_a_no_op_and_load_adapter_is_eval(tmp_path: Pa
         load_adapter(_fresh(), tmp_path / "adapter")
     with pytest.raises(MedVQAError, match="not a LoRA adapter folder"):
         load_adapter(_fresh(), tmp_path)
+
+
+def test_bnb_config_is_the_papers_nf4_without_double_quantization() -> None:
+    cfg = bnb_config(QuantizationSettings())
+    assert cfg.load_in_4bit and not cfg.load_in_8bit
+    assert cfg.bnb_4bit_quant_type == "nf4"
+    assert cfg.bnb_4bit_use_double_quant is False
+    assert cfg.bnb_4bit_compute_dtype == torch.float16
+    assert cfg.llm_int8_skip_modules == ["lm_head"]
+    bf16 = bnb_config(QuantizationSettings(compute_dtype="bfloat16", quantize_vision=False))
+    assert bf16.bnb_4bit_compute_dtype == torch.bfloat16
+    assert bf16.llm_int8_skip_modules == ["lm_head", "model.vision_model"]
+    int8 = bnb_config("int8")
+    assert int8.load_in_8bit and int8.llm_int8_skip_modules == ["lm_head"]
+    with pytest.raises(ValueError, match="not a valid regular expression"):
+        QuantizationSettings(keep_modules=("model.(",))
+
+
+def test_skip_pattern_matching_agrees_with_the_installed_transformers() -> None:
+    from transformers.quantizers.quantizers_utils import should_convert_module
+
+    names = [
+        "lm_head",
+        "model.vision_model.encoder.layers.0.mlp.fc1",
+        "model.vision_model.encoder.layers.11.self_attn.q_proj",
+        "model.text_model.layers.1.mlp.up_proj",
+        "model.text_model.layers.11.mlp.up_proj",
+        "model.connector.modality_projection.gate_proj",
+        "model.connector.perceiver_resampler.layers.0.self_attn.o_proj",
+    ]
+    patterns = [
+        "lm_head",
+        "model.vision_model",
+        "vision_model",
+        "connector",
+        "model.connector",
+        "model.text_model.layers.1",
+        "fc1",
+        "model.text_model.layers.*",
+        "mlp.up",
+    ]
+    for name in names:
+        for pattern in patterns:
+            assert skip_pattern_matches(pattern, name) == (not should_convert_module(name, [pattern])), (
+                pattern,
+                name,
+            )
+    # the trap: the short name keeps nothing below it, the full prefix keeps the whole encoder
+    vision = "model.vision_model.encoder.layers.0.mlp.fc1"
+    assert not skip_pattern_matches("vision_model", vision) and skip_pattern_matches(
+        "model.vision_model", vision
+    )
+
+
+def test_paper_regex_on_an_idefics2_8b_shaped_model() -> None:
+    """The published regex adapts exactly the 248 intended layers of the real architecture."""
+    from transformers import AutoModelForImageTextToText, Idefics2Config
+
+    config = Idefics2Config(  # the shapes of HuggingFaceM4/idefics2-8b (Mistral-7B + SigLIP)
+        text_config={
+            "model_type": "mistral",
+            "hidden_size": 4096,
+            "intermediate_size": 14336,
+            "num_hidden_layers": 32,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 8,
+            "vocab_size": 32003,
+        },
+        vision_config={
+            "hidden_size": 1152,
+            "intermediate_size": 4304,
+            "num_hidden_layers": 27,
+            "num_attention_heads": 16,
+            "image_size": 980,
+            "patch_size": 14,
+        },
+        perceiver_config={
+            "hidden_size": 4096,
+            "resampler_n_latents": 64,
+            "resampler_depth": 3,
+            "resampler_n_heads": 16,
+            "resampler_head_dim": 96,
+            "num_key_value_heads": 4,
+        },
+    )
+    with torch.device("meta"):
+        model = AutoModelForImageTextToText.from_config(config)
+    modules = dict(model.named_modules())
+    matched = {n for n in modules if re.fullmatch(LORA_PRESETS["paper"], n)}
+    assert all(isinstance(modules[n], torch.nn.Linear) for n in matched)
+    text = {n for n in matched if n.startswith("model.text_model.layers.")}
+    perceiver = {n for n in matched if n.startswith("model.connector.perceiver_resampler.layers.")}
+    modality = {n for n in matched if n.startswith("model.connector.modality_projection.")}
+    assert (len(text), len(perceiver), len(modality)) == (32 * 7, 3 * 7, 3)
+    assert matched == text | perceiver | modality
+    vision_linear = [
+        n
+        for n, m in modules.items()
+        if n.startswith("model.vision_model.") and isinstance(m, torch.nn.Linear)
+    ]
+    assert len(vision_linear) == 27 * 6 and not matched & set(vision_linear)
+    assert "lm_head" not in matched
+
+
+def test_load_idefics2_never_trusts_remote_code_and_reads_only_safetensors(
+    tiny_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from transformers import AutoModelForImageTextToText
+
+    seen: dict[str, Any] = {}
+
+    def fake(path: Any, **kwargs: Any) -> Any:
+        seen.update(kwargs)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(AutoModelForImageTextToText, "from_pretrained", fake)
+    with pytest.raises(RuntimeError, match="stop here"):
+        load_idefics2(tiny_dir)
+    assert seen["trust_remote_code"] is False and seen["use_safetensors"] is True
+    assert seen["local_files_only"] is True
+
+
+def test_load_idefics2_names_a_missing_or_wrong_model_in_one_line(tmp_path: Path, tiny_dir: Path) -> None:
+    cases = [
+        (tmp_path / "no_such_model", "model folder not found"),
+        ("./relative/missing/model", "model folder not found"),
+        (tiny_dir / "config.json", "is a file, not a model folder"),
+        (tmp_path, "no config.json"),
+    ]
+    for path, message in cases:
+        with pytest.raises(MedVQAError, match=message) as info:
+            load_idefics2(path)
+        assert "\n" not in str(info.value)
+
+
+def test_adapter_folders_are_checked_with_one_line_errors(tmp_path: Path) -> None:
+    model = add_lora(_fresh())
+    good = tmp_path / "adapter"
+    model.save_pretrained(good)
+    assert check_adapter_folder(good) == good
+    with pytest.raises(MedVQAError, match="adapter folder not found"):
+        check_adapter_folder(tmp_path / "missing")
+    with pytest.raises(MedVQAError, match="is a file"):
+        check_adapter_folder(good / "adapter_config.json")
+    cfg = json.loads((good / "adapter_config.json").read_text())
+
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "adapter_config.json").write_text("{not json")
+    with pytest.raises(MedVQAError, match=r"corrupt.adapter_config\.json: not a readable JSON"):
+        load_adapter(_fresh(), corrupt)
+
+    other = tmp_path / "prefix"
+    other.mkdir()
+    (other / "adapter_config.json").write_text(json.dumps({**cfg, "peft_type": "PREFIX_TUNING"}))
+    with pytest.raises(MedVQAError, match="peft_type is 'PREFIX_TUNING'"):
+        check_adapter_folder(other)
+
+    # an adapter of another rank than its config says: shapes do not fit the base model
+    wrong = tmp_path / "wrong_rank"
+    wrong.mkdir()
+    (wrong / "adapter_model.safetensors").write_bytes((good / "adapter_model.safetensors").read_bytes())
+    (wrong / "adapter_config.json").write_text(json.dumps({**cfg, "r": 4}))
+    with pytest.raises(MedVQAError, match=r"does not fit this base model \(48 weight\(s\)") as info:
+        load_adapter(_fresh(), wrong)
+    assert "\n" not in str(info.value)

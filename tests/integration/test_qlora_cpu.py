@@ -14,6 +14,7 @@ pytestmark = pytest.mark.train
 
 import torch  # noqa: E402
 
+from medvqa._errors import MedVQAError  # noqa: E402
 from medvqa.collate import TrainingCollator  # noqa: E402
 from medvqa.models import (  # noqa: E402
     QuantizationSettings,
@@ -89,6 +90,10 @@ def test_qlora_trains_reloads_exactly_and_merges(tiny_dir: Path, tmp_path: Path)
     report = lora_report(model)
     assert len(report.adapted_modules) == 24 and report.trainable_params > 0
     assert model.get_base_model().is_activation_checkpointing
+    checkpointed = [
+        m._gradient_checkpointing_func for m in model.modules() if getattr(m, "gradient_checkpointing", False)
+    ]
+    assert checkpointed and all(f.keywords.get("use_reentrant") is False for f in checkpointed)
     assert all(p.dtype == torch.float32 for n, p in model.named_parameters() if "lora_" in n)
     batch = TrainingCollator(processor, mode="answer")(_samples())
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-3)
@@ -123,3 +128,32 @@ def test_qlora_trains_reloads_exactly_and_merges(tiny_dir: Path, tmp_path: Path)
     with torch.no_grad():
         after = merged(**batch).logits
     torch.testing.assert_close(after, before, atol=1e-4, rtol=1e-4)
+
+
+def test_skip_pattern_trap_on_the_tiny_model(tiny_dir: Path) -> None:
+    """Why skip_modules always lists lm_head, and why patterns need the full prefix."""
+    from transformers import AutoModelForImageTextToText, BitsAndBytesConfig
+
+    raw = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_compute_dtype=torch.float32,
+        llm_int8_skip_modules=["vision_model"],  # a short name, and no lm_head
+    )
+    model = AutoModelForImageTextToText.from_pretrained(
+        tiny_dir, quantization_config=raw, dtype=torch.float32, device_map="cpu", use_safetensors=True
+    )
+    names = quantized_module_names(model)
+    assert "lm_head" in names  # an explicit list drops transformers' default lm_head skip
+    assert any(n.startswith("model.vision_model.") for n in names)  # 'vision_model' kept nothing
+
+
+def test_keep_modules_patterns_are_checked_and_honoured(tiny_dir: Path) -> None:
+    with pytest.raises(
+        MedVQAError, match=r"keep_modules pattern 'connector' matches no linear layer.*model\.connector"
+    ):
+        _nf4(tiny_dir, keep_modules=("connector",))
+    model, _ = _nf4(tiny_dir, keep_modules=("model.connector",))
+    names = quantized_module_names(model)
+    assert not any(n.startswith("model.connector.") for n in names)
+    assert "model.text_model.layers.0.mlp.up_proj" in names and "lm_head" not in names

@@ -183,3 +183,33 @@ def test_reserved_tokens_in_the_data_are_refused(field: str) -> None:
     s = _vqa().replace(**{field: "see <image> here"})
     with pytest.raises(ValueError, match=f"field '{field}' contains the reserved token '<image>'"):
         build_messages(s, with_answer=True)
+
+
+# The chat_template entry of processor_config.json in the HuggingFaceM4/idefics2-8b repository
+# (https://huggingface.co/HuggingFaceM4/idefics2-8b/blob/main/processor_config.json), verbatim.
+PUBLISHED_IDEFICS2_TEMPLATE = (
+    "{% for message in messages %}{{message['role'].capitalize()}}{% if message['content'][0]['type'] "
+    "== 'image' %}{{':'}}{% else %}{{': '}}{% endif %}{% for line in message['content'] %}{% if "
+    "line['type'] == 'text' %}{{line['text']}}{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif "
+    "%}{% endfor %}<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% "
+    "endif %}"
+)
+
+
+def test_the_template_is_idefics2s_published_one() -> None:
+    assert IDEFICS2_CHAT_TEMPLATE == PUBLISHED_IDEFICS2_TEMPLATE
+
+
+def test_image_first_turn_and_multi_turn_render_like_the_template() -> None:
+    jinja2 = pytest.importorskip("jinja2")
+    template = jinja2.Environment().from_string(IDEFICS2_CHAT_TEMPLATE)
+    msgs = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is it?"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "A chest x-ray."}]},
+        {"role": "user", "content": [{"type": "text", "text": "Which side?"}, {"type": "image"}]},
+    ]
+    for gen in (True, False):
+        assert render_messages(msgs, add_generation_prompt=gen) == template.render(
+            messages=msgs, add_generation_prompt=gen
+        )
+    assert render_messages(msgs).startswith("User:<image>What is it?<end_of_utterance>\nAssistant: A chest")

@@ -15,15 +15,25 @@ _SAMPLE_DIRS = {"vqa_rad": "vqa_rad", "slake": "slake", "roco": "captions", "med
 _EPILOG = """\
 examples:
   medvqa predict --model tiny --dataset vqa_rad --split test --limit 8 --output preds.jsonl
-      the tiny offline model on the bundled VQA-RAD sample (a smoke test)
+      the tiny offline model on the bundled VQA-RAD sample (a smoke test, no download)
   medvqa predict --model /models/idefics2-8b --adapter runs/two_stage/adapter \\
       --dataset vqa_rad --data ../shared/data/vqa_rad --split test --output two_stage.jsonl
+      a fine-tuned adapter on the full VQA-RAD test split
   medvqa predict --model /models/idefics2-8b --quantization nf4 --prompt expert \\
       --dataset vqa_rad --data ../shared/data/vqa_rad --split test --output base_expert.jsonl
+      the 4-bit base model with the paper's expert-radiologist prompt
+  medvqa predict --model /models/idefics2-8b --adapter runs/two_stage/adapter --limit 400 \\
+      --batch-size 1 --dataset path_vqa --data ../shared/data/pathvqa --output pathvqa.jsonl
+      the paper's protocol on PathVQA: the first 400 test questions, one at a time
+  medvqa predict --model tiny --dataset vqa_rad --instruction "Reply with one word." \\
+      --max-new-tokens 5 --output one_word.jsonl
+      a custom instruction in place of "Answer briefly."
 
 The output is JSON Lines of predictions, what 'medvqa score' reads by default; the run's
-settings are written beside it as OUTPUT.run.json. Running again with the same output file
-resumes: items already written are kept and not generated again.
+settings are written beside it as OUTPUT.run.json (OUTPUT with its suffix replaced). Running
+again with the same output file resumes: items already written are kept and not generated
+again. Resuming with another model, adapter, dataset, split, prompt, decoding budget,
+quantization or dtype is refused; a larger --limit or another --batch-size is allowed.
 """
 
 
@@ -40,49 +50,114 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "--model", required=True, help="model folder or hub id, or 'tiny' for the tiny offline model"
+        "--model",
+        required=True,
+        metavar="PATH|HUB_ID|tiny",
+        help="base model: a folder written by save_pretrained (safetensors weights), a hub id such as "
+        "HuggingFaceM4/idefics2-8b (needs network or the Hugging Face cache), or 'tiny' for the tiny "
+        "random offline model",
     )
-    p.add_argument("--adapter", type=Path, default=None, help="LoRA adapter folder (safetensors)")
-    p.add_argument("--dataset", required=True, choices=_NAMES, help="dataset name")
     p.add_argument(
-        "--data", default=None, help="release folder or file of the dataset (default: the bundled sample)"
+        "--adapter",
+        type=Path,
+        default=None,
+        metavar="FOLDER",
+        help="LoRA adapter folder (adapter_config.json + adapter_model.safetensors), for example the "
+        "adapter/ folder of a training run; loaded in eval mode, so LoRA dropout is off",
     )
-    p.add_argument("--split", default="test", help="split to answer (default: test)")
+    p.add_argument(
+        "--dataset",
+        required=True,
+        choices=_NAMES,
+        help="which dataset format --data is in",
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        metavar="PATH",
+        help="release folder or file of the dataset (default: the sample bundled with medvqa, which "
+        "exists for vqa_rad, slake, roco and med_halt; path_vqa needs --data)",
+    )
+    p.add_argument(
+        "--split",
+        default="test",
+        help="split to answer: train, validation or test, as the dataset has them (default: test)",
+    )
     p.add_argument(
         "--prompt",
         default=None,
-        help="built-in prompt: paper (default for VQA), expert, caption (default for captions)",
+        metavar="NAME",
+        help="built-in prompt: paper ('Answer briefly.', the default for VQA), expert (the paper's "
+        "expert-radiologist instruction) or caption (the default for caption data)",
     )
     p.add_argument(
         "--instruction",
         default=None,
-        help="custom instruction text replacing 'Answer briefly.' (layout: instruction, image, question)",
+        metavar="TEXT",
+        help="your own instruction in place of 'Answer briefly.' (layout: instruction, image, "
+        "question; recorded as prompt 'custom'); not together with --prompt",
     )
     p.add_argument(
-        "--limit", type=int, default=None, help="answer only the first N questions, in dataset order"
+        "--limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="answer only the first N questions, in dataset order (the paper scored the first 400)",
     )
-    p.add_argument("--batch-size", type=int, default=8, help="questions per generate call (default: 8)")
-    p.add_argument("--max-new-tokens", type=int, default=20, help="longest answer in tokens (default: 20)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=8,
+        metavar="N",
+        help="questions per generate call (default: 8; the paper used 1). Batch size 1 and 8 give "
+        "identical answers on the tiny float32 model; in float16 on a GPU, padding can flip a rare "
+        "near-tie",
+    )
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=20,
+        metavar="N",
+        help="longest answer in tokens (default: 20, as the paper; it used 50 for nonsense questions)",
+    )
     p.add_argument(
         "--quantization",
         choices=("none", "nf4", "fp4", "int8"),
         default="none",
-        help="load the base model quantized with bitsandbytes (default: none); the compute dtype is "
-        "--dtype, or float16 on a GPU and float32 on a CPU when --dtype is auto",
+        help="load the base model quantized with bitsandbytes (default: none; nf4 is the paper's "
+        "QLoRA base, lm_head kept in full precision); the compute dtype is --dtype, or float16 on "
+        "a GPU and float32 on a CPU when --dtype is auto",
     )
     p.add_argument(
         "--dtype",
         choices=("auto", "float32", "float16", "bfloat16"),
         default="auto",
-        help="dtype of the unquantized weights (default: the checkpoint's)",
+        help="dtype of the unquantized weights (default: auto, the checkpoint's own; float32 for tiny)",
     )
-    p.add_argument("--seed", type=int, default=0, help="weights seed of --model tiny (default: 0)")
-    p.add_argument("--output", type=Path, required=True, help="JSON Lines file to write (resumed if present)")
+    p.add_argument(
+        "--seed", type=int, default=0, help="weights seed of --model tiny (default: 0; ignored otherwise)"
+    )
+    p.add_argument(
+        "--output",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="JSON Lines file of predictions to write; if it exists, the run resumes (see below)",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    restore: list[Any] = []
+    try:
+        return _predict(args, restore)
+    finally:
+        for undo in restore:
+            undo()
+
+
+def _predict(args: argparse.Namespace, restore: list[Any]) -> int:
     import tempfile
 
     from medvqa._io import atomic_write_json
@@ -91,6 +166,7 @@ def _run(args: argparse.Namespace) -> int:
     from medvqa.generation import generate_answers
     from medvqa.models import (
         QuantizationSettings,
+        check_adapter_folder,
         load_adapter,
         load_idefics2,
         lora_report,
@@ -100,6 +176,14 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be at least 1, got {args.limit}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.max_new_tokens < 1:
+        raise ValueError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
+    if args.output.is_dir():
+        raise ValueError(f"--output {args.output} is a folder; give a file name such as preds.jsonl")
+    if args.adapter is not None:
+        check_adapter_folder(args.adapter)  # fail before a large model is loaded
     if args.prompt is not None and args.instruction is not None:
         raise ValueError("give either --prompt or --instruction, not both")
     prompt: PromptTemplate | None = None
@@ -128,8 +212,10 @@ def _run(args: argparse.Namespace) -> int:
 
             compute = "float16" if torch.cuda.is_available() else "float32"
         quantization = QuantizationSettings(mode=args.quantization, compute_dtype=compute)
+    if args.no_progress:
+        restore.append(_quiet_transformers())
     with tempfile.TemporaryDirectory(prefix="medvqa-tiny-") as tmp:
-        if args.model == "tiny" and quantization is None:
+        if args.model == "tiny" and quantization is None and args.dtype in ("auto", "float32"):
             model, processor = tiny_idefics2(args.seed)
         else:
             path = save_tiny_idefics2(tmp, seed=args.seed) if args.model == "tiny" else args.model
@@ -159,7 +245,9 @@ def _run(args: argparse.Namespace) -> int:
         "decoding": "greedy",
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.output.with_suffix(".run.json"), run)
+    run_path = args.output.with_suffix(".run.json")
+    _check_resume(args.output, run_path, run)
+    atomic_write_json(run_path, run)
     preds = generate_answers(
         model,
         processor,
@@ -172,3 +260,69 @@ def _run(args: argparse.Namespace) -> int:
     )
     print(f"wrote {len(preds)} predictions to {args.output}", file=sys.stderr)
     return 0
+
+
+# Settings that must not change when a run resumes into the same output file; the others
+# (limit, batch size, counts) may.
+_RESUME_KEYS = (
+    "model",
+    "seed",
+    "adapter",
+    "dataset",
+    "data",
+    "split",
+    "prompt",
+    "max_new_tokens",
+    "quantization",
+    "dtype",
+    "decoding",
+)
+_PATH_KEYS = ("adapter", "data", "model")
+
+
+def _norm(key: str, value: Any) -> Any:
+    if key in _PATH_KEYS and isinstance(value, str) and value != "tiny":
+        local = Path(value).expanduser()
+        return str(local.resolve()) if local.exists() else value
+    return value
+
+
+def _check_resume(output: Path, run_path: Path, run: dict[str, Any]) -> None:
+    """Refuse to resume an output file written with other settings (it would mix two runs)."""
+    import json
+
+    if not output.is_file() or output.stat().st_size == 0 or not run_path.is_file():
+        return
+    try:
+        old = json.loads(run_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(
+            f"{run_path}: cannot read the settings of the run that wrote {output} ({exc}); "
+            "use a new --output file"
+        ) from None
+    changed = [k for k in _RESUME_KEYS if _norm(k, old.get(k)) != _norm(k, run.get(k)) and k in old]
+    if changed:
+        k = changed[0]
+        raise ValueError(
+            f"{output} holds predictions of a run with other settings ({', '.join(changed)}; "
+            f"{k} was {_short(old.get(k))}, now {_short(run.get(k))}); resuming would mix two runs, "
+            "so use a new --output file"
+        )
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, dict) and "name" in value:
+        return repr(value["name"])
+    if isinstance(value, dict) and "mode" in value:
+        return repr(value["mode"])
+    return repr(value)
+
+
+def _quiet_transformers() -> Any:
+    """Hide transformers' own progress bars (saving, loading weights); returns the undo."""
+    from transformers.utils import logging as _hf_logging
+
+    hf_logging: Any = _hf_logging
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    return hf_logging.enable_progress_bar if was_enabled else (lambda: None)

@@ -22,6 +22,7 @@ from medvqa.models._lora import (
     LoraReport,
     LoraSettings,
     add_lora,
+    check_adapter_folder,
     load_adapter,
     lora_report,
     lora_target_modules,
@@ -32,6 +33,7 @@ from medvqa.models._quant import (
     QuantizationSettings,
     bnb_config,
     skip_modules,
+    skip_pattern_matches,
 )
 from medvqa.models._tiny import (
     TINY_IMAGE_SEQ_LEN,
@@ -56,6 +58,7 @@ __all__ = [
     "TinySize",
     "add_lora",
     "bnb_config",
+    "check_adapter_folder",
     "load_adapter",
     "load_idefics2",
     "lora_report",
@@ -63,5 +66,6 @@ __all__ = [
     "quantized_module_names",
     "save_tiny_idefics2",
     "skip_modules",
+    "skip_pattern_matches",
     "tiny_idefics2",
 ]

@@ -7,7 +7,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from medvqa._errors import MedVQAError
-from medvqa.models._quant import QuantizationMode, QuantizationSettings, bnb_config
+from medvqa.models._quant import (
+    LM_HEAD,
+    VISION_ENCODER,
+    QuantizationMode,
+    QuantizationSettings,
+    bnb_config,
+    skip_pattern_matches,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -54,7 +61,8 @@ def load_idefics2(
         dtype: Dtype of the unquantized weights. With ``auto`` and quantization, the
             settings' compute dtype is used.
         device_map: Passed to ``from_pretrained`` (``"auto"``, ``"cpu"``, ``{"": 0}``...).
-            Quantized models default to ``"auto"`` on a GPU, ``"cpu"`` otherwise.
+            Quantized models default to ``{"": 0}`` (the whole model on the first GPU, as
+            QLoRA training needs) when CUDA is available, ``"cpu"`` otherwise.
         do_image_splitting: The processor's image splitting (off in the paper: one image
             is 64 image tokens for the real model).
         attn_implementation: ``"eager"``, ``"sdpa"``, ... (``None``: transformers' default).
@@ -65,8 +73,12 @@ def load_idefics2(
         ``(model, processor)``.
 
     Raises:
-        MedVQAError: The folder has no safetensors weights, or the processor's
-            ``image_seq_len`` differs from the perceiver's ``resampler_n_latents``.
+        MedVQAError: ``path`` is neither a model folder nor a reachable hub id (one line
+            saying which), the folder has no safetensors weights, a ``keep_modules``
+            pattern keeps no linear layer, a module that must stay unquantized
+            (``lm_head``, the vision encoder with ``quantize_vision=False``) was quantized
+            anyway, or the processor's ``image_seq_len`` differs from the perceiver's
+            ``resampler_n_latents``.
     """
     import torch
     from transformers import AutoModelForImageTextToText
@@ -74,8 +86,12 @@ def load_idefics2(
 
     auto_processor: Any = _AutoProcessor
 
-    where = os.fspath(path)
-    is_dir = Path(where).is_dir()
+    where, is_dir = _source(path)
+    if is_dir and not (Path(where) / "config.json").is_file():
+        raise MedVQAError(
+            f"{where}: no config.json; not a model folder written by save_pretrained (it needs "
+            "config.json, *.safetensors weights and the processor files)"
+        )
     if is_dir and not any(Path(where).glob("*.safetensors")):
         raise MedVQAError(
             f"{where}: no *.safetensors weights found; medvqa loads weights only from safetensors "
@@ -91,6 +107,8 @@ def load_idefics2(
     settings: QuantizationSettings | None
     settings = QuantizationSettings(mode=quantization) if isinstance(quantization, str) else quantization
     torch_dtype = _dtype(dtype)
+    if settings is not None and settings.keep_modules:
+        _check_keep_patterns(where, settings, local_files_only)
     if settings is not None:
         kwargs["quantization_config"] = bnb_config(settings)
         if torch_dtype == "auto":
@@ -102,13 +120,18 @@ def load_idefics2(
         kwargs["device_map"] = device_map
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
-    model: Any = AutoModelForImageTextToText.from_pretrained(where, **kwargs)
-    processor = auto_processor.from_pretrained(
-        where,
-        do_image_splitting=do_image_splitting,
-        trust_remote_code=False,
-        local_files_only=local_files_only,
-    )
+    try:
+        model: Any = AutoModelForImageTextToText.from_pretrained(where, **kwargs)
+        processor = auto_processor.from_pretrained(
+            where,
+            do_image_splitting=do_image_splitting,
+            trust_remote_code=False,
+            local_files_only=local_files_only,
+        )
+    except OSError as exc:
+        raise MedVQAError(_load_failure(where, is_dir, exc)) from exc
+    if settings is not None:
+        _check_unquantized(where, model, settings)
     n_latents = model.config.perceiver_config.resampler_n_latents
     if getattr(processor, "image_seq_len", n_latents) != n_latents:
         raise MedVQAError(
@@ -126,3 +149,83 @@ def quantized_module_names(model: Any) -> list[str]:
         for name, module in model.named_modules()
         if type(module).__name__ in ("Linear4bit", "Linear8bitLt")
     ]
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def _source(path: str | os.PathLike[str]) -> tuple[str, bool]:
+    """``(where, is_folder)``; a path that looks local but is no folder is an error here."""
+    where = os.fspath(path)
+    local = Path(where).expanduser()
+    if local.is_dir():
+        return str(local), True
+    hint = (
+        "give a folder written by save_pretrained (config.json, *.safetensors and the processor "
+        "files), a hub id such as HuggingFaceM4/idefics2-8b, or 'tiny' on the command line"
+    )
+    if local.exists():
+        raise MedVQAError(f"{where}: is a file, not a model folder; {hint}")
+    looks_local = local.is_absolute() or where.startswith((".", "~")) or where.count("/") > 1 or "\\" in where
+    if looks_local or not where.strip():
+        raise MedVQAError(f"{where}: model folder not found; {hint}")
+    return where, False
+
+
+def _load_failure(where: str, is_dir: bool, exc: BaseException) -> str:
+    if is_dir:
+        return f"{where}: cannot load the model or its processor from this folder: {_one_line(exc)}"
+    return (
+        f"{where}: no such local folder, and the hub id could not be loaded (offline, not in the "
+        f"Hugging Face cache, or no such repository): {_one_line(exc)}"
+    )
+
+
+def _linear_names(model: Any) -> list[str]:
+    import torch
+
+    linear_types = (torch.nn.Linear,)
+    names = []
+    for name, module in model.named_modules():
+        if isinstance(module, linear_types) or type(module).__name__ in ("Linear4bit", "Linear8bitLt"):
+            names.append(name)
+    return names
+
+
+def _check_keep_patterns(where: str, settings: QuantizationSettings, local_files_only: bool) -> None:
+    """Refuse, before any weight is read, a keep pattern that would keep no linear layer."""
+    import torch
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    auto_model: Any = AutoModelForImageTextToText
+    try:
+        config = AutoConfig.from_pretrained(where, trust_remote_code=False, local_files_only=local_files_only)
+    except OSError as exc:
+        raise MedVQAError(_load_failure(where, Path(where).is_dir(), exc)) from exc
+    with torch.device("meta"):
+        skeleton = auto_model.from_config(config)
+    names = _linear_names(skeleton)
+    for pattern in settings.keep_modules:
+        if not any(skip_pattern_matches(pattern, n) for n in names):
+            raise MedVQAError(
+                f"{where}: keep_modules pattern {pattern!r} matches no linear layer, so it would keep "
+                "nothing unquantized; patterns match from the start of the full module name up to a "
+                "dot (write 'model.connector', not 'connector') or as the end of the name ('fc1')"
+            )
+
+
+def _check_unquantized(where: str, model: Any, settings: QuantizationSettings) -> None:
+    """Check that what the settings keep in full precision really was kept."""
+    quantized = set(quantized_module_names(model))
+    must_keep = [LM_HEAD]
+    if not settings.quantize_vision:
+        must_keep.append(VISION_ENCODER)
+    must_keep.extend(settings.keep_modules)
+    wrong = sorted(n for n in quantized if any(skip_pattern_matches(p, n) for p in must_keep))
+    if wrong:
+        raise MedVQAError(
+            f"{where}: {len(wrong)} module(s) that must stay unquantized were quantized, for example "
+            f"{wrong[0]!r}; the installed transformers matches llm_int8_skip_modules differently "
+            "than medvqa expects"
+        )

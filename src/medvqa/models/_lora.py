@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -18,6 +21,7 @@ __all__ = [
     "LoraReport",
     "LoraSettings",
     "add_lora",
+    "check_adapter_folder",
     "load_adapter",
     "lora_report",
     "lora_target_modules",
@@ -230,7 +234,8 @@ def add_lora(
         bias="none",
     )
     try:
-        peft_model = get_peft_model(model, config)
+        with _quiet_peft():
+            peft_model = get_peft_model(model, config)
     except ValueError as exc:  # peft's NoMatchingPeftModuleError is a ValueError
         if "not found in the base model" not in str(exc):
             raise
@@ -244,6 +249,14 @@ def add_lora(
             raise MedVQAError(f"LoRA preset {settings.preset!r} adapted forbidden modules: {bad}")
     peft_model.train()
     return peft_model
+
+
+@contextmanager
+def _quiet_peft() -> Iterator[None]:
+    """Hide the deprecation warning peft triggers by reading ``is_gradient_checkpointing``."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
 
 
 def _enable_checkpointing(model: Any) -> None:
@@ -286,6 +299,60 @@ def lora_report(model: Any) -> LoraReport:
     )
 
 
+def check_adapter_folder(path: str | os.PathLike[str]) -> Path:
+    """Check that a folder holds a saved LoRA adapter that medvqa can load, without loading it.
+
+    Cheap enough to run before a large base model is loaded (``medvqa predict`` does).
+
+    Args:
+        path: The adapter folder.
+
+    Returns:
+        The folder, as a ``Path``.
+
+    Raises:
+        MedVQAError: The folder does not exist, its ``adapter_config.json`` is missing,
+            unreadable or not a LoRA config, or ``adapter_model.safetensors`` is missing.
+
+    >>> check_adapter_folder("no/such/adapter")
+    Traceback (most recent call last):
+    ...
+    medvqa._errors.MedVQAError: no/such/adapter: adapter folder not found
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        what = "is a file, not an adapter folder" if folder.exists() else "adapter folder not found"
+        raise MedVQAError(f"{folder}: {what}")
+    config_path = folder / "adapter_config.json"
+    if not config_path.is_file():
+        raise MedVQAError(f"{folder}: not a LoRA adapter folder (adapter_config.json is missing)")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MedVQAError(f"{config_path}: not a readable JSON adapter config: {exc}") from None
+    if not isinstance(config, dict):
+        raise MedVQAError(f"{config_path}: expected a JSON object, got {type(config).__name__}")
+    peft_type = config.get("peft_type")
+    if peft_type != "LORA":
+        raise MedVQAError(f"{config_path}: peft_type is {peft_type!r}; medvqa loads LoRA adapters ('LORA')")
+    if not (folder / "adapter_model.safetensors").is_file():
+        raise MedVQAError(
+            f"{folder}: adapter_model.safetensors is missing; medvqa loads adapters only from safetensors"
+        )
+    return folder
+
+
+def _mismatch(folder: Path, exc: RuntimeError) -> str | None:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip().startswith("size mismatch")]
+    if not lines:
+        return None
+    return (
+        f"{folder}: the adapter does not fit this base model ({len(lines)} weight(s) have other shapes, "
+        f"first: {lines[0].removeprefix('size mismatch for ')}); load it onto the base model it was "
+        "trained on"
+    )
+
+
 def load_adapter(model: Any, path: str | os.PathLike[str], *, is_trainable: bool = False) -> Any:
     """Attach a saved LoRA adapter (safetensors only) to a base model.
 
@@ -300,20 +367,29 @@ def load_adapter(model: Any, path: str | os.PathLike[str], *, is_trainable: bool
         is_trainable: Load for further training instead of inference.
 
     Raises:
-        MedVQAError: The folder lacks the config or the safetensors weights.
+        MedVQAError: The folder is not a loadable LoRA adapter (see
+            :func:`check_adapter_folder`), or its weights do not fit the base model (other
+            shapes, or target modules the base model lacks); one line each.
     """
     from peft import PeftModel
 
-    folder = Path(path)
-    if not (folder / "adapter_config.json").is_file():
-        raise MedVQAError(f"{folder}: not a LoRA adapter folder (adapter_config.json is missing)")
-    if not (folder / "adapter_model.safetensors").is_file():
+    folder = check_adapter_folder(path)
+    try:
+        with _quiet_peft():
+            peft_model = PeftModel.from_pretrained(
+                model, str(folder), is_trainable=is_trainable, use_safetensors=True
+            )
+    except RuntimeError as exc:
+        message = _mismatch(folder, exc)
+        if message is None:
+            raise
+        raise MedVQAError(message) from exc
+    except ValueError as exc:  # peft: target modules not found in the base model
+        if "not found in the base model" not in str(exc):
+            raise
         raise MedVQAError(
-            f"{folder}: adapter_model.safetensors is missing; medvqa loads adapters only from safetensors"
-        )
-    peft_model = PeftModel.from_pretrained(
-        model, str(folder), is_trainable=is_trainable, use_safetensors=True
-    )
+            f"{folder}: the adapter targets modules this base model lacks: {' '.join(str(exc).split())}"
+        ) from exc
     if is_trainable:
         peft_model.train()
     else:

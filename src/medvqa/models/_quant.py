@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
@@ -12,6 +13,7 @@ __all__ = [
     "QuantizationSettings",
     "bnb_config",
     "skip_modules",
+    "skip_pattern_matches",
 ]
 
 QuantizationMode = Literal["nf4", "fp4", "int8"]
@@ -38,9 +40,12 @@ class QuantizationSettings:
         double_quant: Quantize the quantization constants too (the paper did not).
         quantize_vision: Quantize the SigLIP vision encoder as well (the paper did);
             ``False`` keeps it in ``dtype``.
-        keep_modules: More module-name patterns to keep unquantized. bitsandbytes
-            matches them from the *start* of the module name up to a dot boundary (write
-            ``model.connector``, not ``connector``), or as a name suffix.
+        keep_modules: More module-name patterns to keep unquantized. transformers'
+            bitsandbytes integration reads them as regular expressions matched from the
+            *start* of each linear layer's full name up to a dot boundary (write
+            ``model.connector``, not ``connector``), or as a suffix of that name (``fc1``);
+            see :func:`skip_pattern_matches`. :func:`~medvqa.models.load_idefics2` refuses
+            a pattern that keeps no linear layer of the model, instead of ignoring it.
 
     >>> QuantizationSettings().to_dict()["mode"]
     'nf4'
@@ -67,6 +72,12 @@ class QuantizationSettings:
         for pattern in self.keep_modules:
             if not isinstance(pattern, str) or not pattern:
                 raise ValueError(f"keep_modules must hold non-empty strings, got {pattern!r}")
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(
+                    f"keep_modules pattern {pattern!r} is not a valid regular expression: {exc}"
+                ) from None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict that :meth:`from_dict` reads back."""
@@ -95,6 +106,30 @@ class QuantizationSettings:
         if "keep_modules" in kwargs:
             kwargs["keep_modules"] = tuple(kwargs["keep_modules"])
         return cls(**kwargs)
+
+
+_BOUNDARY = r"(?:(?<=\.)|(?=\.|$))"
+
+
+def skip_pattern_matches(pattern: str, module_name: str) -> bool:
+    """Whether a bitsandbytes skip pattern keeps the module ``module_name`` unquantized.
+
+    Mirrors how transformers 5 matches ``llm_int8_skip_modules`` (its
+    ``should_convert_module``): the pattern is a regular expression matched from the start
+    of the full module name and ending at a dot boundary, or a plain suffix of the name.
+    A pattern that names a module by its last part only (``vision_model``) therefore keeps
+    nothing below it.
+
+    >>> skip_pattern_matches("model.vision_model", "model.vision_model.encoder.layers.0.mlp.fc1")
+    True
+    >>> skip_pattern_matches("vision_model", "model.vision_model.encoder.layers.0.mlp.fc1")
+    False
+    >>> skip_pattern_matches("lm_head", "lm_head"), skip_pattern_matches("fc1", "model.vision_model.encoder.layers.0.mlp.fc1")
+    (True, True)
+    >>> skip_pattern_matches("model.text_model.layers.1", "model.text_model.layers.11.mlp.up_proj")
+    False
+    """
+    return bool(re.match(rf"(?:{pattern}){_BOUNDARY}", module_name)) or module_name.endswith(pattern)
 
 
 def skip_modules(settings: QuantizationSettings) -> list[str]:

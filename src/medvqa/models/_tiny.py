@@ -132,6 +132,10 @@ def _build_tokenizer() -> Any:
     )
 
 
+_LM_HEAD_SCALE = 10.0
+"""Factor applied to the random ``lm_head`` of the tiny model (see :func:`tiny_idefics2`)."""
+
+
 def _build_config(vocab_size: int, size: str = "tiny") -> Any:
     from transformers import Idefics2Config
 
@@ -233,6 +237,12 @@ def tiny_idefics2(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model: Any = Idefics2ForConditionalGeneration(config)
+    # With the text model's small initialisation, a random lm_head caps every logit near
+    # 0.05 * sqrt(hidden_size) * |h|: LoRA, which never adapts lm_head, could then not make a
+    # confident prediction, and a trained tiny model would still answer with empty strings.
+    # A larger (still deterministic) output layer lets it learn within a few dozen steps.
+    with torch.no_grad():
+        model.lm_head.weight.mul_(_LM_HEAD_SCALE)
     model.generation_config.pad_token_id = config.pad_token_id
     model.generation_config.bos_token_id = config.bos_token_id
     model.generation_config.eos_token_id = list(config.eos_token_id)
