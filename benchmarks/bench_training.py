@@ -103,6 +103,10 @@ def _bare(cfg: StageConfig, samples: list) -> float:  # type: ignore[type-arg]
         train_dataset=_SampleDataset(samples),
         data_collator=TrainingCollator(processor, mode=cfg.mask, prompt="paper"),
     )
+    # The runner drops the log printer when progress=False; do the same, so both loops print nothing.
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
     trainer.train()
     return time.perf_counter() - start
 

@@ -1,7 +1,9 @@
 """Table row "single-stage": VQA-RAD fine-tuning only (no stage 1); then evaluation.
 
 The default recipe is the fair baseline (stage 2's settings on a fresh adapter);
-``single_stage_as_run.yaml`` is the paper's own run (3 epochs, another instruction)::
+``single_stage_as_run.yaml`` is the paper's own run (3 epochs, another instruction; the paper
+does not name it, so the recipe assumes the stage-1 caption instruction: edit its
+``instruction`` key to try another)::
 
     python examples/single_stage.py --config examples/single_stage.yaml
     python examples/single_stage.py --config examples/single_stage_as_run.yaml

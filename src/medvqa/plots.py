@@ -110,10 +110,10 @@ def plot_loss_curves(
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     try:
+        # One marker rule for the whole figure, so that the stages look alike.
+        dense = any(len(s["x"]) >= 60 for s in data["series"])
         for s in data["series"]:
-            ax.plot(
-                s["x"], s["loss"], marker="." if len(s["x"]) < 30 else None, label=f"{s['stage']} (train)"
-            )
+            ax.plot(s["x"], s["loss"], marker=None if dense else ".", label=f"{s['stage']} (train)")
         for s in data["eval_series"]:
             ax.plot(s["x"], s["eval_loss"], linestyle="--", marker="o", label=f"{s['stage']} (validation)")
         for b in data["boundaries"]:
@@ -166,7 +166,9 @@ def plot_sweep(
     """Draw each metric against the stage-1 size (the paper's Figure 3), with intervals when given.
 
     Writes ``path`` (PNG) and its data (``.json``, or ``data_path``). Sizes are spaced evenly and labelled with
-    their value (0, 7K, 20K, 55K), since 0 has no place on a log axis.
+    their value (0, 7K, 20K, 55K), since 0 has no place on a log axis. With several metrics,
+    each series is shifted slightly sideways around its size so that equal values stay
+    visible (the data file holds the unshifted values).
 
     Args:
         rows: One row per size with ``size_key`` and one value per metric; optional
@@ -184,21 +186,27 @@ def plot_sweep(
     fig, ax = plt.subplots(figsize=(7, 4))
     try:
         xs = list(range(len(data["sizes"])))
-        for s in data["series"]:
+        k = len(data["series"])
+        with_bars = False
+        for i, s in enumerate(data["series"]):
+            # Shift each series a little sideways so that equal values do not hide one another.
+            shift = (i - (k - 1) / 2) * min(0.08, 0.4 / max(k, 1)) if k > 1 else 0.0
+            xi = [x + shift for x in xs]
             ys = [float("nan") if v is None else v for v in s["value"]]
             lows, highs = s["ci_low"], s["ci_high"]
             if all(v is not None for v in lows + highs) and xs:
                 err = [[y - lo for y, lo in zip(ys, lows)], [hi - y for y, hi in zip(ys, highs)]]
-                ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=s["metric"])
+                ax.errorbar(xi, ys, yerr=err, marker="o", capsize=3, label=s["metric"])
+                with_bars = True
             else:
-                ax.plot(xs, ys, marker="o", label=s["metric"])
+                ax.plot(xi, ys, marker="o", label=s["metric"])
         values = [v for s in data["series"] for v in s["value"] if v is not None]
         if values and max(values) == min(values) and 0 <= values[0] <= 1:
             ax.set_ylim(-0.02, 1.02)  # a flat line: show it on the whole score range
         ax.set_xticks(xs)
         ax.set_xticklabels([_size_label(n) for n in data["sizes"]])
         ax.set_xlabel("stage-1 pretraining pairs")
-        ax.set_ylabel("score")
+        ax.set_ylabel("score (bars: bootstrap interval)" if with_bars else "score")
         ax.set_title(title)
         if data["series"]:
             ax.legend()

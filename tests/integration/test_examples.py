@@ -54,12 +54,25 @@ def test_config_loads_and_its_header_is_the_command(config: Path) -> None:
 
 def test_configs_match_the_presets() -> None:
     from _recipes import load_recipe
-    from medvqa.training import paper_stage1, paper_stage2
+    from medvqa.training import (
+        paper_single_stage,
+        paper_single_stage_as_run,
+        paper_stage1,
+        paper_stage2,
+    )
 
     two = load_recipe(EXAMPLES / "two_stage.yaml")
+    one = load_recipe(EXAMPLES / "single_stage.yaml").stage2
+    as_run = load_recipe(EXAMPLES / "single_stage_as_run.yaml").stage2
     assert two.stage1 is not None and two.stage2 is not None
+    assert one is not None and as_run is not None
     ignore = {"data_dir", "output_dir"}
-    for got, want in ((two.stage1, paper_stage1()), (two.stage2, paper_stage2())):
+    for got, want in (
+        (two.stage1, paper_stage1()),
+        (two.stage2, paper_stage2()),
+        (one, paper_single_stage()),
+        (as_run, paper_single_stage_as_run()),
+    ):
         assert {k: v for k, v in got.to_dict().items() if k not in ignore} == {
             k: v for k, v in want.to_dict().items() if k not in ignore
         }

@@ -147,3 +147,15 @@ def test_recommended_preset_holds_out_images_for_validation(tmp_path: Path) -> N
     assert 0 < result.eval_samples < len(everything)
     assert result.train_samples + result.eval_samples == len(everything)
     assert result.eval_loss is not None and result.precision == "fp32"
+
+
+def test_lora_settings_of_the_config_reach_the_adapter(tmp_path: Path) -> None:
+    from medvqa.models import tiny_idefics2
+    from medvqa.training._runner import _prepare_adapter
+
+    for init in ("gaussian", "kaiming"):
+        model, _ = tiny_idefics2(seed=0)
+        cfg = tiny_config(tmp_path / init, lora_init=init, lora_r=4, lora_alpha=16, lora_dropout=0.2)
+        peft_cfg = _prepare_adapter(model, cfg, None).peft_config["default"]
+        assert peft_cfg.init_lora_weights == (True if init == "kaiming" else "gaussian")
+        assert (peft_cfg.r, peft_cfg.lora_alpha, peft_cfg.lora_dropout) == (4, 16, 0.2)

@@ -39,6 +39,7 @@ def test_paper_stage1_matches_paper() -> None:
     assert (c.warmup_steps, c.weight_decay, c.schedule, c.optimizer) == (50, 0.01, "linear", "adamw_torch")
     assert (c.max_grad_norm, c.precision, c.seed, c.mask) == (1.0, "fp16", 42, "paper")
     assert (c.lora_r, c.lora_alpha, c.lora_dropout, c.quantization) == (8, 8, 0.1, "nf4")
+    assert (c.lora_init, c.double_quant) == ("gaussian", False)  # gaussian A, B = 0; no double quantization
     assert c.model == "HuggingFaceM4/idefics2-8b"
     assert c.prompt == "caption"
     assert c.eval_split is None  # the paper's validation split was never evaluated
@@ -50,6 +51,10 @@ def test_paper_stage2_matches_paper() -> None:
     assert (c.epochs, c.learning_rate, c.effective_batch_size) == (2.0, 1e-4, 16)
     assert (c.warmup_steps, c.weight_decay, c.precision, c.seed) == (50, 0.01, "fp16", 42)
     assert c.prompt == "paper" and c.instruction is None
+    shared = ("batch_size", "grad_accum", "warmup_steps", "weight_decay", "schedule", "optimizer")
+    shared += ("max_grad_norm", "precision", "seed", "mask", "quantization", "double_quant")
+    shared += ("lora_preset", "lora_r", "lora_alpha", "lora_dropout", "lora_init", "model")
+    assert {k: getattr(c, k) for k in shared} == {k: getattr(paper_stage1(), k) for k in shared}
 
 
 def test_single_stage_variants() -> None:
@@ -58,6 +63,11 @@ def test_single_stage_variants() -> None:
     as_run = paper_single_stage_as_run()
     assert as_run.epochs == 3.0
     assert as_run.instruction is not None and as_run.instruction != "Answer briefly."
+    # an assumption (the paper does not say which instruction): the stage-1 caption one
+    from medvqa.chat import CAPTION_INSTRUCTION
+
+    assert as_run.instruction == CAPTION_INSTRUCTION
+    assert paper_single_stage_as_run(instruction="Answer.").instruction == "Answer."
     assert as_run.fingerprint() != fair.fingerprint()
 
 
@@ -113,6 +123,8 @@ def test_save_and_load_files(tmp_path: Path) -> None:
         ({"max_steps": 0}, "max_steps"),
         ({"subset_size": -1}, "subset_size"),
         ({"instruction": "  "}, "instruction"),
+        ({"lora_init": "zeros"}, "lora_init must be one of 'gaussian', 'kaiming'"),
+        ({"double_quant": "yes"}, "double_quant must be true or false"),
     ],
 )
 def test_invalid_values_are_refused(changes: dict[str, object], match: str) -> None:
@@ -203,3 +215,37 @@ def test_cli_overrides_are_typed() -> None:
     }
     with pytest.raises(ValueError, match="KEY=VALUE"):
         parse_set(["learning_rate"])
+
+
+def test_cli_reads_the_stage_sections_of_a_recipe(tmp_path: Path) -> None:
+    pytest.importorskip("yaml")
+    import argparse
+
+    from medvqa._commands._stage_options import add_stage_options, resolve_stage
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        "# python examples/x.py --config recipe.yaml\n"
+        + "stage1:\n"
+        + "".join(f"  {line}\n" for line in paper_stage1().to_yaml().splitlines())
+        + "stage2:\n"
+        + "".join(f"  {line}\n" for line in paper_stage2(epochs=1).to_yaml().splitlines())
+        + "evaluation:\n  name: x\n"
+    )
+    parser = argparse.ArgumentParser()
+    for prefix in ("", "stage1-", "stage2-"):
+        add_stage_options(parser, prefix)
+    args = parser.parse_args(
+        ["--stage1-config", str(recipe), "--stage2-config", str(recipe), "--stage2-set", "seed=7"]
+    )
+    assert resolve_stage(args, "stage1-") == paper_stage1()
+    assert resolve_stage(args, "stage2-") == paper_stage2(epochs=1, seed=7)
+    with pytest.raises(DataFormatError, match="sections stage1 and stage2"):
+        resolve_stage(parser.parse_args(["--config", str(recipe)]))
+    only2 = tmp_path / "only2.yaml"
+    only2.write_text("stage2:\n" + "".join(f"  {line}\n" for line in paper_stage2().to_yaml().splitlines()))
+    assert resolve_stage(parser.parse_args(["--config", str(only2)])) == paper_stage2()
+    with pytest.raises(DataFormatError, match="no stage1 section"):
+        resolve_stage(parser.parse_args(["--stage1-config", str(only2)]), "stage1-")
+    plain = paper_stage2(epochs=3).save(tmp_path / "plain.yaml")
+    assert resolve_stage(parser.parse_args(["--config", str(plain)])) == paper_stage2(epochs=3)

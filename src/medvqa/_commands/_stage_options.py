@@ -57,7 +57,10 @@ def add_stage_options(parser: argparse.ArgumentParser, prefix: str = "", *, labe
         dest=f"{dest}config",
         type=Path,
         default=None,
-        help=f"YAML or JSON stage config of {label} (see examples/*.yaml)",
+        help=(
+            f"YAML or JSON stage config of {label} (as written by 'medvqa train --print-config'), "
+            f"or a recipe of examples/*.yaml, whose {prefix.rstrip('-') or 'only stage'} section is read"
+        ),
     )
     parser.add_argument(
         f"--{prefix}preset",
@@ -89,8 +92,71 @@ def resolve_stage(
     if path is not None and name is not None:
         raise ValueError(f"give --{prefix}config or --{prefix}preset, not both")
     if path is not None:
-        return StageConfig.load(path, **overrides)
+        section = _recipe_section(Path(path), prefix)
+        if section is None:
+            return StageConfig.load(path, **overrides)
+        from medvqa._errors import DataFormatError
+
+        where = f"{path} (section {section})"
+        cfg = StageConfig.from_dict(_read_mapping(Path(path))[section], file=where)
+        try:
+            return cfg.replace(**overrides) if overrides else cfg
+        except (TypeError, ValueError) as exc:
+            raise DataFormatError(str(exc), file=where) from exc
     name = name or default_preset
     if name is None:
         raise ValueError(f"--{prefix}config or --{prefix}preset is required")
     return preset(name, **overrides)
+
+
+_SECTIONS = ("stage1", "stage2")
+
+
+def _read_mapping(path: Path) -> Any:
+    from medvqa._errors import DataFormatError
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise DataFormatError("config file not found", file=str(path)) from exc
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            return yaml.safe_load(text)
+        import json
+
+        return json.loads(text)
+    except Exception:
+        return None  # StageConfig.load reports the parse error with its position
+
+
+def _recipe_section(path: Path, prefix: str) -> str | None:
+    """The stage section to read when ``path`` is a recipe of ``examples/`` (``stage1:``/``stage2:``).
+
+    ``--stage1-config`` reads ``stage1``, ``--stage2-config`` reads ``stage2``, and a plain
+    ``--config`` reads the recipe's only stage section. ``None``: a plain stage config file.
+
+    Raises:
+        DataFormatError: The recipe lacks the section, or ``--config`` is ambiguous.
+    """
+    from medvqa._errors import DataFormatError
+
+    data = _read_mapping(path)
+    if not isinstance(data, dict) or not any(isinstance(data.get(k), dict) for k in _SECTIONS):
+        return None
+    present = [k for k in _SECTIONS if isinstance(data.get(k), dict)]
+    wanted = prefix.rstrip("-")
+    if wanted in _SECTIONS:
+        if wanted not in present:
+            raise DataFormatError(
+                f"this recipe has no {wanted} section (it has {', '.join(present)})", file=str(path)
+            )
+        return wanted
+    if len(present) > 1:
+        raise DataFormatError(
+            "this recipe has sections stage1 and stage2; train them with 'medvqa two-stage "
+            "--stage1-config FILE --stage2-config FILE'",
+            file=str(path),
+        )
+    return present[0]

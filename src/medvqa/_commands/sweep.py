@@ -17,8 +17,9 @@ examples:
       the paper's sizes 0, 7000, 20000, 55000 with the paper presets (Idefics2-8B, QLoRA)
   medvqa sweep --sizes 0,8,16 --model tiny --set quantization=none --set max_steps=2 --output runs/toy_sweep
       a toy sweep on the tiny offline model and the bundled sample
-  medvqa sweep --stage1-config examples/size_sweep/stage1.yaml \\
-      --stage2-config examples/size_sweep/stage2.yaml --eval-limit 400 --output runs/sweep
+  medvqa sweep --stage1-config examples/size_sweep.yaml \\
+      --stage2-config examples/size_sweep.yaml --eval-limit 400 --output runs/sweep
+      the recipe's stage1 and stage2 sections (sizes: --sizes, default the paper's)
 
 For each size S: stage 1 on a nested seeded subset of S pairs (the 7K subset lies inside the
 20K one), stage 2 on the same adapter, then the stage-2 dataset's test split is answered and

@@ -13,8 +13,11 @@ __all__ = ["register"]
 
 _EPILOG = """\
 examples:
-  medvqa train --config examples/two_stage/stage2.yaml
-      one stage from a YAML config (its header comment is this command)
+  medvqa train --preset paper_stage2 --data data/vqa_rad --print-config > stage2.yaml
+  medvqa train --config stage2.yaml
+      write a preset as a config file, edit it, train from it
+  medvqa train --config examples/single_stage.yaml
+      the stage section of a recipe of examples/ (here: the fair single-stage baseline)
   medvqa train --preset paper_stage2 --set model=tiny --set quantization=none \\
       --set max_steps=4 --output runs/smoke
       the paper's stage-2 preset on the tiny offline model and the bundled VQA-RAD sample

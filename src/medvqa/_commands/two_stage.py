@@ -18,8 +18,9 @@ examples:
   medvqa two-stage --model tiny --set quantization=none --stage1-set max_steps=3 \\
       --stage2-set max_steps=3 --output runs/tiny
       a smoke run on the tiny offline model and the bundled sample
-  medvqa two-stage --stage1-config examples/two_stage/stage1.yaml \\
-      --stage2-config examples/two_stage/stage2.yaml --output runs/two_stage --evaluate
+  medvqa two-stage --stage1-config examples/two_stage.yaml \\
+      --stage2-config examples/two_stage.yaml --output runs/two_stage --evaluate
+      the recipe's stage1 and stage2 sections, then the VQA-RAD test split scored
   medvqa two-stage --stage1-preset recommended_stage1 --stage2-preset recommended \\
       --stage1-data /data/roco --stage2-data ../shared/data/vqa_rad --output runs/recommended
 

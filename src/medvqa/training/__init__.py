@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from medvqa.training._config import (
     PRESETS,
     DatasetName,
+    LoraInitName,
     LoraPresetName,
     MaskMode,
     OptimizerName,
@@ -52,6 +53,7 @@ __all__ = [
     "PRESETS",
     "DatasetName",
     "EvalResult",
+    "LoraInitName",
     "LoraPresetName",
     "MaskMode",
     "OptimizerName",

@@ -25,6 +25,7 @@ from medvqa.chat import CAPTION_INSTRUCTION
 __all__ = [
     "PRESETS",
     "DatasetName",
+    "LoraInitName",
     "LoraPresetName",
     "MaskMode",
     "OptimizerName",
@@ -83,6 +84,11 @@ OptimizerName = Literal[
 """Optimizers (names of ``transformers.TrainingArguments.optim``); the ``*_8bit`` and
 ``paged_*`` ones come from bitsandbytes."""
 
+LoraInitName = Literal["gaussian", "kaiming"]
+"""Initialisation of a fresh LoRA adapter's A matrices (B is zero either way, so a fresh adapter
+is a no-op): ``gaussian`` (the paper's ``init_lora_weights="gaussian"``) or ``kaiming`` (peft's
+default)."""
+
 LoraPresetName = Literal["paper", "llm_only", "connector_only"]
 """LoRA target presets of :func:`medvqa.models.add_lora` (``paper``: the text model, the modality
 projection and the perceiver resampler; never the vision encoder or ``lm_head``)."""
@@ -128,7 +134,8 @@ class StageConfig:
             file names, plots and reports.
         model: The base model: a Hugging Face id or local folder, or ``"tiny"`` for the tiny
             random Idefics2 of :func:`medvqa.models.tiny_idefics2` (tests and the demo).
-        quantization: ``nf4`` (QLoRA, the paper), ``int8`` or ``none``.
+        quantization: ``nf4`` (QLoRA, the paper), ``fp4``, ``int8`` or ``none``.
+        double_quant: Quantize the 4-bit quantization constants too (the paper did not).
         dataset: Which dataset adapter reads the training data (:func:`medvqa.data.load`).
         data_dir: The dataset's folder; ``None`` means the sample bundled with the package
             (:func:`medvqa.data.sample_root`).
@@ -160,6 +167,8 @@ class StageConfig:
         lora_r: LoRA rank.
         lora_alpha: LoRA scaling numerator.
         lora_dropout: Dropout on the LoRA input during training.
+        lora_init: Initialisation of a fresh adapter (see :data:`LoraInitName`; the paper:
+            ``gaussian``).
         output_dir: Where checkpoints, the adapter, the loss history and the result go.
         save_steps: Save a resumable checkpoint every this many optimizer steps.
         save_total_limit: Keep at most this many checkpoints (``None``: keep all).
@@ -188,6 +197,7 @@ class StageConfig:
     name: str = "stage"
     model: str = PAPER_MODEL
     quantization: Quantization = "nf4"
+    double_quant: bool = False
     dataset: DatasetName = "vqa_rad"
     data_dir: str | None = None
     split: SplitName = "train"
@@ -214,6 +224,7 @@ class StageConfig:
     lora_r: int = 8
     lora_alpha: int = 8
     lora_dropout: float = 0.1
+    lora_init: LoraInitName = "gaussian"
     output_dir: str = "medvqa-output/stage"
     save_steps: int = 500
     save_total_limit: int | None = None
@@ -241,6 +252,10 @@ class StageConfig:
         _check_literal("optimizer", self.optimizer, OptimizerName)
         _check_literal("precision", self.precision, Precision)
         _check_literal("lora_preset", self.lora_preset, LoraPresetName)
+        _check_literal("lora_init", self.lora_init, LoraInitName)
+        for name in ("double_quant", "gradient_checkpointing"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"StageConfig.{name} must be true or false; got {getattr(self, name)!r}")
         if self.eval_split is not None:
             _check_literal("eval_split", self.eval_split, SplitName)
         if self.data_dir is not None:
@@ -451,6 +466,7 @@ _FLOAT_FIELDS = (
 _PAPER_COMMON: dict[str, Any] = {
     "model": PAPER_MODEL,
     "quantization": "nf4",
+    "double_quant": False,
     "mask": "paper",
     "batch_size": 2,
     "grad_accum": 8,
@@ -465,6 +481,7 @@ _PAPER_COMMON: dict[str, Any] = {
     "lora_r": 8,
     "lora_alpha": 8,
     "lora_dropout": 0.1,
+    "lora_init": "gaussian",
 }
 
 
@@ -526,15 +543,22 @@ def paper_single_stage(**overrides: Any) -> StageConfig:
 
 
 def paper_single_stage_as_run(**overrides: Any) -> StageConfig:
-    """The single-stage baseline as the paper ran it: 3 epochs and the other instruction.
+    """The single-stage baseline as the paper ran it: 3 epochs and another instruction.
 
-    The paper's single-stage run trained for 3 epochs (not stage 2's 2) with the stage-1
-    instruction in place of "Answer briefly.", so its comparison with the two-stage model
-    mixes three changes. Use :func:`paper_single_stage` for the fair comparison.
+    The paper's single-stage run trained for 3 epochs (not stage 2's 2) with an instruction
+    other than "Answer briefly.", so its comparison with the two-stage model mixes three
+    changes. Use :func:`paper_single_stage` for the fair comparison.
+
+    **Assumption:** the paper says only that the instruction differed, not which one. This
+    preset uses the stage-1 caption instruction (:data:`medvqa.chat.CAPTION_INSTRUCTION`);
+    pass ``instruction=...`` (``--set instruction="..."`` on the command line, or the
+    ``instruction`` key of a config file) to use another.
 
     >>> cfg = paper_single_stage_as_run()
-    >>> cfg.epochs, cfg.instruction is not None
+    >>> cfg.epochs, cfg.instruction == STAGE1_INSTRUCTION
     (3.0, True)
+    >>> paper_single_stage_as_run(instruction="Answer the question.").instruction
+    'Answer the question.'
     """
     return paper_stage2(
         **{

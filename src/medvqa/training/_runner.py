@@ -250,14 +250,22 @@ def load_base_model(config: StageConfig) -> tuple[Any, Any]:
         import tempfile
 
         folder = save_tiny_idefics2(Path(tempfile.mkdtemp(prefix="medvqa-tiny-")), seed=0)
-        settings = QuantizationSettings(mode=config.quantization, compute_dtype="float32")  # type: ignore[arg-type]
+        settings = QuantizationSettings(
+            mode=config.quantization,  # type: ignore[arg-type]
+            compute_dtype="float32",
+            double_quant=config.double_quant,
+        )
         return load_idefics2(folder, quantization=settings, dtype="float32")
 
     precision = resolve_precision(config.precision)
     dtype_name = {"bf16": "bfloat16", "fp16": "float16"}.get(precision, "float32")
     quant = None
     if config.quantization != "none":
-        quant = QuantizationSettings(mode=config.quantization, compute_dtype=dtype_name)  # type: ignore[arg-type]
+        quant = QuantizationSettings(
+            mode=config.quantization,  # type: ignore[arg-type]
+            compute_dtype=dtype_name,  # type: ignore[arg-type]
+            double_quant=config.double_quant,
+        )
     device_map: Any = None
     if torch.cuda.is_available():
         device_map = {"": int(os.environ.get("LOCAL_RANK", "0"))}
@@ -311,6 +319,7 @@ def _prepare_adapter(model: Any, config: StageConfig, init_adapter: str | os.Pat
         r=config.lora_r,
         alpha=config.lora_alpha,
         dropout=config.lora_dropout,
+        init=config.lora_init,
         gradient_checkpointing=config.gradient_checkpointing,
     )
 
@@ -612,7 +621,11 @@ def _run_stage(
         skipped_rows=skipped,
     )
     if is_main_process():
-        trainer.state.save_to_json(str(out / "trainer_state.json"))
+        import dataclasses
+        import json
+
+        state_json = json.dumps(dataclasses.asdict(trainer.state), indent=2, sort_keys=True) + "\n"
+        atomic_write_text(out / "trainer_state.json", state_json)  # what save_to_json writes, atomically
         atomic_write_json(out / RESULT_FILE, result.to_dict())
     _barrier(trainer)
     model = trainer.model
@@ -671,7 +684,7 @@ def run_stage(
     return result
 
 
-_SHARED_FIELDS = ("model", "quantization", "lora_preset", "lora_r", "lora_alpha")
+_SHARED_FIELDS = ("model", "quantization", "double_quant", "lora_preset", "lora_r", "lora_alpha")
 
 
 def run_two_stage(
