@@ -10,14 +10,12 @@ them (data preparation is not the bottleneck, even without worker processes).
 
 from __future__ import annotations
 
-import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import SHARED_DATA, best_of, emit, skip
+from _common import best_of, emit, limit_torch_threads, run_timed, skip, vqa_rad_source
 
 BATCH = 8
 N_BATCHES = 8
@@ -28,14 +26,13 @@ def main() -> int:
         import torch
 
         from medvqa.collate import TrainingCollator
-        from medvqa.data import load, sample_root
+        from medvqa.data import load
         from medvqa.models import tiny_idefics2
     except ImportError as exc:
         skip(f"needs medvqa[train]: {exc}")
         return 0
-    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
-    root = SHARED_DATA / "vqa_rad"
-    source = root if (root / "VQA_RAD Dataset Public.json").is_file() else sample_root() / "vqa_rad"
+    limit_torch_threads(torch)
+    source = vqa_rad_source()
     samples = list(load("vqa_rad", source, split="train"))[: BATCH * N_BATCHES]
     batches = [samples[i : i + BATCH] for i in range(0, len(samples), BATCH)]
     n = sum(len(b) for b in batches)
@@ -69,7 +66,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    start = time.perf_counter()
-    code = main()
-    print(f"total {time.perf_counter() - start:.1f} s", file=sys.stderr)
-    sys.exit(code)
+    run_timed(main)

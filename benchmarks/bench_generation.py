@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import SHARED_DATA, emit, skip
+from _common import emit, limit_torch_threads, skip, vqa_rad_source
 
 N_QUESTIONS = int(os.environ.get("MEDVQA_BENCH_N", "16"))
 REPEAT = 3
@@ -29,15 +29,14 @@ def main() -> int:
     try:
         import torch
 
-        from medvqa.data import load, sample_root
+        from medvqa.data import load
         from medvqa.generation import generate_answers
         from medvqa.models import tiny_idefics2
     except ImportError as exc:
         skip(f"needs medvqa[train]: {exc}")
         return 0
-    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
-    root = SHARED_DATA / "vqa_rad"
-    source = root if (root / "VQA_RAD Dataset Public.json").is_file() else sample_root() / "vqa_rad"
+    limit_torch_threads(torch)
+    source = vqa_rad_source()
     samples = list(load("vqa_rad", source, split="test"))[:N_QUESTIONS]
     model, processor = tiny_idefics2(seed=0, size="small")
     generate_answers(model, processor, samples[:2], batch_size=2, max_new_tokens=4, progress=False)  # warm-up

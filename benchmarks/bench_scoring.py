@@ -25,12 +25,11 @@ import random
 import subprocess
 import sys
 import tempfile
-import time
 import warnings
 from collections import Counter
 from pathlib import Path
 
-from _common import REPO_ROOT, SHARED_DATA, best_of, emit, skip
+from _common import REPO_ROOT, SHARED_DATA, best_of, emit, run_timed, skip
 
 OFFICIAL = SHARED_DATA / "pathvqa" / "official_qa"
 
@@ -217,7 +216,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    start = time.perf_counter()
-    code = main()
-    print(f"total {time.perf_counter() - start:.1f} s", file=sys.stderr)
-    sys.exit(code)
+    run_timed(main)

@@ -25,6 +25,7 @@ __all__ = [
     "atomic_write_text",
     "read_json",
     "read_jsonl",
+    "read_text",
     "recover_jsonl",
 ]
 
@@ -58,15 +59,25 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, indent: int | N
     atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
 
 
-def read_json(path: str | os.PathLike[str]) -> Any:
-    """Read a JSON file (a UTF-8 byte-order mark is accepted), with an error naming the file, line and column when it is malformed."""
+def read_text(path: str | os.PathLike[str]) -> str:
+    """Read a UTF-8 text file; a byte-order mark (as some editors write) is dropped, not read as text.
+
+    Raises:
+        DataFormatError: The file is missing or not UTF-8 (naming the file).
+    """
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8-sig")
+        return p.read_text(encoding="utf-8-sig")
     except FileNotFoundError as exc:
         raise DataFormatError("file not found", file=str(p)) from exc
     except UnicodeDecodeError as exc:
         raise DataFormatError(f"not UTF-8 text: {exc}", file=str(p)) from exc
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """Read a JSON file (a UTF-8 byte-order mark is accepted), with an error naming the file, line and column when it is malformed."""
+    p = Path(path)
+    text = read_text(p)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

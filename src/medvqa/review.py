@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from medvqa._errors import DataFormatError
-from medvqa._io import atomic_write_text
+from medvqa._io import atomic_write_text, read_text
 from medvqa.metrics._aggregate import Aggregate, wilson_interval
 from medvqa.metrics._profiles import ProfileResult
 from medvqa.records import Prediction
@@ -142,12 +142,7 @@ def read_review_sheet(path: str | os.PathLike[str], *, require_complete: bool = 
     """
     p = Path(path)
     file = str(p)
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except FileNotFoundError as exc:
-        raise DataFormatError("file not found", file=file) from exc
-    except UnicodeDecodeError as exc:
-        raise DataFormatError(f"not UTF-8 text: {exc}", file=file) from exc
+    text = read_text(p)
     reader = csv.DictReader(io.StringIO(text))
     header = reader.fieldnames or []
     for col in ("id", "correct"):

@@ -7,7 +7,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_stage_options", "parse_set", "resolve_stage"]
+__all__ = [
+    "add_stage_options",
+    "add_two_stage_options",
+    "add_two_stage_sources",
+    "parse_set",
+    "resolve_stage",
+    "resolve_two_stages",
+]
 
 # YAML 1.1 reads "1e-4" (no dot) as a string; numbers written that way are numbers here.
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
@@ -76,6 +83,52 @@ def add_stage_options(parser: argparse.ArgumentParser, prefix: str = "", *, labe
         metavar="KEY=VALUE",
         help=f"override one setting of {label} (repeatable), e.g. --{prefix}set learning_rate=2e-4",
     )
+
+
+def add_two_stage_options(parser: argparse.ArgumentParser) -> None:
+    """Add the options of both stages (``two-stage``, ``sweep``): --stage1-*, --stage2-* and --set of both."""
+    add_stage_options(parser, "stage1-", label="stage 1 (default preset: paper_stage1)")
+    add_stage_options(parser, "stage2-", label="stage 2 (default preset: paper_stage2)")
+    parser.add_argument(
+        "--set",
+        dest="both_set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a setting of both stages",
+    )
+
+
+def add_two_stage_sources(parser: argparse.ArgumentParser) -> None:
+    """Add --model (of both stages), --stage1-data and --stage2-data."""
+    parser.add_argument("--model", default=None, help="base model of both stages (folder, hub id or 'tiny')")
+    parser.add_argument(
+        "--stage1-data", default=None, help="stage-1 caption folder in ROCO layout (default: bundled)"
+    )
+    parser.add_argument(
+        "--stage2-data", default=None, help="stage-2 VQA-RAD folder (default: bundled sample)"
+    )
+
+
+def resolve_two_stages(
+    args: argparse.Namespace, both: dict[str, Any], **stage1_extra: Any
+) -> tuple[Any, Any]:
+    """Build stage 1 and stage 2 from :func:`add_two_stage_options` and :func:`add_two_stage_sources`.
+
+    ``both`` holds the parsed ``--set`` overrides of both stages; ``stage1_extra`` more settings of stage 1.
+    """
+    s1 = resolve_stage(
+        args,
+        "stage1-",
+        default_preset="paper_stage1",
+        model=args.model,
+        data_dir=args.stage1_data,
+        **stage1_extra,
+        **both,
+    )
+    s2 = resolve_stage(
+        args, "stage2-", default_preset="paper_stage2", model=args.model, data_dir=args.stage2_data, **both
+    )
+    return s1, s2
 
 
 def resolve_stage(

@@ -7,10 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["register"]
+from medvqa._commands._common import DATASET_NAMES, bundled_sample
 
-_NAMES = ("vqa_rad", "slake", "path_vqa", "roco", "med_halt")
-_SAMPLE_DIRS = {"vqa_rad": "vqa_rad", "slake": "slake", "roco": "captions", "med_halt": "med_halt"}
+__all__ = ["register"]
 _NONSENSE = {"nonsense": True, "nonsense_plain": False}
 
 _EPILOG = """\
@@ -64,7 +63,7 @@ def register(subparsers: Any) -> None:
         "--dtype", default="auto", help="dtype of unquantized weights: auto, float32, float16, bfloat16"
     )
     p.add_argument("--device-map", default=None, help="device map passed to from_pretrained (e.g. auto, cpu)")
-    p.add_argument("--dataset", required=True, choices=_NAMES, help="dataset name")
+    p.add_argument("--dataset", required=True, choices=DATASET_NAMES, help="dataset name")
     p.add_argument(
         "--data", type=Path, default=None, help="release folder or file (default: the bundled sample)"
     )
@@ -107,12 +106,10 @@ def register(subparsers: Any) -> None:
 def _source(name: str, path: Path | None) -> Path:
     if path is not None:
         return path
-    from medvqa.data import sample_root
-
-    folder = _SAMPLE_DIRS.get(name)
+    folder = bundled_sample(name)
     if folder is None:
         raise ValueError(f"no bundled sample of {name!r}; give --data PATH")
-    return sample_root() / folder
+    return folder
 
 
 def _limit(items: list[Any], limit: int | None, what: str) -> list[Any]:

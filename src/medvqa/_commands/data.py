@@ -8,10 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["register"]
+from medvqa._commands._common import DATASET_NAMES, SAMPLE_DIRS, bundled_sample
 
-_NAMES = ("vqa_rad", "slake", "path_vqa", "roco", "med_halt")
-_SAMPLE_DIRS = {"vqa_rad": "vqa_rad", "slake": "slake", "roco": "captions", "med_halt": "med_halt"}
+__all__ = ["register"]
 
 _EPILOG = """\
 examples:
@@ -49,7 +48,7 @@ def register(subparsers: Any) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    s.add_argument("name", choices=_NAMES, help="dataset name")
+    s.add_argument("name", choices=DATASET_NAMES, help="dataset name")
     s.add_argument(
         "path",
         nargs="?",
@@ -126,15 +125,16 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _summary(args: argparse.Namespace) -> int:
     from medvqa._io import atomic_write_json
-    from medvqa.data import DATASETS, SplitNotFoundError, audit, format_report, load, sample_root, summarize
+    from medvqa.data import DATASETS, SplitNotFoundError, audit, format_report, load, summarize
 
     spec = DATASETS[args.name]
     if args.path is None:
-        if args.name not in _SAMPLE_DIRS:
+        sample = bundled_sample(args.name)
+        if sample is None:
             raise ValueError(
-                f"no bundled sample for {args.name!r}; give PATH (samples exist for: {', '.join(_SAMPLE_DIRS)})"
+                f"no bundled sample for {args.name!r}; give PATH (samples exist for: {', '.join(SAMPLE_DIRS)})"
             )
-        source: Path = sample_root() / _SAMPLE_DIRS[args.name]
+        source: Path = sample
     else:
         source = Path(args.path)
         if not source.exists():

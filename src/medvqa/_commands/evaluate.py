@@ -7,10 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["register"]
+from medvqa._commands._common import DATASET_NAMES, load_questions, resolve_prompt
 
-_NAMES = ("vqa_rad", "slake", "path_vqa", "roco", "med_halt")
-_SAMPLE_DIRS = {"vqa_rad": "vqa_rad", "slake": "slake", "roco": "captions", "med_halt": "med_halt"}
+__all__ = ["register"]
 
 _EPILOG = """\
 examples:
@@ -54,7 +53,7 @@ def register(subparsers: Any) -> None:
         default="auto",
         help="compute dtype (default: auto = bf16 where supported, fp16 on other GPUs, fp32 on CPU)",
     )
-    p.add_argument("--dataset", required=True, choices=_NAMES, help="dataset name")
+    p.add_argument("--dataset", required=True, choices=DATASET_NAMES, help="dataset name")
     p.add_argument("--data", default=None, help="dataset folder (default: the bundled sample)")
     p.add_argument("--split", default="test", help="split to answer (default: test)")
     p.add_argument(
@@ -84,27 +83,10 @@ def register(subparsers: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from medvqa.chat import PromptTemplate, get_prompt
-    from medvqa.data import load, sample_root
-
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be at least 1, got {args.limit}")
-    if args.prompt is not None and args.instruction is not None:
-        raise ValueError("give either --prompt or --instruction, not both")
-    prompt: Any = None
-    if args.instruction is not None:
-        prompt = PromptTemplate(name="custom", instruction=args.instruction)
-    elif args.prompt is not None:
-        prompt = get_prompt(args.prompt)
-    source = args.data
-    if source is None:
-        if args.dataset not in _SAMPLE_DIRS:
-            raise ValueError(f"--data is required for {args.dataset!r} (no bundled sample)")
-        source = sample_root() / _SAMPLE_DIRS[args.dataset]
-    dataset = load(args.dataset, source, split=args.split)
-    samples = list(dataset)[: args.limit]
-    if not samples:
-        raise ValueError(f"{args.dataset} {args.split} at {source} has no questions")
+    prompt = resolve_prompt(args.prompt, args.instruction)
+    dataset, source, samples = load_questions(args.dataset, args.data, args.split, args.limit)
     if args.transform is not None:
         from medvqa import transforms
 

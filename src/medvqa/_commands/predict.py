@@ -7,10 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["register"]
+from medvqa._commands._common import DATASET_NAMES, load_questions, resolve_prompt
 
-_NAMES = ("vqa_rad", "slake", "path_vqa", "roco", "med_halt")
-_SAMPLE_DIRS = {"vqa_rad": "vqa_rad", "slake": "slake", "roco": "captions", "med_halt": "med_halt"}
+__all__ = ["register"]
 
 _EPILOG = """\
 examples:
@@ -68,7 +67,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--dataset",
         required=True,
-        choices=_NAMES,
+        choices=DATASET_NAMES,
         help="which dataset format --data is in",
     )
     p.add_argument(
@@ -161,8 +160,6 @@ def _predict(args: argparse.Namespace, restore: list[Any]) -> int:
     import tempfile
 
     from medvqa._io import atomic_write_json
-    from medvqa.chat import PromptTemplate, get_prompt
-    from medvqa.data import load, sample_root
     from medvqa.generation import generate_answers
     from medvqa.models import (
         QuantizationSettings,
@@ -184,25 +181,8 @@ def _predict(args: argparse.Namespace, restore: list[Any]) -> int:
         raise ValueError(f"--output {args.output} is a folder; give a file name such as preds.jsonl")
     if args.adapter is not None:
         check_adapter_folder(args.adapter)  # fail before a large model is loaded
-    if args.prompt is not None and args.instruction is not None:
-        raise ValueError("give either --prompt or --instruction, not both")
-    prompt: PromptTemplate | None = None
-    if args.instruction is not None:
-        prompt = PromptTemplate(name="custom", instruction=args.instruction)
-    elif args.prompt is not None:
-        prompt = get_prompt(args.prompt)
-
-    source = args.data
-    if source is None:
-        if args.dataset not in _SAMPLE_DIRS:
-            raise ValueError(f"--data is required for {args.dataset!r} (no bundled sample)")
-        source = sample_root() / _SAMPLE_DIRS[args.dataset]
-    dataset = load(args.dataset, source, split=args.split)
-    samples = list(dataset)
-    if args.limit is not None:
-        samples = samples[: args.limit]
-    if not samples:
-        raise ValueError(f"{args.dataset} {args.split} at {source} has no questions")
+    prompt = resolve_prompt(args.prompt, args.instruction)
+    dataset, source, samples = load_questions(args.dataset, args.data, args.split, args.limit)
 
     quantization: QuantizationSettings | None = None
     if args.quantization != "none":

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from medvqa._commands._common import read_prediction_file
+
 if TYPE_CHECKING:
     from medvqa.metrics import Aggregate
 
@@ -95,7 +97,7 @@ def _split(spec: str) -> tuple[str, Path]:
 
 def _load_run(label: str, path: Path, args: argparse.Namespace) -> list[tuple[str, dict[str, Aggregate]]]:
     from medvqa._errors import DataFormatError
-    from medvqa.metrics import Aggregate, evaluate, read_predictions
+    from medvqa.metrics import Aggregate, evaluate
 
     if path.suffix == ".json":
         try:
@@ -113,13 +115,7 @@ def _load_run(label: str, path: Path, args: argparse.Namespace) -> list[tuple[st
                 name = label if len(runs) == 1 else f"{label}:{Path(str(r.get('file', ''))).stem}"
                 out.append((name, {k: Aggregate.from_dict(v) for k, v in r["aggregates"].items()}))
             return out
-    preds = read_predictions(
-        path,
-        id_field=args.id_field,
-        reference_field=args.reference_field,
-        prediction_field=args.prediction_field,
-        answer_type_field=args.answer_type_field,
-    )
+    preds = read_prediction_file(path, args)
     result = evaluate(preds, profile=args.profile, seed=args.seed, n_boot=args.n_boot, by=())
     return [(label, dict(result.aggregates))]
 

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from medvqa._commands._common import read_prediction_file
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -110,17 +112,11 @@ def _profiles(requested: list[str] | None) -> list[str]:
 
 def score_files(args: argparse.Namespace) -> list[tuple[str, list[Prediction], ProfileResult]]:
     """Read every file and score it under every requested profile."""
-    from medvqa.metrics import evaluate, read_predictions
+    from medvqa.metrics import evaluate
 
     out = []
     for path in args.files:
-        preds = read_predictions(
-            path,
-            id_field=args.id_field,
-            reference_field=args.reference_field,
-            prediction_field=args.prediction_field,
-            answer_type_field=args.answer_type_field,
-        )
+        preds = read_prediction_file(path, args)
         if not preds:
             raise ValueError(f"{path}: no predictions to score")
         for name in _profiles(args.profile):

@@ -7,7 +7,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from medvqa._commands._stage_options import add_stage_options, parse_set, resolve_stage
+from medvqa._commands._stage_options import (
+    add_two_stage_options,
+    add_two_stage_sources,
+    parse_set,
+    resolve_two_stages,
+)
 
 __all__ = ["register"]
 
@@ -37,23 +42,11 @@ def register(subparsers: Any) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_stage_options(p, "stage1-", label="stage 1 (default preset: paper_stage1)")
-    add_stage_options(p, "stage2-", label="stage 2 (default preset: paper_stage2)")
-    p.add_argument(
-        "--set",
-        dest="both_set",
-        action="append",
-        metavar="KEY=VALUE",
-        help="override a setting of both stages",
-    )
+    add_two_stage_options(p)
     p.add_argument(
         "--sizes", default="0,7000,20000,55000", help="stage-1 sizes, comma-separated (default: the paper's)"
     )
-    p.add_argument("--model", default=None, help="base model of both stages (folder, hub id or 'tiny')")
-    p.add_argument(
-        "--stage1-data", default=None, help="stage-1 caption folder in ROCO layout (default: bundled)"
-    )
-    p.add_argument("--stage2-data", default=None, help="stage-2 VQA-RAD folder (default: bundled sample)")
+    add_two_stage_sources(p)
     p.add_argument(
         "--eval-limit", type=int, default=None, help="score only the first N test questions (paper: 400)"
     )
@@ -80,13 +73,7 @@ def _sizes(text: str) -> list[int]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    both = parse_set(args.both_set)
-    s1 = resolve_stage(
-        args, "stage1-", default_preset="paper_stage1", model=args.model, data_dir=args.stage1_data, **both
-    )
-    s2 = resolve_stage(
-        args, "stage2-", default_preset="paper_stage2", model=args.model, data_dir=args.stage2_data, **both
-    )
+    s1, s2 = resolve_two_stages(args, parse_set(args.both_set))
     from medvqa.training import run_sweep
 
     result = run_sweep(

@@ -7,7 +7,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from medvqa._commands._stage_options import add_stage_options, resolve_stage
+from medvqa._commands._stage_options import (
+    add_two_stage_options,
+    add_two_stage_sources,
+    parse_set,
+    resolve_two_stages,
+)
 
 __all__ = ["register"]
 
@@ -39,20 +44,8 @@ def register(subparsers: Any) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_stage_options(p, "stage1-", label="stage 1 (default preset: paper_stage1)")
-    add_stage_options(p, "stage2-", label="stage 2 (default preset: paper_stage2)")
-    p.add_argument(
-        "--set",
-        dest="both_set",
-        action="append",
-        metavar="KEY=VALUE",
-        help="override a setting of both stages",
-    )
-    p.add_argument("--model", default=None, help="base model of both stages (folder, hub id or 'tiny')")
-    p.add_argument(
-        "--stage1-data", default=None, help="stage-1 caption folder in ROCO layout (default: bundled)"
-    )
-    p.add_argument("--stage2-data", default=None, help="stage-2 VQA-RAD folder (default: bundled sample)")
+    add_two_stage_options(p)
+    add_two_stage_sources(p)
     p.add_argument(
         "--stage1-size", type=int, default=None, help="stage-1 pairs (nested subset); 0 skips stage 1"
     )
@@ -74,24 +67,11 @@ def register(subparsers: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from medvqa._commands._stage_options import parse_set
-
     both = parse_set(args.both_set)
     size = args.stage1_size
     if size is not None and size < 0:
         raise ValueError(f"--stage1-size must be >= 0, got {size}")
-    s1 = resolve_stage(
-        args,
-        "stage1-",
-        default_preset="paper_stage1",
-        model=args.model,
-        data_dir=args.stage1_data,
-        subset_size=size or None,
-        **both,
-    )
-    s2 = resolve_stage(
-        args, "stage2-", default_preset="paper_stage2", model=args.model, data_dir=args.stage2_data, **both
-    )
+    s1, s2 = resolve_two_stages(args, both, subset_size=size or None)
     from medvqa.training import run_two_stage
 
     if args.evaluate:

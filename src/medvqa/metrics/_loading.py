@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Any
 
 from medvqa._errors import DataFormatError
+from medvqa._io import read_text
 from medvqa.records import Prediction, infer_answer_type
 
 __all__ = ["read_predictions"]
@@ -22,13 +23,7 @@ def _rows(path: Path) -> Iterator[tuple[int, Any]]:
         raise DataFormatError(
             "is a folder, not a prediction file (JSON Lines or one JSON list)", file=str(path)
         )
-    try:
-        # utf-8-sig: a byte-order mark (as some editors write) is dropped, not read as text
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError as exc:
-        raise DataFormatError("file not found", file=str(path)) from exc
-    except UnicodeDecodeError as exc:
-        raise DataFormatError(f"not UTF-8 text: {exc}", file=str(path)) from exc
+    text = read_text(path)
     stripped = text.lstrip("\ufeff \t\r\n")
     if stripped.startswith("["):
         try:

@@ -1,0 +1,91 @@
+"""Pieces shared by the command modules: dataset names and samples, prompts, prediction files."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from medvqa.chat import PromptTemplate
+    from medvqa.records import Prediction
+
+__all__ = [
+    "DATASET_NAMES",
+    "SAMPLE_DIRS",
+    "bundled_sample",
+    "load_questions",
+    "read_prediction_file",
+    "resolve_prompt",
+]
+
+DATASET_NAMES = ("vqa_rad", "slake", "path_vqa", "roco", "med_halt")
+# dataset name -> its folder under medvqa.data.sample_root() (path_vqa has no bundled sample)
+SAMPLE_DIRS = {"vqa_rad": "vqa_rad", "slake": "slake", "roco": "captions", "med_halt": "med_halt"}
+
+
+def bundled_sample(name: str) -> Path | None:
+    """The folder of the sample bundled with medvqa for dataset ``name``; ``None`` when there is none."""
+    folder = SAMPLE_DIRS.get(name)
+    if folder is None:
+        return None
+    from medvqa.data import sample_root
+
+    return sample_root() / folder
+
+
+def resolve_prompt(prompt: str | None, instruction: str | None) -> PromptTemplate | None:
+    """The prompt of ``--prompt NAME`` or ``--instruction TEXT`` (``None``: the dataset's default).
+
+    Raises:
+        ValueError: Both are given.
+    """
+    from medvqa.chat import PromptTemplate, get_prompt
+
+    if prompt is not None and instruction is not None:
+        raise ValueError("give either --prompt or --instruction, not both")
+    if instruction is not None:
+        return PromptTemplate(name="custom", instruction=instruction)
+    if prompt is not None:
+        return get_prompt(prompt)
+    return None
+
+
+def load_questions(name: str, data: Any, split: str, limit: int | None) -> tuple[Any, Any, list[Any]]:
+    """Load ``split`` of dataset ``name`` from ``data`` (default: the bundled sample), first ``limit`` only.
+
+    Returns:
+        The loaded dataset, the source it was read from, and its first ``limit`` samples.
+
+    Raises:
+        ValueError: ``data`` is missing for a dataset without a bundled sample, or no question is left.
+    """
+    from medvqa.data import load
+
+    source = data
+    if source is None:
+        source = bundled_sample(name)
+        if source is None:
+            raise ValueError(f"--data is required for {name!r} (no bundled sample)")
+    dataset = load(name, source, split=split)
+    samples = list(dataset)[:limit]
+    if not samples:
+        raise ValueError(f"{name} {split} at {source} has no questions")
+    return dataset, source, samples
+
+
+def read_prediction_file(path: Path, args: argparse.Namespace) -> list[Prediction]:
+    """Read a prediction file with the field names given by the options of ``score`` and ``report``.
+
+    The options are ``--id-field``, ``--reference-field``, ``--prediction-field`` and
+    ``--answer-type-field``.
+    """
+    from medvqa.metrics import read_predictions
+
+    return read_predictions(
+        path,
+        id_field=args.id_field,
+        reference_field=args.reference_field,
+        prediction_field=args.prediction_field,
+        answer_type_field=args.answer_type_field,
+    )
