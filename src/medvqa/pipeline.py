@@ -533,7 +533,14 @@ def _markdown(
                 f"`{Path(r.output_dir).relative_to(cfg.output_dir)}` |"
             )
     lines += ["", "Loss curves of both stages (Figure 4): `loss_curves.png` (data: `loss_curves.json`).", ""]
-    lines += ["## The paper's table", ""]
+    lines += [
+        "## The paper's table",
+        "",
+        "Each cell is the value with its seeded 95% bootstrap interval. `n` lists the distinct "
+        "denominators of the row's cells: a cell over open questions counts only those, a cell over "
+        "closed questions only those, an overall cell every question (for example `13/16/29`).",
+        "",
+    ]
     for profile, md in tables.items():
         lines += [f"### `{profile}` profile", "", md.rstrip(), ""]
     lines += [
