@@ -35,6 +35,14 @@ _COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+# Modules of the ``medvqa[train]`` extra: a command that needs one of them and does not find
+# it says which extra to install instead of showing an import traceback.
+_TRAIN_EXTRA_MODULES = frozenset(
+    {"torch", "transformers", "peft", "bitsandbytes", "accelerate", "datasets", "tokenizers",
+     "safetensors", "tqdm", "yaml", "matplotlib"}
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser of the ``medvqa`` command."""
     parser = argparse.ArgumentParser(
@@ -74,14 +82,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("medvqa: interrupted", file=sys.stderr)
         return 130
-    except (Exception) as exc:
+    except Exception as exc:  # one clear line is the contract
         if args.debug:
             raise
         from medvqa._errors import MedVQAError
 
-        kind = "error" if isinstance(exc, MedVQAError | OSError | ValueError | KeyError | TypeError) else (
-            f"unexpected {type(exc).__name__}"
-        )
+        missing = (exc.name or "").split(".")[0] if isinstance(exc, ModuleNotFoundError) else ""
+        if missing in _TRAIN_EXTRA_MODULES:
+            print(
+                f"medvqa: error: 'medvqa {args.command}' needs {missing!r}, part of the training extra: "
+                "install torch for your machine, then pip install 'medvqa[train]'",
+                file=sys.stderr,
+            )
+            return 1
+        expected = isinstance(exc, MedVQAError | OSError | ValueError | KeyError | TypeError)
+        kind = "error" if expected else f"unexpected {type(exc).__name__}"
         print(f"medvqa: {kind}: {exc} (rerun with --debug for the traceback)", file=sys.stderr)
         return 1
     return int(code or 0)

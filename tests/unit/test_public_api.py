@@ -79,3 +79,27 @@ def test_light_core_does_not_import_torch(module_name: str) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"importing {module_name} imported {out.stdout.strip()}"
+
+
+def test_missing_training_extra_is_one_clear_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A command that needs the [train] extra says which extra to install, in one line."""
+    from medvqa import cli
+
+    def needs_torch(args: object) -> int:
+        raise ModuleNotFoundError("No module named 'torch'", name="torch")
+
+    parser = cli.build_parser()
+    real_parse = parser.parse_args
+
+    def parse(argv: object = None) -> object:
+        ns = real_parse(["score", "x.jsonl"])
+        ns.func = needs_torch
+        return ns
+
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    monkeypatch.setattr(parser, "parse_args", parse)
+    assert cli.main(["score", "x.jsonl"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert "medvqa[train]" in err
+    assert "'torch'" in err

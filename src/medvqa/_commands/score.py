@@ -52,10 +52,15 @@ def register(subparsers: Any) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE", type=Path, help="prediction files to score")
     parser.add_argument(
         "--profile",
-        action="append",
+        action="extend",
+        nargs="+",
         choices=(*_PROFILE_NAMES, "all"),
         default=None,
-        help="metric profile; repeat for several, or 'all' (default: strict)",
+        metavar="NAME",
+        help=(
+            f"metric profile(s): {', '.join(_PROFILE_NAMES)}, or 'all'; several may follow one "
+            "--profile or repeat it (default: strict)"
+        ),
     )
     parser.add_argument(
         "--format",
