@@ -1,6 +1,7 @@
-"""Batched, deterministic, resumable answer generation with Idefics2.
+"""Batched, deterministic, resumable answer generation, for every supported model family.
 
-:func:`generate_answers` decodes greedily, stops on ``</s>`` and ``<end_of_utterance>``,
+:func:`generate_answers` decodes greedily, stops on the family's end tokens (Idefics2:
+``</s>`` and ``<end_of_utterance>``; see :attr:`medvqa.models.ModelFamily.stop_tokens`),
 decodes only the new tokens (special tokens skipped), and streams every finished item to a
 JSON Lines file of :meth:`~medvqa.records.Prediction.to_dict` rows, the format
 ``medvqa score`` reads. A run that is interrupted and started again with the same output
@@ -31,10 +32,21 @@ def _extract(text: str) -> str:
     return extract_answer(text).answer
 
 
-def stop_token_ids(processor: Any) -> list[int]:
-    """Ids of ``</s>`` and ``<end_of_utterance>``: generation stops on either."""
+def stop_token_ids(processor: Any, family: str | None = None) -> list[int]:
+    """Ids of the tokens generation stops on: the tokenizer's EOS and the family's stop tokens.
+
+    For Idefics2 these are ``</s>`` and ``<end_of_utterance>``.
+
+    Args:
+        processor: The processor.
+        family: The model family (default: told by the processor, else Idefics2's).
+    """
+    from medvqa.collate import _family
+
+    fam = _family(processor, family)
+    names = fam.stop_tokens if fam is not None else ("<end_of_utterance>",)
     tok = processor.tokenizer
-    ids = [tok.eos_token_id, tok.convert_tokens_to_ids("<end_of_utterance>")]
+    ids = [tok.eos_token_id, *(tok.convert_tokens_to_ids(n) for n in names)]
     return sorted({int(i) for i in ids if i is not None and i != tok.unk_token_id})
 
 
@@ -99,11 +111,12 @@ def generate_answers(
     prompt: PromptTemplate | str | None = None,
     output: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    family: str | None = None,
 ) -> list[Prediction]:
     """Generate one answer per sample, greedily, in batches.
 
     Args:
-        model: An Idefics2 model (base, quantized, or with a LoRA adapter). It is put in
+        model: A model of a supported family (base, quantized, or with a LoRA adapter). It is put in
             ``eval`` mode for the call and restored afterwards.
         processor: Its processor.
         samples: The questions; ids must be unique.
@@ -113,6 +126,7 @@ def generate_answers(
         output: JSON Lines file to stream predictions to. If it already holds predictions
             of some of these samples (same prompt), those are kept and not generated again.
         progress: Show a tqdm progress bar.
+        family: The model family (default: told by the processor).
 
     Returns:
         One :class:`~medvqa.records.Prediction` per sample, in input order:
@@ -140,14 +154,14 @@ def generate_answers(
     if output is not None:
         done = _load_done(Path(output), samples, template)
     todo = [s for s in samples if s.id not in done]
-    collator = GenerationCollator(processor, prompt=template)
+    collator = GenerationCollator(processor, prompt=template, family=family)
     tok = processor.tokenizer
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.unk_token_id
     gen_kwargs: dict[str, Any] = {
         "max_new_tokens": max_new_tokens,
         "do_sample": False,
         "num_beams": 1,
-        "eos_token_id": stop_token_ids(processor),
+        "eos_token_id": stop_token_ids(processor, family),
         "pad_token_id": pad_id,
     }
     was_training = bool(getattr(model, "training", False))
