@@ -260,6 +260,8 @@ class TrainingCollator:
             raise ValueError(f"pad_to_multiple_of must be at least 1, got {self.pad_to_multiple_of}")
         if self.prompt is not None:
             self.prompt = get_prompt(self.prompt)
+        if self.family is not None:
+            _family(self.processor, self.family)  # an unknown family is refused here
 
     def encode(self, samples: Sequence[VQASample]) -> list[tuple[VQASample, list[int], list[int]]]:
         """Token ids and labels of each sample, unpadded, after truncation and overflow handling.
@@ -446,6 +448,8 @@ class GenerationCollator:
     def __post_init__(self) -> None:
         if self.prompt is not None:
             self.prompt = get_prompt(self.prompt)
+        if self.family is not None:
+            _family(self.processor, self.family)  # an unknown family is refused here
 
     def texts(self, samples: Sequence[VQASample]) -> list[str]:
         """The rendered prompts (with ``<image>`` placeholders) of the samples."""

@@ -80,9 +80,12 @@ class ModelFamily:
         lora_presets: Preset name -> regex matched in full (``re.fullmatch``, as peft does)
             against module names.
         lora_target_parameters: Preset name -> parameter names adapted with peft's
-            ``target_parameters`` (a connector that is a bare weight, not a Linear layer).
-        vision_prefix: Module prefix of the vision encoder (never adapted by ``paper``;
-            kept unquantized with ``quantize_vision=False``).
+            ``target_parameters`` (a connector that is a bare weight, not a Linear layer;
+            peft then needs ``dropout=0``).
+        lora_modules_to_save: Preset name -> modules trained in full (and saved with the
+            adapter) next to the LoRA layers.
+        vision_prefix: Module prefix of the vision encoder's layers (never adapted by
+            ``paper``; kept unquantized with ``quantize_vision=False``).
         quantization_skip: Module patterns quantization always keeps in full precision.
         image_settings: Image processor settings medvqa loads checkpoints with by default.
         image_tokens_per_image: Image tokens per image at the released settings (docs).
@@ -115,6 +118,7 @@ class ModelFamily:
     qlora_memory: str
     append_end_of_turn: bool = False
     lora_target_parameters: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    lora_modules_to_save: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     quantization_skip: tuple[str, ...] = ("lm_head",)
     image_settings: Mapping[str, Any] = field(default_factory=dict)
     text_only: bool = True
@@ -158,6 +162,7 @@ class ModelFamily:
             "text_only": self.text_only,
             "lora_presets": dict(self.lora_presets),
             "lora_target_parameters": {k: list(v) for k, v in self.lora_target_parameters.items()},
+            "lora_modules_to_save": {k: list(v) for k, v in self.lora_modules_to_save.items()},
             "quantization_skip": list(self.quantization_skip),
             "extra_inputs": list(self.extra_inputs),
         }
@@ -280,7 +285,8 @@ _QWEN_COMMON: dict[str, Any] = {
     "image_tokens": _QWEN_TOKENS,
     "end_of_turn": "<|im_end|>",
     "stop_tokens": ("<|im_end|>", "<|endoftext|>"),
-    "vision_prefix": "model.visual",
+    # the connector (model.visual.merger) lives inside model.visual: the encoder proper is the blocks
+    "vision_prefix": "model.visual.blocks",
     "image_tokens_per_image": "h*w/28^2 after resizing to multiples of 28: 224^2 -> 64, 512^2 -> 324",
     "recommended_resolution": "native (dynamic, 3136 to 12845056 pixels as released); cap the pixels for large scans",
     "extra_inputs": ("image_grid_thw", "mm_token_type_ids"),
@@ -342,17 +348,17 @@ _GEMMA3 = ModelFamily(
     image_tokens=("<start_of_image>", "<image_soft_token>", "<end_of_image>"),
     end_of_turn="<end_of_turn>",
     stop_tokens=("<end_of_turn>", "<eos>"),
-    # the connector is a bare weight (no Linear): adapted through peft's target_parameters
+    # the connector is a bare weight (no Linear): `paper` trains it in full next to the LM's
+    # LoRA (peft's modules_to_save); `connector_only` adapts the weight through peft's
+    # target_parameters, which peft allows only without LoRA dropout
     lora_presets=_presets(
         _GEMMA_LM,
         r"(?!)",
         rf"model\.(vision_tower\.{_SIGLIP}|{_GEMMA_LM[7:]})",
         paper=_GEMMA_LM,
     ),
-    lora_target_parameters={
-        "paper": (_GEMMA_CONNECTOR_WEIGHT,),
-        "connector_only": (_GEMMA_CONNECTOR_WEIGHT,),
-    },
+    lora_target_parameters={"connector_only": (_GEMMA_CONNECTOR_WEIGHT,)},
+    lora_modules_to_save={"paper": ("multi_modal_projector",)},
     vision_prefix="model.vision_tower",
     image_settings={"do_pan_and_scan": False},
     image_tokens_per_image="256 (fixed)",

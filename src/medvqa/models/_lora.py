@@ -244,8 +244,15 @@ def add_lora(
     fam = get_family(family) if family is not None else family_of_model(model)
     targets: str | list[str] = lora_target_modules(settings.preset, settings.target_modules, family=fam.name)
     parameters = list(fam.lora_target_parameters.get(settings.preset, ()))
+    to_save = list(fam.lora_modules_to_save.get(settings.preset, ()))
     if parameters and targets == _NOTHING:
         targets = []
+    if parameters and settings.dropout:
+        raise MedVQAError(
+            f"LoRA preset {settings.preset!r} of family {fam.name!r} adapts {parameters} through peft's "
+            f"target_parameters, which peft supports only without dropout; pass dropout=0 (got "
+            f"{settings.dropout}) or use the 'paper' preset, which trains the connector in full"
+        )
     quantized = _is_quantized(model)
     if prepare_kbit is None:
         prepare_kbit = quantized
@@ -261,6 +268,7 @@ def add_lora(
         target_modules=targets,
         bias="none",
         **({"target_parameters": parameters} if parameters else {}),
+        **({"modules_to_save": to_save} if to_save else {}),
     )
     try:
         with _quiet_peft():

@@ -146,7 +146,7 @@ def skip_modules(settings: QuantizationSettings, family: str | None = None) -> l
     >>> skip_modules(QuantizationSettings(quantize_vision=False))
     ['lm_head', 'model.vision_model']
     >>> skip_modules(QuantizationSettings(quantize_vision=False), family="qwen2_5_vl")
-    ['lm_head', 'model.visual']
+    ['lm_head', 'model.visual.blocks']
     """
     from medvqa.models._families import get_family
 
