@@ -105,7 +105,9 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         scaled = np.zeros_like(arr) if hi <= lo else (arr - lo) * (255.0 / (hi - lo))
         grey = PILImage.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), mode="L")
         return grey.convert("RGB")
-    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info)
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        mode == "P" and "transparency" in img.info
+    )
     if has_alpha:
         rgba = img.convert("RGBA")
         background = PILImage.new("RGBA", rgba.size, (0, 0, 0, 255))
@@ -407,9 +409,7 @@ class Prediction:
         }
 
     @classmethod
-    def from_dict(
-        cls, row: Mapping[str, Any], *, file: str | None = None, line: int | None = None
-    ) -> Prediction:
+    def from_dict(cls, row: Mapping[str, Any], *, file: str | None = None, line: int | None = None) -> Prediction:
         """Build a prediction from a dict written by :meth:`to_dict`.
 
         Raises:
