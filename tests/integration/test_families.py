@@ -361,3 +361,169 @@ def test_qlora_trains_reloads_exactly_and_merges(family: str, tmp_path: Path) ->
         before = unmerged(**batch).logits
         after = unmerged.merge_and_unload()(**batch).logits
     torch.testing.assert_close(after, before, atol=1e-4, rtol=1e-4)
+
+
+_LLAMA_8B = {
+    "hidden_size": 4096,
+    "intermediate_size": 14336,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+}
+_SIGLIP_SO400M = {
+    "hidden_size": 1152,
+    "intermediate_size": 4304,
+    "num_hidden_layers": 27,
+    "num_attention_heads": 16,
+}
+_CLIP_L336 = {
+    "model_type": "clip_vision_model",
+    "hidden_size": 1024,
+    "intermediate_size": 4096,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 16,
+    "image_size": 336,
+    "patch_size": 14,
+    "projection_dim": 768,
+}
+_QWEN_7B_TEXT = {
+    "hidden_size": 3584,
+    "intermediate_size": 18944,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 28,
+    "num_key_value_heads": 4,
+    "vocab_size": 152064,
+}
+
+# The flagship checkpoints' shapes (text, vision, connector), and the number of linear layers
+# each preset adapts: (language model, connector, vision encoder).
+FLAGSHIPS: dict[str, tuple[str, dict[str, Any], tuple[int, int, int]]] = {
+    "idefics3": (
+        "Idefics3Config",
+        {
+            "text_config": {"model_type": "llama", **_LLAMA_8B, "vocab_size": 128259},
+            "vision_config": {**_SIGLIP_SO400M, "image_size": 364, "patch_size": 14},
+            "scale_factor": 2,
+        },
+        (32 * 7, 1, 27 * 6),
+    ),
+    "smolvlm": (
+        "SmolVLMConfig",  # SmolVLM2-2.2B: SmolLM2-1.7B + SigLIP so400m
+        {
+            "text_config": {
+                "model_type": "llama",
+                "hidden_size": 2048,
+                "intermediate_size": 8192,
+                "num_hidden_layers": 24,
+                "num_attention_heads": 32,
+                "num_key_value_heads": 32,
+                "vocab_size": 49280,
+            },
+            "vision_config": {**_SIGLIP_SO400M, "image_size": 384, "patch_size": 14},
+            "scale_factor": 3,
+        },
+        (24 * 7, 1, 27 * 6),
+    ),
+    "qwen2_vl": (
+        "Qwen2VLConfig",
+        {
+            "text_config": _QWEN_7B_TEXT,
+            "vision_config": {
+                "depth": 32,
+                "embed_dim": 1280,
+                "hidden_size": 3584,
+                "num_heads": 16,
+                "mlp_ratio": 4,
+            },
+        },
+        (28 * 7, 2, 32 * 4),
+    ),
+    "qwen2_5_vl": (
+        "Qwen2_5_VLConfig",
+        {
+            "text_config": _QWEN_7B_TEXT,
+            "vision_config": {
+                "depth": 32,
+                "hidden_size": 1280,
+                "intermediate_size": 3420,
+                "num_heads": 16,
+                "out_hidden_size": 3584,
+            },
+        },
+        (28 * 7, 2, 32 * 5),
+    ),
+    "gemma3": (
+        "Gemma3Config",  # gemma-3-4b-it / medgemma-4b-it
+        {
+            "text_config": {
+                "hidden_size": 2560,
+                "intermediate_size": 10240,
+                "num_hidden_layers": 34,
+                "num_attention_heads": 8,
+                "num_key_value_heads": 4,
+                "head_dim": 256,
+                "vocab_size": 262208,
+                "sliding_window": 1024,
+                "query_pre_attn_scalar": 256,
+            },
+            "vision_config": {
+                **_SIGLIP_SO400M,
+                "image_size": 896,
+                "patch_size": 14,
+                "vision_use_head": False,
+            },
+            "mm_tokens_per_image": 256,
+        },
+        (34 * 7, 0, 27 * 6),
+    ),
+    "llava": (
+        "LlavaConfig",  # llava-1.5-7b-hf
+        {
+            "text_config": {
+                "model_type": "llama",
+                "hidden_size": 4096,
+                "intermediate_size": 11008,
+                "num_hidden_layers": 32,
+                "num_attention_heads": 32,
+                "vocab_size": 32064,
+            },
+            "vision_config": _CLIP_L336,
+        },
+        (32 * 7, 2, 24 * 6),
+    ),
+    "llava_next": (
+        "LlavaNextConfig",  # llava-v1.6-mistral-7b-hf
+        {
+            "text_config": {"model_type": "mistral", **_LLAMA_8B, "vocab_size": 32064},
+            "vision_config": _CLIP_L336,
+        },
+        (32 * 7, 2, 24 * 6),
+    ),
+}
+
+
+@pytest.mark.parametrize("family", sorted(FLAGSHIPS))
+def test_presets_on_the_flagship_shapes(family: str) -> None:
+    """Built on the meta device (no memory): each preset adapts exactly the intended layers."""
+    import transformers
+    from transformers import AutoModelForImageTextToText
+
+    class_name, kwargs, (n_lm, n_connector, n_vision) = FLAGSHIPS[family]
+    config = getattr(transformers, class_name)(**kwargs)
+    with torch.device("meta"):
+        model = AutoModelForImageTextToText.from_config(config)
+    fam = get_family(family)
+    linear = set(_linear(model))
+    vision = {n for n in linear if n.startswith(fam.vision_prefix + ".")}
+    counts = {p: len(_matched(model, fam.lora_target(p))) for p in fam.lora_presets}
+    assert counts == {
+        "paper": n_lm + n_connector,
+        "llm_only": n_lm,
+        "connector_only": n_connector,
+        "all_linear": n_lm + n_connector + n_vision,
+    }
+    assert len(vision) == n_vision
+    assert not _matched(model, fam.lora_target("paper")) & (vision | {"lm_head"})
+    assert _matched(model, fam.lora_target("all_linear")) == linear - {"lm_head"}
+    for name in fam.lora_target_parameters.get("connector_only", ()):
+        assert dict(model.named_parameters())[name].dim() == 2
