@@ -39,7 +39,10 @@ def register(subparsers: Any) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    from medvqa._commands.models import add_family_option
+
     p.add_argument("--model", required=True, help="base model folder or hub id, or 'tiny'")
+    add_family_option(p)
     p.add_argument("--adapter", type=Path, default=None, help="LoRA adapter folder (default: the base model)")
     p.add_argument(
         "--quantization",
@@ -101,7 +104,7 @@ def _run(args: argparse.Namespace) -> int:
     from medvqa.training import load_trained_model, predict_and_score
 
     model, processor = load_trained_model(
-        args.model, args.adapter, quantization=args.quantization, precision=args.precision
+        args.model, args.adapter, quantization=args.quantization, precision=args.precision, family=args.family
     )
     result = predict_and_score(
         model,

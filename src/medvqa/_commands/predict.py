@@ -40,7 +40,7 @@ def register(subparsers: Any) -> None:
     """Add the ``predict`` command."""
     p = subparsers.add_parser(
         "predict",
-        help="generate answers for a dataset split with Idefics2 (+ optional LoRA adapter)",
+        help="generate answers for a dataset split with a vision-language model (+ optional LoRA adapter)",
         description=(
             "Generate one answer per question, greedily and in batches, and stream the predictions "
             "to a JSON Lines file (resumable)."
@@ -56,6 +56,9 @@ def register(subparsers: Any) -> None:
         "HuggingFaceM4/idefics2-8b (needs network or the Hugging Face cache), or 'tiny' for the tiny "
         "random offline model",
     )
+    from medvqa._commands.models import add_family_option
+
+    add_family_option(p)
     p.add_argument(
         "--adapter",
         type=Path,
@@ -165,10 +168,10 @@ def _predict(args: argparse.Namespace, restore: list[Any]) -> int:
         QuantizationSettings,
         check_adapter_folder,
         load_adapter,
-        load_idefics2,
+        load_model,
         lora_report,
-        save_tiny_idefics2,
-        tiny_idefics2,
+        save_tiny_model,
+        tiny_model,
     )
 
     if args.limit is not None and args.limit < 1:
@@ -196,10 +199,13 @@ def _predict(args: argparse.Namespace, restore: list[Any]) -> int:
         restore.append(_quiet_transformers())
     with tempfile.TemporaryDirectory(prefix="medvqa-tiny-") as tmp:
         if args.model == "tiny" and quantization is None and args.dtype in ("auto", "float32"):
-            model, processor = tiny_idefics2(args.seed)
+            model, processor = tiny_model(args.family or "idefics2", seed=args.seed)
         else:
-            path = save_tiny_idefics2(tmp, seed=args.seed) if args.model == "tiny" else args.model
-            model, processor = load_idefics2(path, quantization=quantization, dtype=args.dtype)
+            tiny = args.model == "tiny"
+            path = save_tiny_model(tmp, args.family or "idefics2", seed=args.seed) if tiny else args.model
+            model, processor = load_model(
+                path, family=args.family, quantization=quantization, dtype=args.dtype
+            )
     adapter_modules = None
     if args.adapter is not None:
         model = load_adapter(model, args.adapter)
@@ -208,6 +214,7 @@ def _predict(args: argparse.Namespace, restore: list[Any]) -> int:
     run = {
         "command": "predict",
         "model": args.model,
+        "family": getattr(processor, "medvqa_family", args.family),
         "seed": args.seed if args.model == "tiny" else None,
         "adapter": None if args.adapter is None else str(args.adapter),
         "adapted_modules": adapter_modules,

@@ -146,9 +146,9 @@ def load_model(
             f"{where}: no *.safetensors weights found; medvqa loads weights only from safetensors "
             "(convert .bin checkpoints with transformers' save_pretrained(safe_serialization=True))"
         )
-    fam = detect_family(where, family)
     if local_files_only is None:
         local_files_only = is_dir or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+    fam = _family(where, is_dir, family, local_files_only)
     kwargs: dict[str, Any] = {
         "use_safetensors": True,
         "trust_remote_code": False,
@@ -188,6 +188,22 @@ def load_model(
     processor.medvqa_family = fam.name
     model.eval()
     return model, processor
+
+
+def _family(where: str, is_dir: bool, family: str | None, local_files_only: bool) -> ModelFamily:
+    """The family: given, read from a local or cached ``config.json``, else from the hub's."""
+    try:
+        return detect_family(where, family)
+    except MedVQAError:
+        if is_dir or family is not None:
+            raise
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(where, trust_remote_code=False, local_files_only=local_files_only)
+    except (OSError, ValueError) as exc:
+        raise MedVQAError(_load_failure(where, is_dir, exc)) from exc
+    return detect_family({"model_type": config.model_type}, None)
 
 
 def _load_processor(

@@ -260,6 +260,11 @@ def add_lora(
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     if gradient_checkpointing:
         _enable_checkpointing(model)
+    extra: dict[str, Any] = {}
+    if parameters:
+        extra["target_parameters"] = parameters
+    if to_save:
+        extra["modules_to_save"] = to_save
     config = LoraConfig(
         r=settings.r,
         lora_alpha=settings.alpha,
@@ -267,8 +272,7 @@ def add_lora(
         init_lora_weights="gaussian" if settings.init == "gaussian" else True,
         target_modules=targets,
         bias="none",
-        **({"target_parameters": parameters} if parameters else {}),
-        **({"modules_to_save": to_save} if to_save else {}),
+        **extra,
     )
     try:
         with _quiet_peft():

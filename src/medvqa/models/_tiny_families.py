@@ -239,7 +239,8 @@ def image_only_qwen_processor_class() -> Any:
             self.image_token, self.video_token = "<|image_pad|>", "<|video_pad|>"
             self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
             self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
-            ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+            mixin_init: Any = ProcessorMixin.__init__
+            mixin_init(self, image_processor, tokenizer, chat_template=chat_template)
 
     return ImageOnlyQwenVLProcessor
 
@@ -270,7 +271,7 @@ def _qwen(seed: int, v2_5: bool) -> tuple[Any, Any]:
         rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0},
         bos_token_id=ids["<|endoftext|>"],
     )
-    top = {
+    top: dict[str, Any] = {
         "image_token_id": ids["<|image_pad|>"],
         "video_token_id": ids["<|video_pad|>"],
         "vision_start_token_id": ids["<|vision_start|>"],
@@ -419,7 +420,8 @@ def _llava(seed: int, next_: bool) -> tuple[Any, Any]:
         "chat_template": template,
     }
     if next_:
-        from transformers import LlavaNextConfig, LlavaNextForConditionalGeneration, LlavaNextProcessor
+        from transformers import LlavaNextConfig, LlavaNextForConditionalGeneration
+        from transformers import LlavaNextProcessor as _LlavaNextProcessor
         from transformers.models.llava_next.image_processing_pil_llava_next import (
             LlavaNextImageProcessorPil,
         )
@@ -428,7 +430,8 @@ def _llava(seed: int, next_: bool) -> tuple[Any, Any]:
         image_processor: Any = LlavaNextImageProcessorPil(
             size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, image_grid_pinpoints=pinpoints
         )
-        processor: Any = LlavaNextProcessor(
+        next_processor: Any = _LlavaNextProcessor
+        processor: Any = next_processor(
             image_processor=image_processor, tokenizer=tokenizer, **processor_kwargs
         )
         config: Any = LlavaNextConfig(
@@ -436,13 +439,15 @@ def _llava(seed: int, next_: bool) -> tuple[Any, Any]:
         )
         model_cls: Any = LlavaNextForConditionalGeneration
     else:
-        from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+        from transformers import LlavaConfig, LlavaForConditionalGeneration
+        from transformers import LlavaProcessor as _LlavaProcessor
         from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
 
         image_processor = LlavaImageProcessorPil(
             size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
         )
-        processor = LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, **processor_kwargs)
+        llava_processor: Any = _LlavaProcessor
+        processor = llava_processor(image_processor=image_processor, tokenizer=tokenizer, **processor_kwargs)
         config = LlavaConfig(text_config=text, vision_config=vision, image_seq_length=16, **common)
         model_cls = LlavaForConditionalGeneration
     stops = _ids(tokenizer, ["</s>"])
@@ -497,7 +502,7 @@ def tiny_model(family: str = "idefics2", seed: int = 0) -> tuple[Any, Any]:
         model, processor = tiny_idefics2(seed)
     else:
         model, processor = TINY_BUILDERS[fam.name](seed)
-    processor.medvqa_family = fam.name
+    processor.medvqa_family = fam.name  # type: ignore[union-attr,attr-defined]
     return model, processor
 
 

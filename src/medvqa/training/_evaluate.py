@@ -205,6 +205,7 @@ def load_trained_model(
     *,
     quantization: str = "nf4",
     precision: str = "auto",
+    family: str | None = None,
 ) -> tuple[Any, Any]:
     """Load a base model (``"tiny"``, a folder or a hub id), attach an adapter, and switch to eval mode.
 
@@ -217,6 +218,7 @@ def load_trained_model(
         adapter: A saved LoRA adapter folder, or ``None`` for the base model alone.
         quantization: ``nf4``, ``fp4``, ``int8`` or ``none``.
         precision: ``auto``, ``fp32``, ``fp16`` or ``bf16`` (compute dtype).
+        family: The model family (``None``: detected; Idefics2 for ``"tiny"``).
 
     Returns:
         ``(model, processor)`` with the model in ``eval`` mode.
@@ -225,7 +227,7 @@ def load_trained_model(
     from medvqa.training._config import StageConfig
     from medvqa.training._runner import load_base_model
 
-    cfg = StageConfig(model=model, quantization=quantization, precision=precision)  # type: ignore[arg-type]
+    cfg = StageConfig(model=model, family=family, quantization=quantization, precision=precision)  # type: ignore[arg-type]
     base, processor = load_base_model(cfg)
     if adapter is None:
         base.eval()
