@@ -34,9 +34,7 @@ def test_unknown_family_is_refused_with_the_list(capsys: pytest.CaptureFixture[s
 
 def test_stage_and_demo_configs_carry_the_family_without_changing_old_runs() -> None:
     from medvqa.pipeline import DemoConfig
-    from medvqa.training import StageConfig
-
-    from medvqa.training import preset
+    from medvqa.training import StageConfig, preset
 
     old = preset("paper_stage2")
     assert old.fingerprint() == "28e08076678a7ba6"  # as recorded by runs made before families existed
