@@ -76,3 +76,20 @@ def test_training_loads_the_tiny_model_of_the_configured_family() -> None:
 
     model, processor = load_base_model(StageConfig(model="tiny", family="qwen2_vl", quantization="none"))
     assert model.config.model_type == "qwen2_vl" and processor.medvqa_family == "qwen2_vl"
+
+
+@pytest.mark.train
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["idefics3", "qwen2_5_vl", "gemma3", "llava_next"])
+def test_a_training_stage_runs_and_its_adapter_evaluates(family: str, tmp_path: Path) -> None:
+    pytest.importorskip("peft")
+    from medvqa.training import run_stage
+    from medvqa.training._evaluate import load_trained_model
+    from tests.integration.training_helpers import tiny_config, vqa_samples
+
+    samples = vqa_samples(tmp_path, 4)
+    cfg = tiny_config(tmp_path / "run", family=family, mask="answer")
+    result = run_stage(cfg, train_samples=samples, progress=False)
+    assert result.global_step == cfg.max_steps
+    model, _ = load_trained_model("tiny", result.adapter_dir, quantization="none", family=family)
+    assert model.config.model_type in FAMILIES[family].model_types and not model.training
