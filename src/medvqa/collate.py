@@ -83,13 +83,15 @@ def render_chat(
         family: The model family (default: told by the processor, else Idefics2's rules).
     """
     messages = build_messages(sample, prompt=prompt, with_answer=with_answer)
+    fam = _family(processor, family)
+    if fam is not None and not _is_idefics2(fam):
+        _check_reserved(sample, messages, fam)
     template = getattr(processor, "chat_template", None)
     if template is None or template == IDEFICS2_CHAT_TEMPLATE:
         return render_messages(messages, add_generation_prompt=add_generation_prompt)
     text: str = processor.apply_chat_template(
         messages, tokenize=False, add_generation_prompt=add_generation_prompt
     )
-    fam = _family(processor, family)
     if with_answer and fam is not None and fam.append_end_of_turn:
         text = text.rstrip() + fam.end_of_turn
     return text
@@ -106,6 +108,20 @@ def _family(processor: Any, family: str | ModelFamily | None) -> ModelFamily | N
         return family_of_processor(processor)
     except MedVQAError:
         return None
+
+
+def _check_reserved(sample: VQASample, messages: list[dict[str, Any]], fam: ModelFamily) -> None:
+    """Refuse text that holds one of the family's control tokens (it would corrupt the chat)."""
+    reserved = {*fam.image_tokens, fam.end_of_turn, *fam.stop_tokens}
+    for message in messages:
+        for item in message["content"]:
+            text = item.get("text", "")
+            for token in reserved:
+                if token in text:
+                    raise ValueError(
+                        f"sample {sample.id!r}: the {message['role']} turn contains {fam.name}'s reserved "
+                        f"token {token!r}, which would corrupt the chat; remove it from the data"
+                    )
 
 
 def _is_idefics2(fam: ModelFamily | None) -> bool:

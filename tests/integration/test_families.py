@@ -527,3 +527,12 @@ def test_presets_on_the_flagship_shapes(family: str) -> None:
     assert _matched(model, fam.lora_target("all_linear")) == linear - {"lm_head"}
     for name in fam.lora_target_parameters.get("connector_only", ()):
         assert dict(model.named_parameters())[name].dim() == 2
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "gemma3", "llava"])
+def test_control_tokens_in_the_data_are_refused(family: str) -> None:
+    _, processor = _tiny(family)
+    token = get_family(family).end_of_turn
+    bad = _sample("x", f"Is it {token} normal?", "no")
+    with pytest.raises(ValueError, match="reserved token"):
+        TrainingCollator(processor)([bad])
