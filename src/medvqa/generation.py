@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from medvqa._distributed import Shard, generate_sharded, launch_shard, parts_dir
 from medvqa._errors import MedVQAError
 from medvqa._io import JsonlWriter, recover_jsonl
 from medvqa.answers import extract_answer
@@ -99,6 +100,7 @@ def generate_answers(
     prompt: PromptTemplate | str | None = None,
     output: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    shard: Shard | None = None,
 ) -> list[Prediction]:
     """Generate one answer per sample, greedily, in batches.
 
@@ -113,6 +115,11 @@ def generate_answers(
         output: JSON Lines file to stream predictions to. If it already holds predictions
             of some of these samples (same prompt), those are kept and not generated again.
         progress: Show a tqdm progress bar.
+        shard: This process's share of the job (see :mod:`medvqa._distributed`). ``None``:
+            the launch's own (``RANK``/``WORLD_SIZE`` of ``torchrun`` or ``accelerate launch``),
+            one process otherwise. With several processes and an ``output`` file, each
+            process answers its shard into ``OUTPUT.parts/`` and rank 0 merges the parts into
+            ``output`` in input order; every process then returns all predictions.
 
     Returns:
         One :class:`~medvqa.records.Prediction` per sample, in input order:
@@ -136,6 +143,21 @@ def generate_answers(
             raise MedVQAError(f"sample id {s.id!r} appears twice; generation needs unique ids")
         seen.add(s.id)
     template = None if prompt is None else get_prompt(prompt)
+    if shard is not None and shard.world_size > 1 and output is None:
+        raise ValueError("a shard needs an output file: the processes exchange answers through its parts")
+    if output is not None and ((shard or launch_shard()).world_size > 1 or parts_dir(output).is_dir()):
+        return generate_sharded(
+            generate_answers,
+            samples,
+            output=Path(output),
+            shard=shard or launch_shard(),
+            prompt=template,
+            progress=progress,
+            model=model,
+            processor=processor,
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+        )
     done: dict[str, Prediction] = {}
     if output is not None:
         done = _load_done(Path(output), samples, template)

@@ -1042,7 +1042,10 @@ def run_ablations(
         "abstention_rules": rules.to_dict(),
         **dict(config or {}),
     }
-    atomic_write_json(out / "ablations.json", settings)
+    from medvqa._distributed import is_main_process
+
+    if is_main_process():
+        atomic_write_json(out / "ablations.json", settings)
 
     def generate(name: str, items: Sequence[VQASample], tokens: int) -> list[Prediction]:
         return generate_answers(
@@ -1074,5 +1077,6 @@ def run_ablations(
         level=level,
         config=shown,
     )
-    report.write(out)
+    if is_main_process():
+        report.write(out)
     return report

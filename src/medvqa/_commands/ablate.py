@@ -209,9 +209,10 @@ def _load_model(args: argparse.Namespace) -> tuple[Any, Any]:
     from medvqa.models import load_adapter, load_idefics2
 
     quant = None if args.quantization == "none" else args.quantization
-    model, processor = load_idefics2(
-        args.model, quantization=quant, dtype=args.dtype, device_map=args.device_map
-    )
+    from medvqa._distributed import default_device_map
+
+    device_map = args.device_map if args.device_map is not None else default_device_map()
+    model, processor = load_idefics2(args.model, quantization=quant, dtype=args.dtype, device_map=device_map)
     if args.adapter is not None:
         model = load_adapter(model, args.adapter)
     return model, processor

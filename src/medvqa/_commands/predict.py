@@ -159,6 +159,7 @@ def _run(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace, restore: list[Any]) -> int:
     import tempfile
 
+    from medvqa._distributed import barrier, default_device_map, ensure_process_group, is_main_process
     from medvqa._io import atomic_write_json
     from medvqa.generation import generate_answers
     from medvqa.models import (
@@ -199,7 +200,9 @@ def _predict(args: argparse.Namespace, restore: list[Any]) -> int:
             model, processor = tiny_idefics2(args.seed)
         else:
             path = save_tiny_idefics2(tmp, seed=args.seed) if args.model == "tiny" else args.model
-            model, processor = load_idefics2(path, quantization=quantization, dtype=args.dtype)
+            model, processor = load_idefics2(
+                path, quantization=quantization, dtype=args.dtype, device_map=default_device_map()
+            )
     adapter_modules = None
     if args.adapter is not None:
         model = load_adapter(model, args.adapter)
@@ -227,7 +230,10 @@ def _predict(args: argparse.Namespace, restore: list[Any]) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     run_path = args.output.with_suffix(".run.json")
     _check_resume(args.output, run_path, run)
-    atomic_write_json(run_path, run)
+    ensure_process_group()
+    barrier()  # every process has checked the old settings before rank 0 replaces them
+    if is_main_process():
+        atomic_write_json(run_path, run)
     preds = generate_answers(
         model,
         processor,
@@ -238,7 +244,8 @@ def _predict(args: argparse.Namespace, restore: list[Any]) -> int:
         output=args.output,
         progress=not args.no_progress,
     )
-    print(f"wrote {len(preds)} predictions to {args.output}", file=sys.stderr)
+    if is_main_process():
+        print(f"wrote {len(preds)} predictions to {args.output}", file=sys.stderr)
     return 0
 
 

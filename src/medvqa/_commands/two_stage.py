@@ -74,11 +74,6 @@ def _run(args: argparse.Namespace) -> int:
     s1, s2 = resolve_two_stages(args, both, subset_size=size or None)
     from medvqa.training import run_two_stage
 
-    if args.evaluate:
-        from medvqa.training._evaluate import require_single_process
-
-        require_single_process("--evaluate")
-
     result = run_two_stage(
         None if size == 0 else s1,
         s2,

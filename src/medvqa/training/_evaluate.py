@@ -21,22 +21,9 @@ from typing import Any
 from medvqa._errors import MedVQAError
 from medvqa._io import JsonlWriter, atomic_write_json
 from medvqa.records import Prediction, VQASample
-from medvqa.training._runner import is_main_process, world_size
+from medvqa.training._runner import is_main_process
 
 __all__ = ["EvalResult", "load_trained_model", "predict_and_score"]
-
-
-def require_single_process(what: str) -> None:
-    """Refuse to run ``what`` under a multi-process launch (generation is not sharded).
-
-    Raises:
-        MedVQAError: ``WORLD_SIZE`` is greater than 1.
-    """
-    if world_size() > 1:
-        raise MedVQAError(
-            f"{what} runs in one process, but this is process {os.environ.get('RANK', '?')} of {world_size()}; "
-            "train with torchrun/accelerate, then evaluate with a plain 'python' or 'medvqa' command"
-        )
 
 
 @dataclass(frozen=True)
@@ -143,7 +130,9 @@ def predict_and_score(
     """Generate answers for ``samples`` and score them under ``profiles``.
 
     Generation streams to ``<output_dir>/<name>.predictions.jsonl`` and resumes from it (a
-    rerun generates only what is missing). The model should be in ``eval`` mode (LoRA dropout
+    rerun generates only what is missing). Under ``torchrun``/``accelerate launch`` every
+    process answers a shard (see :func:`medvqa.generation.generate_answers`); every process
+    returns the same result and only the main one writes the score files. The model should be in ``eval`` mode (LoRA dropout
     off); :func:`load_trained_model` returns it so.
 
     Args:
@@ -169,7 +158,6 @@ def predict_and_score(
 
     if not samples:
         raise MedVQAError(f"evaluation {name!r}: no samples to answer")
-    require_single_process("evaluation")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     pred_path = out / f"{name}.predictions.jsonl"
