@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from medvqa._dataloading import default_num_workers, generation_batches, restore_input_order
 from medvqa._distributed import Shard, generate_sharded, launch_shard, parts_dir
 from medvqa._errors import MedVQAError
 from medvqa._io import JsonlWriter, recover_jsonl
@@ -101,6 +102,8 @@ def generate_answers(
     output: str | os.PathLike[str] | None = None,
     progress: bool = True,
     shard: Shard | None = None,
+    num_workers: int | None = None,
+    sort_by_length: bool = False,
 ) -> list[Prediction]:
     """Generate one answer per sample, greedily, in batches.
 
@@ -120,6 +123,11 @@ def generate_answers(
             one process otherwise. With several processes and an ``output`` file, each
             process answers its shard into ``OUTPUT.parts/`` and rank 0 merges the parts into
             ``output`` in input order; every process then returns all predictions.
+        num_workers: DataLoader workers that render, tokenize and decode images while the
+            model generates (``None``: 0 on a CPU, up to 4 on CUDA; see
+            :func:`medvqa._dataloading.default_num_workers`).
+        sort_by_length: Batch the samples by prompt length (less padding). Answers are the
+            same; results are still returned, and the output file left, in input order.
 
     Returns:
         One :class:`~medvqa.records.Prediction` per sample, in input order:
@@ -157,6 +165,8 @@ def generate_answers(
             processor=processor,
             batch_size=batch_size,
             max_new_tokens=max_new_tokens,
+            num_workers=num_workers,
+            sort_by_length=sort_by_length,
         )
     done: dict[str, Prediction] = {}
     if output is not None:
@@ -177,9 +187,15 @@ def generate_answers(
     writer = JsonlWriter(output) if output is not None else None
     bar = tqdm(total=len(samples), initial=len(done), disable=not progress, desc="generate", unit="q")
     try:
-        for start in range(0, len(todo), batch_size):
-            chunk = todo[start : start + batch_size]
-            batch = _to_device(collator(chunk), model)
+        for chunk, prepared in generation_batches(
+            todo,
+            collator,
+            batch_size=batch_size,
+            num_workers=default_num_workers() if num_workers is None else num_workers,
+            sort_by_length=sort_by_length,
+            pin_memory=str(getattr(model, "device", "cpu")).startswith("cuda"),
+        ):
+            batch = _to_device(prepared, model)
             with torch.inference_mode():
                 out = model.generate(**batch, **gen_kwargs)
             new_tokens = out[:, batch["input_ids"].shape[1] :]
@@ -215,4 +231,6 @@ def generate_answers(
             writer.close()
         if was_training:
             model.train()
+    if output is not None:
+        restore_input_order(output, samples)
     return [done[s.id] for s in samples]

@@ -981,6 +981,8 @@ def run_ablations(
     prompt: PromptTemplate | str | None = None,
     progress: bool = True,
     config: Mapping[str, Any] | None = None,
+    num_workers: int | None = None,
+    sort_by_length: bool = False,
 ) -> AblationReport:
     """Run a model on the samples as they are and under each transform, then score the probes.
 
@@ -1013,6 +1015,9 @@ def run_ablations(
         prompt: Prompt template or name passed to generation (``None``: per-sample default).
         progress: Show progress bars.
         config: Extra settings recorded in the report.
+        num_workers: Data-loader workers of generation (``None``: the default of
+            :func:`medvqa.generation.generate_answers`).
+        sort_by_length: Batch by prompt length (same answers, same file order).
 
     Returns:
         The report (also written to ``output``).
@@ -1057,6 +1062,8 @@ def run_ablations(
             prompt=prompt,
             output=pred_dir / f"{_file_name(name)}.jsonl",
             progress=progress,
+            num_workers=num_workers,
+            sort_by_length=sort_by_length,
         )
 
     baseline = generate(_RESERVED, samples, max_new_tokens)

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DATASET_NAMES",
     "SAMPLE_DIRS",
+    "add_generation_loading_options",
     "bundled_sample",
     "load_questions",
     "read_prediction_file",
@@ -22,6 +23,24 @@ __all__ = [
 DATASET_NAMES = ("vqa_rad", "slake", "path_vqa", "roco", "med_halt")
 # dataset name -> its folder under medvqa.data.sample_root() (path_vqa has no bundled sample)
 SAMPLE_DIRS = {"vqa_rad": "vqa_rad", "slake": "slake", "roco": "captions", "med_halt": "med_halt"}
+
+
+def add_generation_loading_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--num-workers`` and ``--sort-by-length`` (data preparation of generation)."""
+    parser.add_argument(
+        "--num-workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="data-loader workers that decode and preprocess images while the model generates "
+        "(default: 0 on a CPU, up to 4 per process on CUDA)",
+    )
+    parser.add_argument(
+        "--sort-by-length",
+        action="store_true",
+        help="batch questions of similar prompt length together (less padding); answers and the "
+        "order of the output file are unchanged",
+    )
 
 
 def bundled_sample(name: str) -> Path | None:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from medvqa._commands._common import DATASET_NAMES, bundled_sample
+from medvqa._commands._common import DATASET_NAMES, add_generation_loading_options, bundled_sample
 
 __all__ = ["register"]
 _NONSENSE = {"nonsense": True, "nonsense_plain": False}
@@ -99,6 +99,7 @@ def register(subparsers: Any) -> None:
         default=50,
         help="longest answer to nonsense questions (default: 50)",
     )
+    add_generation_loading_options(p)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=_run)
 
@@ -182,6 +183,8 @@ def _run(args: argparse.Namespace) -> int:
         nonsense_max_new_tokens=args.nonsense_max_new_tokens,
         prompt=args.prompt,
         progress=not args.no_progress,
+        num_workers=args.num_workers,
+        sort_by_length=args.sort_by_length,
         config=config,
     )
     for r in report.reliance:

@@ -7,7 +7,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from medvqa._commands._common import DATASET_NAMES, load_questions, resolve_prompt
+from medvqa._commands._common import (
+    DATASET_NAMES,
+    add_generation_loading_options,
+    load_questions,
+    resolve_prompt,
+)
 
 __all__ = ["register"]
 
@@ -78,6 +83,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the transform and the bootstrap (default: 0)")
     p.add_argument("--name", default="eval", help="file prefix of the outputs (default: eval)")
     p.add_argument("--output", type=Path, required=True, help="output folder")
+    add_generation_loading_options(p)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_run)
 
@@ -116,6 +122,8 @@ def _run(args: argparse.Namespace) -> int:
         seed=args.seed,
         n_boot=args.n_boot,
         progress=not args.no_progress,
+        num_workers=args.num_workers,
+        sort_by_length=args.sort_by_length,
         info={
             "model": args.model,
             "adapter": None if args.adapter is None else str(args.adapter),

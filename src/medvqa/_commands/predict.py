@@ -7,7 +7,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from medvqa._commands._common import DATASET_NAMES, load_questions, resolve_prompt
+from medvqa._commands._common import (
+    DATASET_NAMES,
+    add_generation_loading_options,
+    load_questions,
+    resolve_prompt,
+)
 
 __all__ = ["register"]
 
@@ -143,6 +148,7 @@ def register(subparsers: Any) -> None:
         metavar="FILE",
         help="JSON Lines file of predictions to write; if it exists, the run resumes (see below)",
     )
+    add_generation_loading_options(p)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_run)
 
@@ -243,6 +249,8 @@ def _predict(args: argparse.Namespace, restore: list[Any]) -> int:
         prompt=prompt,
         output=args.output,
         progress=not args.no_progress,
+        num_workers=args.num_workers,
+        sort_by_length=args.sort_by_length,
     )
     if is_main_process():
         print(f"wrote {len(preds)} predictions to {args.output}", file=sys.stderr)

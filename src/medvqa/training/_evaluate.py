@@ -126,6 +126,8 @@ def predict_and_score(
     n_boot: int = 1000,
     progress: bool = True,
     info: Mapping[str, Any] | None = None,
+    num_workers: int | None = None,
+    sort_by_length: bool = False,
 ) -> EvalResult:
     """Generate answers for ``samples`` and score them under ``profiles``.
 
@@ -150,6 +152,9 @@ def predict_and_score(
         n_boot: Bootstrap replicates (0: no intervals).
         progress: Show a progress bar.
         info: Facts recorded with the scores (model, adapter, transforms...).
+        num_workers: Data-loader workers of generation (``None``: the default of
+            :func:`medvqa.generation.generate_answers`).
+        sort_by_length: Batch by prompt length (same answers, same file order).
 
     Returns:
         An :class:`EvalResult`.
@@ -170,6 +175,8 @@ def predict_and_score(
         prompt=prompt,
         output=pred_path,
         progress=progress,
+        num_workers=num_workers,
+        sort_by_length=sort_by_length,
     )
     scores, items = score_predictions(predictions, profiles=profiles, seed=seed, n_boot=n_boot)
     result = EvalResult(

@@ -421,6 +421,9 @@ def _training_arguments(config: StageConfig, precision: str, has_eval: bool, pro
     eval_strategy = "no"
     if has_eval:
         eval_strategy = "steps" if config.eval_steps is not None else "epoch"
+    from medvqa._dataloading import default_num_workers
+
+    workers = default_num_workers() if config.dataloader_workers is None else config.dataloader_workers
     kwargs: dict[str, Any] = {}
     if world_size() > 1 and not torch.cuda.is_available():
         kwargs["ddp_backend"] = "gloo"
@@ -451,7 +454,7 @@ def _training_arguments(config: StageConfig, precision: str, has_eval: bool, pro
         report_to="none",
         remove_unused_columns=False,
         label_names=["labels"],
-        dataloader_num_workers=config.dataloader_workers,
+        dataloader_num_workers=workers,
         activation_checkpointing=config.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
         disable_tqdm=not progress or not is_main_process(),
