@@ -14,6 +14,7 @@ __all__ = [
     "DATASET_NAMES",
     "SAMPLE_DIRS",
     "add_generation_loading_options",
+    "add_report_to_option",
     "bundled_sample",
     "load_questions",
     "read_prediction_file",
@@ -40,6 +41,18 @@ def add_generation_loading_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="batch questions of similar prompt length together (less padding); answers and the "
         "order of the output file are unchanged",
+    )
+
+
+def add_report_to_option(parser: argparse.ArgumentParser, *, training: bool = True) -> None:
+    """Add ``--report-to`` (tracking of training logs and evaluation summaries)."""
+    what = "training logs and evaluation summaries" if training else "evaluation summaries"
+    parser.add_argument(
+        "--report-to",
+        choices=("none", "tensorboard", "wandb", "mlflow"),
+        default=None,
+        help=f"send {what} to TensorBoard (OUTPUT/.../tensorboard), Weights & Biases or MLflow "
+        "(default: none; each needs its package)",
     )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from medvqa._commands._common import (
     DATASET_NAMES,
     add_generation_loading_options,
+    add_report_to_option,
     load_questions,
     resolve_prompt,
 )
@@ -84,6 +85,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--name", default="eval", help="file prefix of the outputs (default: eval)")
     p.add_argument("--output", type=Path, required=True, help="output folder")
     add_generation_loading_options(p)
+    add_report_to_option(p, training=False)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_run)
 
@@ -124,6 +126,7 @@ def _run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         num_workers=args.num_workers,
         sort_by_length=args.sort_by_length,
+        report_to=args.report_to or "none",
         info={
             "model": args.model,
             "adapter": None if args.adapter is None else str(args.adapter),

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from medvqa._commands._common import add_report_to_option
 from medvqa._commands._stage_options import (
     add_two_stage_options,
     add_two_stage_sources,
@@ -46,6 +47,7 @@ def register(subparsers: Any) -> None:
     )
     add_two_stage_options(p)
     add_two_stage_sources(p)
+    add_report_to_option(p)
     p.add_argument(
         "--stage1-size", type=int, default=None, help="stage-1 pairs (nested subset); 0 skips stage 1"
     )
@@ -68,6 +70,8 @@ def register(subparsers: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     both = parse_set(args.both_set)
+    if args.report_to is not None:
+        both.setdefault("report_to", args.report_to)
     size = args.stage1_size
     if size is not None and size < 0:
         raise ValueError(f"--stage1-size must be >= 0, got {size}")
@@ -98,6 +102,7 @@ def _run(args: argparse.Namespace) -> int:
             test,
             output_dir=args.output,
             name="eval",
+            report_to=s2.report_to,
             profiles=[p for p in args.profiles.split(",") if p],
             progress=not args.no_progress,
         )

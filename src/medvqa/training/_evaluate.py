@@ -128,6 +128,7 @@ def predict_and_score(
     info: Mapping[str, Any] | None = None,
     num_workers: int | None = None,
     sort_by_length: bool = False,
+    report_to: str = "none",
 ) -> EvalResult:
     """Generate answers for ``samples`` and score them under ``profiles``.
 
@@ -155,14 +156,18 @@ def predict_and_score(
         num_workers: Data-loader workers of generation (``None``: the default of
             :func:`medvqa.generation.generate_answers`).
         sort_by_length: Batch by prompt length (same answers, same file order).
+        report_to: Also log the aggregates (see :mod:`medvqa._tracking`): ``none``,
+            ``tensorboard`` (to ``<output_dir>/tensorboard/<name>``), ``wandb`` or ``mlflow``.
 
     Returns:
         An :class:`EvalResult`.
     """
+    from medvqa._tracking import check_report_to, log_scalars
     from medvqa.generation import generate_answers
 
     if not samples:
         raise MedVQAError(f"evaluation {name!r}: no samples to answer")
+    check_report_to(report_to)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     pred_path = out / f"{name}.predictions.jsonl"
@@ -191,6 +196,7 @@ def predict_and_score(
         with JsonlWriter(out / f"{name}.items.jsonl", append=False, fsync=False) as w:
             w.write_all(items)
         atomic_write_json(out / f"{name}.scores.json", result.to_dict())
+        log_scalars(report_to, result.flat(), log_dir=out / "tensorboard" / name)
     return result
 
 

@@ -422,6 +422,7 @@ def _training_arguments(config: StageConfig, precision: str, has_eval: bool, pro
     if has_eval:
         eval_strategy = "steps" if config.eval_steps is not None else "epoch"
     from medvqa._dataloading import default_num_workers
+    from medvqa._tracking import trainer_report_to
 
     workers = default_num_workers() if config.dataloader_workers is None else config.dataloader_workers
     kwargs: dict[str, Any] = {}
@@ -451,7 +452,7 @@ def _training_arguments(config: StageConfig, precision: str, has_eval: bool, pro
         logging_steps=config.logging_steps,
         eval_strategy=eval_strategy,
         eval_steps=config.eval_steps,
-        report_to="none",
+        report_to=trainer_report_to(config.report_to),
         remove_unused_columns=False,
         label_names=["labels"],
         dataloader_num_workers=workers,
@@ -585,13 +586,22 @@ def _run_stage(
         processor, mode=config.mask, prompt=_prompt_template(config), max_length=config.max_length
     )
     history = LossHistoryCallback(out, stage=config.name)
+    from medvqa._tracking import check_report_to, tracking_callbacks
+
+    check_report_to(config.report_to)
+    tracking = tracking_callbacks(config.report_to, out / "tensorboard", main=is_main_process())
     trainer = Trainer(
         model=model,
         args=args,
         train_dataset=_SampleDataset(train_samples),
         eval_dataset=_SampleDataset(eval_samples) if eval_samples else None,
         data_collator=collator,
-        callbacks=[CheckpointMarkerCallback(config.to_json(), config.fingerprint()), history, *callbacks],
+        callbacks=[
+            CheckpointMarkerCallback(config.to_json(), config.fingerprint()),
+            history,
+            *tracking,
+            *callbacks,
+        ],
     )
     if not progress or not is_main_process():
         from transformers.trainer_callback import PrinterCallback, ProgressCallback

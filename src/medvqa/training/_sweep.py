@@ -207,6 +207,7 @@ def run_sweep(
             eval_set,
             output_dir=folder,
             name="eval",
+            report_to=stage2.report_to,
             profiles=profiles,
             max_new_tokens=max_new_tokens,
             batch_size=batch_size,
