@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from medvqa._dataloading import default_num_workers, generation_batches, restore_input_order
-from medvqa._distributed import Shard, generate_sharded, launch_shard, parts_dir
+from medvqa._distributed import Shard, generate_sharded, launch_shard, merge_parts, parts_dir
 from medvqa._errors import MedVQAError
 from medvqa._io import JsonlWriter, recover_jsonl
 from medvqa.answers import extract_answer
@@ -23,7 +23,7 @@ from medvqa.chat import PromptTemplate, default_prompt, get_prompt
 from medvqa.collate import GenerationCollator
 from medvqa.records import Prediction, VQASample
 
-__all__ = ["PROMPT_METADATA_KEY", "generate_answers", "stop_token_ids"]
+__all__ = ["PROMPT_METADATA_KEY", "Shard", "generate_answers", "merge_parts", "stop_token_ids"]
 
 PROMPT_METADATA_KEY = "prompt"
 """Prediction metadata key holding the name of the prompt template used."""

@@ -31,6 +31,7 @@ LIGHT_MODULES = [
     "medvqa.chat",
     "medvqa.reports",
     "medvqa.review",
+    "medvqa.export",
     "medvqa.training",
     "medvqa.cli",
 ]
