@@ -44,6 +44,29 @@ def _prompt_name(sample: VQASample, prompt: PromptTemplate | None) -> str:
     return (prompt or default_prompt(sample)).name
 
 
+def _to_prediction(sample: VQASample, raw: str, prompt: PromptTemplate | None) -> Prediction:
+    """The prediction row of one answered sample (``raw``: the stripped generated text)."""
+    image = None
+    if sample.image is not None:
+        image = sample.image.path or sample.image.name
+    return Prediction(
+        id=sample.id,
+        question=sample.question,
+        reference=sample.answer,
+        prediction=raw,
+        answer_type=sample.answer_type,
+        extracted=_extract(raw),
+        dataset=sample.dataset,
+        split=sample.split,
+        image=image,
+        metadata={
+            **sample.metadata,
+            "answer_type_source": sample.answer_type_source,
+            PROMPT_METADATA_KEY: _prompt_name(sample, prompt),
+        },
+    )
+
+
 def _to_device(batch: dict[str, Any], model: Any) -> dict[str, Any]:
     device = getattr(model, "device", None)
     dtype = getattr(model, "dtype", None)
@@ -109,7 +132,11 @@ def generate_answers(
 
     Args:
         model: An Idefics2 model (base, quantized, or with a LoRA adapter). It is put in
-            ``eval`` mode for the call and restored afterwards.
+            ``eval`` mode for the call and restored afterwards. A
+            :class:`medvqa.server.ServerEngine` instead sends the same prompts and images to
+            an OpenAI-compatible inference server (vLLM, SGLang, TGI); ``batch_size``,
+            ``num_workers`` and ``sort_by_length`` then do not apply (the engine's
+            ``concurrency`` does).
         processor: Its processor.
         samples: The questions; ids must be unique.
         batch_size: Samples per ``generate`` call (left-padded).
@@ -138,9 +165,6 @@ def generate_answers(
     Raises:
         MedVQAError: Duplicate sample ids, or an output file from another run.
     """
-    import torch
-    from tqdm.auto import tqdm
-
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if max_new_tokens < 1:
@@ -168,6 +192,15 @@ def generate_answers(
             num_workers=num_workers,
             sort_by_length=sort_by_length,
         )
+    from medvqa.server import ServerEngine
+
+    if isinstance(model, ServerEngine):
+        return model.generate_answers(
+            samples, max_new_tokens=max_new_tokens, prompt=template, output=output, progress=progress
+        )
+    import torch
+    from tqdm.auto import tqdm
+
     done: dict[str, Prediction] = {}
     if output is not None:
         done = _load_done(Path(output), samples, template)
@@ -201,26 +234,7 @@ def generate_answers(
             new_tokens = out[:, batch["input_ids"].shape[1] :]
             texts = tok.batch_decode(new_tokens, skip_special_tokens=True)
             for sample, text in zip(chunk, texts, strict=True):
-                raw = text.strip()
-                image = None
-                if sample.image is not None:
-                    image = sample.image.path or sample.image.name
-                pred = Prediction(
-                    id=sample.id,
-                    question=sample.question,
-                    reference=sample.answer,
-                    prediction=raw,
-                    answer_type=sample.answer_type,
-                    extracted=_extract(raw),
-                    dataset=sample.dataset,
-                    split=sample.split,
-                    image=image,
-                    metadata={
-                        **sample.metadata,
-                        "answer_type_source": sample.answer_type_source,
-                        PROMPT_METADATA_KEY: _prompt_name(sample, template),
-                    },
-                )
+                pred = _to_prediction(sample, text.strip(), template)
                 if writer is not None:
                     writer.write(pred.to_dict())
                 done[sample.id] = pred

@@ -32,6 +32,7 @@ LIGHT_MODULES = [
     "medvqa.reports",
     "medvqa.review",
     "medvqa.export",
+    "medvqa.server",
     "medvqa.training",
     "medvqa.cli",
 ]

@@ -13,12 +13,14 @@ if TYPE_CHECKING:
 __all__ = [
     "DATASET_NAMES",
     "SAMPLE_DIRS",
+    "add_engine_options",
     "add_generation_loading_options",
     "add_report_to_option",
     "bundled_sample",
     "load_questions",
     "read_prediction_file",
     "resolve_prompt",
+    "server_engine",
 ]
 
 DATASET_NAMES = ("vqa_rad", "slake", "path_vqa", "roco", "med_halt")
@@ -41,6 +43,71 @@ def add_generation_loading_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="batch questions of similar prompt length together (less padding); answers and the "
         "order of the output file are unchanged",
+    )
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--engine`` and the options of the ``server`` engine."""
+    parser.add_argument(
+        "--engine",
+        choices=("hf", "server"),
+        default="hf",
+        help="hf: the model in this process with transformers (default); server: an OpenAI-compatible "
+        "chat-completions server (vLLM, SGLang, TGI) serving --model, at --server-url",
+    )
+    parser.add_argument(
+        "--server-url",
+        default=None,
+        metavar="URL",
+        help="server of --engine server, e.g. http://127.0.0.1:8000",
+    )
+    parser.add_argument(
+        "--server-model",
+        default=None,
+        metavar="NAME",
+        help="model name the server serves (default: --model); the API key is read from $MEDVQA_SERVER_API_KEY",
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=8, metavar="N", help="requests in flight at once (default: 8)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=120.0, metavar="S", help="seconds per request attempt (default: 120)"
+    )
+    parser.add_argument(
+        "--max-retries",
+        type=int,
+        default=5,
+        metavar="N",
+        help="retries with exponential backoff on 429, 5xx and connection errors (default: 5)",
+    )
+
+
+def server_engine(args: argparse.Namespace) -> Any:
+    """The :class:`medvqa.server.ServerEngine` of ``--engine server``, or ``None`` for ``hf``.
+
+    Raises:
+        ValueError: ``--engine server`` without ``--server-url``, or an adapter (the server serves
+            one model; merge the adapter or let the server load it, then name it in --server-model).
+    """
+    if args.engine != "server":
+        return None
+    if not args.server_url:
+        raise ValueError("--engine server needs --server-url (for example http://127.0.0.1:8000)")
+    if getattr(args, "adapter", None) is not None:
+        raise ValueError(
+            "--engine server sends requests to the model the server serves; start the server with the "
+            "adapter (vLLM: --enable-lora --lora-modules NAME=FOLDER) and pass --server-model NAME instead"
+        )
+    if args.concurrency < 1:
+        raise ValueError(f"--concurrency must be at least 1, got {args.concurrency}")
+    from medvqa.server import ServerEngine
+
+    return ServerEngine(
+        args.server_url,
+        args.server_model or args.model,
+        concurrency=args.concurrency,
+        timeout_s=args.timeout,
+        max_retries=args.max_retries,
     )
 
 

@@ -9,9 +9,11 @@ from typing import Any
 
 from medvqa._commands._common import (
     DATASET_NAMES,
+    add_engine_options,
     add_generation_loading_options,
     load_questions,
     resolve_prompt,
+    server_engine,
 )
 
 __all__ = ["register"]
@@ -149,6 +151,7 @@ def register(subparsers: Any) -> None:
         help="JSON Lines file of predictions to write; if it exists, the run resumes (see below)",
     )
     add_generation_loading_options(p)
+    add_engine_options(p)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_run)
 
@@ -186,6 +189,7 @@ def _predict(args: argparse.Namespace, restore: list[Any]) -> int:
         raise ValueError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
     if args.output.is_dir():
         raise ValueError(f"--output {args.output} is a folder; give a file name such as preds.jsonl")
+    engine = server_engine(args)
     if args.adapter is not None:
         check_adapter_folder(args.adapter)  # fail before a large model is loaded
     prompt = resolve_prompt(args.prompt, args.instruction)
@@ -201,10 +205,17 @@ def _predict(args: argparse.Namespace, restore: list[Any]) -> int:
         quantization = QuantizationSettings(mode=args.quantization, compute_dtype=compute)
     if args.no_progress:
         restore.append(_quiet_transformers())
+    model: Any = engine  # the server engine stands in for the model
+    processor: Any = None
     with tempfile.TemporaryDirectory(prefix="medvqa-tiny-") as tmp:
-        if args.model == "tiny" and quantization is None and args.dtype in ("auto", "float32"):
+        if (
+            engine is None
+            and args.model == "tiny"
+            and quantization is None
+            and args.dtype in ("auto", "float32")
+        ):
             model, processor = tiny_idefics2(args.seed)
-        else:
+        elif engine is None:
             path = save_tiny_idefics2(tmp, seed=args.seed) if args.model == "tiny" else args.model
             model, processor = load_idefics2(
                 path, quantization=quantization, dtype=args.dtype, device_map=default_device_map()
@@ -232,6 +243,9 @@ def _predict(args: argparse.Namespace, restore: list[Any]) -> int:
         "quantization": None if quantization is None else quantization.to_dict(),
         "dtype": args.dtype,
         "decoding": "greedy",
+        "engine": args.engine,
+        "server_url": None if engine is None else args.server_url,
+        "server_model": None if engine is None else engine.model,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     run_path = args.output.with_suffix(".run.json")
@@ -271,6 +285,8 @@ _RESUME_KEYS = (
     "quantization",
     "dtype",
     "decoding",
+    "engine",
+    "server_model",
 )
 _PATH_KEYS = ("adapter", "data", "model")
 
