@@ -188,5 +188,19 @@ def test_predict_cli_with_the_server_engine(
     assert (tmp_path / "srv.jsonl").read_bytes() == (tmp_path / "hf.jsonl").read_bytes()
     run = json.loads((tmp_path / "srv.run.json").read_text())
     assert run["engine"] == "server" and run["server_model"] == "idefics2"
+    evaluate = [
+        "evaluate",
+        "--model",
+        "tiny",
+        "--dataset",
+        "vqa_rad",
+        "--limit",
+        "3",
+        "--max-new-tokens",
+        "6",
+    ]
+    evaluate += ["--n-boot", "0", "--no-progress", *srv, "--output", str(tmp_path / "eval")]
+    assert main(evaluate) == 0
+    assert (tmp_path / "eval" / "eval.predictions.jsonl").read_bytes() == (tmp_path / "hf.jsonl").read_bytes()
     assert main([*base, "--model", "tiny", "--engine", "server", "--output", str(tmp_path / "x.jsonl")]) != 0
     assert "--server-url" in capsys.readouterr().err

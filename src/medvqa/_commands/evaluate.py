@@ -9,10 +9,12 @@ from typing import Any
 
 from medvqa._commands._common import (
     DATASET_NAMES,
+    add_engine_options,
     add_generation_loading_options,
     add_report_to_option,
     load_questions,
     resolve_prompt,
+    server_engine,
 )
 
 __all__ = ["register"]
@@ -85,6 +87,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--name", default="eval", help="file prefix of the outputs (default: eval)")
     p.add_argument("--output", type=Path, required=True, help="output folder")
     add_generation_loading_options(p)
+    add_engine_options(p)
     add_report_to_option(p, training=False)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_run)
@@ -94,6 +97,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be at least 1, got {args.limit}")
     prompt = resolve_prompt(args.prompt, args.instruction)
+    engine = server_engine(args)
     dataset, source, samples = load_questions(args.dataset, args.data, args.split, args.limit)
     if args.transform is not None:
         from medvqa import transforms
@@ -108,9 +112,12 @@ def _run(args: argparse.Namespace) -> int:
 
     from medvqa.training import load_trained_model, predict_and_score
 
-    model, processor = load_trained_model(
-        args.model, args.adapter, quantization=args.quantization, precision=args.precision
-    )
+    model: Any = engine  # the server engine stands in for the model
+    processor: Any = None
+    if engine is None:
+        model, processor = load_trained_model(
+            args.model, args.adapter, quantization=args.quantization, precision=args.precision
+        )
     result = predict_and_score(
         model,
         processor,
@@ -137,6 +144,8 @@ def _run(args: argparse.Namespace) -> int:
             "skipped_rows": dataset.skipped,
             "transform": args.transform,
             "prompt": None if prompt is None else prompt.to_dict(),
+            "engine": args.engine,
+            "server_model": None if engine is None else engine.model,
         },
     )
     for profile, aggs in result.scores.items():
