@@ -364,7 +364,10 @@ def test_skip_policy_applies_when_the_image_folder_is_absent(tmp_path: Path) -> 
     ds = load("path_vqa", root, split="train", on_missing_image="skip")
     # one image record holds two questions: both are dropped, and both are counted
     assert len(ds) == 0 and ds.skipped == 2
-    assert [r.row for r in ds.skipped_rows] == ["1 (train_0001, question 0)", "1 (train_0001, question 1)"]
+    assert [str(r.row) for r in ds.skipped_rows] == [
+        "record 1 (train_0001, question 0)",
+        "record 1 (train_0001, question 1)",
+    ]
     assert any("every row skipped" in n for n in ds.notes)
     roco = make_roco(tmp_path / "roco")
     for img in (roco / "validation" / "radiology" / "images").iterdir():
