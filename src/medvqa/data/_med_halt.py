@@ -31,9 +31,19 @@ from medvqa.data._common import (
     text_field,
 )
 from medvqa.data._dataset import VQADataset
+from medvqa.data._sizes import KnownRelease
 from medvqa.records import MetadataValue, VQASample
 
 FILE = "reasoning_fake.csv"
+
+KNOWN_SIZES = (
+    KnownRelease(
+        "official",
+        {"train": 1858},
+        source="counted in reasoning_fake.csv (every row has split_type 'train')",
+    ),
+)
+"""Split sizes of Med-HALT reasoning_fake."""
 REQUIRED = ("id", "question", "options")
 _EXACT = frozenset({"i do not know", "i don't know", "i dont know", "i do not know at all"})
 _CONTAINS = re.compile(r"\bi (?:do not|don't|dont) know\b")

@@ -22,11 +22,26 @@ from medvqa.data._common import (
 )
 from medvqa.data._dataset import VQADataset
 from medvqa.data._hf import hf_vqa_samples, is_hf_object, looks_like_hf_folder, read_hf
+from medvqa.data._sizes import KnownRelease
 from medvqa.records import ImageRef, VQASample
 
 FILES = {"train": "pvqa_train.json", "validation": "pvqa_val.json", "test": "pvqa_test.json"}
 IMAGE_SPLIT_DIRS = {"train": "train", "validation": "val", "test": "test"}
 LAYOUTS = ("auto", "official", "hf")
+
+KNOWN_SIZES = (
+    KnownRelease(
+        "official",
+        {"train": 19755, "validation": 6279, "test": 6761},
+        source="counted in pvqa_train/val/test.json (questions per image record)",
+    ),
+    KnownRelease(
+        "Hugging Face",
+        {"train": 19654, "validation": 6259, "test": 6719},
+        source="the flaviagiammarino/path-vqa dataset card (num_examples per split)",
+    ),
+)
+"""Split sizes of the PathVQA releases and copies this loader reads."""
 
 
 def _official_dir(path: Path) -> Path | None:

@@ -28,6 +28,7 @@ from medvqa.data._common import (
 )
 from medvqa.data._dataset import VQADataset
 from medvqa.data._hf import hf_vqa_samples, is_hf_object, looks_like_hf_folder, read_hf
+from medvqa.data._sizes import KnownRelease
 from medvqa.records import ImageRef, MetadataValue, VQASample
 
 STAGE1_INSTRUCTION = "The following image is a radiology scan. Deeply analyze and diagnose this image."
@@ -35,6 +36,17 @@ STAGE1_INSTRUCTION = "The following image is a radiology scan. Deeply analyze an
 
 LAYOUTS = ("auto", "official", "instruct", "hf")
 SUBSETS = ("radiology", "non-radiology")
+
+KNOWN_SIZES = (
+    KnownRelease(
+        "official",
+        {"validation": 8180, "test": 8179},
+        {"subset": "radiology"},
+        source="counted in <split>/radiology/captions.txt of the release; the train size is not "
+        "recorded, so train loads are not checked",
+    ),
+)
+"""Split sizes of the ROCO release (radiology captions)."""
 
 
 def _split_dir(root: Path, split: str, subset: str) -> Path | None:

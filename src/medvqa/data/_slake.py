@@ -24,6 +24,7 @@ from medvqa.data._common import (
 )
 from medvqa.data._dataset import VQADataset
 from medvqa.data._hf import hf_vqa_samples, is_hf_object, looks_like_hf_folder, read_hf
+from medvqa.data._sizes import KnownRelease
 from medvqa.records import ImageRef, MetadataValue, VQASample
 
 FILES = {"train": "train.json", "validation": "validate.json", "test": "test.json"}
@@ -32,6 +33,20 @@ ALT_FILES: dict[str, tuple[str, ...]] = {"validation": ("validation.json",)}
 LANGUAGES = ("en", "zh", "both")
 LAYOUTS = ("auto", "official", "hf")
 IMAGE_FOLDER = "imgs"
+
+_COUNTED = "counted in the official train/validate/test.json (the Hugging Face copy BoKelvin/SLAKE holds the same files)"
+KNOWN_SIZES = (
+    KnownRelease(
+        "official English", {"train": 4919, "validation": 1053, "test": 1061}, {"language": "en"}, _COUNTED
+    ),
+    KnownRelease(
+        "official Chinese", {"train": 4916, "validation": 1046, "test": 1033}, {"language": "zh"}, _COUNTED
+    ),
+    KnownRelease(
+        "official", {"train": 9835, "validation": 2099, "test": 2094}, {"language": "both"}, _COUNTED
+    ),
+)
+"""Split sizes of SLAKE 1.0 per language filter."""
 _META = {
     "img_id": "img_id",
     "q_lang": "language",

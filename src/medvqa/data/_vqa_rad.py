@@ -28,6 +28,7 @@ from medvqa.data._common import (
 )
 from medvqa.data._dataset import VQADataset
 from medvqa.data._hf import hf_vqa_samples, is_hf_object, looks_like_hf_folder, read_hf
+from medvqa.data._sizes import KnownRelease
 from medvqa.records import ImageRef, MetadataValue, VQASample
 
 OFFICIAL_JSON = "VQA_RAD Dataset Public.json"
@@ -37,6 +38,26 @@ LAYOUTS = ("auto", "official", "mevf", "hf")
 SPLITS = ("train", "test")
 _PHRASE_SPLIT = {"freeform": "train", "para": "train", "test_freeform": "test", "test_para": "test"}
 _NULL = (None, "", "NULL")
+
+KNOWN_SIZES = (
+    KnownRelease(
+        "official",
+        {"train": 1797, "test": 451},
+        source="counted in the OSF release: phrase types freeform 1,206 + para 591; "
+        "test_freeform 308 + test_para 143 (2,248 rows)",
+    ),
+    KnownRelease(
+        "MEVF split",
+        {"train": 3064, "test": 451},
+        source="counted in the MEVF trainset.json / testset.json",
+    ),
+    KnownRelease(
+        "Hugging Face",
+        {"train": 1793, "test": 451},
+        source="the flaviagiammarino/vqa-rad dataset card (de-duplicated copy)",
+    ),
+)
+"""Split sizes of the VQA-RAD releases and copies this loader reads."""
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
