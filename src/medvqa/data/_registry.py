@@ -18,7 +18,7 @@ from medvqa.data._sizes import SUBSET_FILE, KnownRelease, SizeTable, size_note
 from medvqa.data._slake import load_slake
 from medvqa.data._vqa_rad import load_vqa_rad
 
-__all__ = ["DATASETS", "DatasetName", "DatasetSpec", "KnownRelease", "load"]
+__all__ = ["DATASETS", "DatasetName", "DatasetSpec", "load"]
 
 DatasetName = Literal["vqa_rad", "slake", "path_vqa", "roco", "med_halt"]
 """The names :func:`load` accepts."""
