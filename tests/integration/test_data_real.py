@@ -52,7 +52,7 @@ def test_slake_counts_per_language(shared_data: Path) -> None:
     both = load("slake", root, split="validation", language="both")
     assert len(both) == 2099
     assert {s.metadata["modality"] for s in counts["test"]} == {"CT", "MRI", "X-Ray"}
-    with pytest.raises(ValueError, match="train.json, record 1622, field 'answer': empty answer"):
+    with pytest.raises(ValueError, match=r"train\.json, record 1622, field 'answer': empty answer"):
         load("slake", root)
 
 

@@ -28,9 +28,9 @@ from medvqa.data._common import (
 from medvqa.data._dataset import VQADataset
 from medvqa.data._med_halt import abstain_option, parse_options
 from medvqa.data._registry import DATASETS, DatasetName, DatasetSpec, load
-from medvqa.data._sizes import SUBSET_FILE, KnownRelease
 from medvqa.data._roco import STAGE1_INSTRUCTION
 from medvqa.data._sample import nested_subset, pair_with_images, sample_root
+from medvqa.data._sizes import SUBSET_FILE, KnownRelease
 
 __all__ = [
     "BREAKDOWN_FIELDS",
