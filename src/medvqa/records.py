@@ -177,23 +177,25 @@ def _escape(path: str, root: str) -> str | None:
     r"""Why ``path`` (a file under ``root`` as a dataset file names it) leaves ``root``; ``None`` if it does not.
 
     Lexical only (no symbolic link is followed), and the same on every platform: backslashes
-    count as separators, so ``..\x`` and ``C:\x`` are refused on POSIX too.
+    count as separators, so ``..\x``, ``C:\x`` and ``\\server\share`` are refused on POSIX too.
+    When ``path`` is ``root`` joined with a written name, that name is what is judged.
 
     >>> _escape("/data/imgs/a/b.jpg", "/data/imgs") is None
     True
     >>> _escape("/data/imgs/../secret.jpg", "/data/imgs"), _escape("/data/imgs/C:\\x.jpg", "/data/imgs")
     ('it leads out of it', 'a Windows drive or UNC path')
     """
-    base = os.path.normpath(os.path.abspath(root))
-    target = os.path.normpath(os.path.abspath(path))
-    try:
-        rel = os.path.relpath(target, base)
-    except ValueError:  # another drive (Windows)
+    p, r = path.replace("\\", "/"), root.replace("\\", "/").rstrip("/")
+    if not p.startswith(r + "/"):
+        base = posixpath.normpath(os.path.abspath(r or "/").replace("\\", "/"))
+        target = posixpath.normpath(os.path.abspath(p).replace("\\", "/"))
+        if target == base:
+            return "it names the dataset folder itself"
+        return None if target.startswith(base.rstrip("/") + "/") else "it leads out of it"
+    written = p[len(r) + 1 :]
+    if _DRIVE.match(written) or written.startswith("/"):
         return "a Windows drive or UNC path"
-    written = rel.replace("\\", "/")
-    if _DRIVE.match(written) or written.startswith("/") or os.path.isabs(rel):
-        return "a Windows drive or UNC path"
-    norm = posixpath.normpath(written)
+    norm = posixpath.normpath(written) if written else "."
     if norm == ".." or norm.startswith("../"):
         return "it leads out of it"
     if norm == ".":
