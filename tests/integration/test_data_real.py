@@ -121,3 +121,25 @@ def test_pathvqa_imagefolder_loaded_as_vqa_rad_is_flagged(shared_data: Path) -> 
     )
     with pytest.raises(DataFormatError, match="3,998 rows: not a known VQA-RAD train split size"):
         load("vqa_rad", folder, split="train", strict_size=True)
+
+
+def test_real_release_loads_from_a_hub_cache_snapshot(shared_data: Path, tmp_path: Path) -> None:
+    """The official VQA-RAD release laid out as huggingface_hub leaves it: links into ../../blobs/."""
+    import hashlib
+    import os
+
+    src = shared_data / "vqa_rad"
+    snap = tmp_path / "datasets--someone--vqa-rad" / "snapshots" / ("0" * 40)
+    for path in [src / "VQA_RAD Dataset Public.json", *sorted((src / "VQA_RAD Image Folder").iterdir())]:
+        blob = (
+            tmp_path / "datasets--someone--vqa-rad" / "blobs" / hashlib.sha256(str(path).encode()).hexdigest()
+        )
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(path, blob)  # the blob stands for the downloaded file
+        link = snap / path.relative_to(src)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(os.path.relpath(blob, link.parent), link)
+    train = load("vqa_rad", snap, strict_size=True)
+    test = load("vqa_rad", snap, split="test", strict_size=True)
+    assert (len(train), len(test), train.skipped, test.skipped) == (1797, 451, 0, 0)
+    assert test[0].image is not None and test[0].image.open().mode == "RGB"
