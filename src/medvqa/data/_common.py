@@ -237,15 +237,14 @@ class ImageCheck:
         if ref is None or ref.data is not None:
             return True
         path = ref.path or ""
-        reason = self._reasons.get(path, "?")
-        if reason == "?":
+        if path not in self._reasons:
             try:
                 ref.resolved_path()
             except ImageLoadError as exc:
-                reason = str(exc)
+                self._reasons[path] = str(exc)
             else:
-                reason = None if ref.exists() else f"image file not found: {path}"
-            self._reasons[path] = reason
+                self._reasons[path] = None if ref.exists() else f"image file not found: {path}"
+        reason = self._reasons[path]
         if reason is None:
             return True
         if self.policy == "skip":
