@@ -478,3 +478,13 @@ def test_csv_with_a_byte_order_mark_reads_the_same(tmp_path: Path) -> None:
     assert (bom / "reasoning_fake.csv").read_bytes().startswith(b"\xef\xbb\xbf")
     a, b = load("med_halt", plain), load("med_halt", bom)
     assert [(s.id, s.question, s.answer) for s in a] == [(s.id, s.question, s.answer) for s in b]
+
+
+def test_slake_validation_file_under_the_hugging_face_name(tmp_path: Path) -> None:
+    """BoKelvin/SLAKE renamed validate.json to validation.json; both load the same rows."""
+    root = make_slake(tmp_path / "slake")
+    before = load("slake", root, split="validation").ids()
+    (root / "validate.json").rename(root / "validation.json")
+    ds = load("slake", root, split="validation")
+    assert ds.ids() == before == ["slake:3"] and ds.source.endswith("validation.json")
+    assert load("slake", root / "validation.json", split="validation").ids() == before
