@@ -107,3 +107,43 @@ def test_same_ids_across_imagefolder_and_dataset_object(rows: list[tuple[int, st
         ),
     )
     assert load("vqa_rad", ds, split="train").ids() == native.ids()
+
+
+def _stays_inside(parts: list[str]) -> bool:
+    """A walk over the written components: '..' climbs one level, and climbing above the root escapes."""
+    depth = 0
+    for part in parts:
+        if part in ("", "."):
+            continue
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                return False
+        else:
+            depth += 1
+    return depth > 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from(["a", "b c", ".", "..", ""]), min_size=1, max_size=6),
+    st.lists(st.sampled_from(["/", "\\"]), min_size=5, max_size=5),
+)
+def test_an_image_path_is_refused_iff_it_climbs_out_as_written(parts: list[str], seps: list[str]) -> None:
+    """Judged on the written path alone: the same verdict with '/' or '\\' separators, no file needed."""
+    import os
+
+    from medvqa._errors import ImageLoadError
+    from medvqa.records import ImageRef
+
+    written = parts[0] + "".join(sep + part for sep, part in zip(seps, parts[1:]))
+    if written.startswith(("/", "\\")):
+        return  # absolute: refused by another rule, tested with the snapshot tests
+    root = os.path.join(tempfile.gettempdir(), "medvqa-root")
+    ref = ImageRef(path=os.path.join(root, written), root=root)
+    try:
+        ref.resolved_path()
+        refused = False
+    except ImageLoadError:
+        refused = True
+    assert refused == (not _stays_inside(written.replace("\\", "/").split("/")))
