@@ -14,6 +14,7 @@ import pytest
 from medvqa.metrics import PROFILES, MedEvalKitProfile, evaluate
 from medvqa.metrics._medevalkit import (
     medevalkit_bleu,
+    medevalkit_bleu_1_to_4,
     medevalkit_boxed,
     medevalkit_parse,
     medevalkit_pre_extract,
@@ -55,6 +56,7 @@ def test_bleu_equals_nltk_sentence_bleu() -> None:
             for n in (1, 2, 3, 4):
                 expected = nltk_bleu.sentence_bleu([ref], hyp, weights=[1 / n] * n)
                 assert medevalkit_bleu(pred, truth, n) == expected, (pred, truth, n)
+                assert medevalkit_bleu_1_to_4(pred, truth)[n - 1] == expected, (pred, truth, n)
                 checked += expected > 0
     assert checked > 1000  # the strings overlap often enough to exercise the maths
 

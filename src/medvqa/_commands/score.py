@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-_PROFILE_NAMES = ("paper", "llava_med", "lmms_eval", "multimedeval", "strict")
+_PROFILE_NAMES = ("paper", "llava_med", "lmms_eval", "multimedeval", "medevalkit", "strict")
 
 _EPILOG = """\
 examples:
@@ -32,7 +32,7 @@ examples:
 
 Every metric is shown with its n (the items it averages); empty predictions are scored as
 wrong and counted in empty_predictions. Profiles: paper, llava_med, lmms_eval,
-multimedeval, strict (see the metric cards in the documentation).
+multimedeval, medevalkit, strict (see the metric cards in the documentation).
 """
 
 

@@ -9,11 +9,14 @@ rewritten here as pure functions: BLEU equals NLTK's ``sentence_bleu`` and ROUGE
 
 from __future__ import annotations
 
+import math
+import sys
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from medvqa.metrics._items import sentence_bleu
+from medvqa.metrics._items import ngram_counts, sentence_bleu
 from medvqa.metrics._profiles import AggregateSpec, ItemValue, Profile, _common
 from medvqa.records import Prediction
 
@@ -21,6 +24,7 @@ __all__ = [
     "MEDEVALKIT_CUES",
     "MedEvalKitProfile",
     "medevalkit_bleu",
+    "medevalkit_bleu_1_to_4",
     "medevalkit_boxed",
     "medevalkit_parse",
     "medevalkit_pre_extract",
@@ -149,6 +153,29 @@ def medevalkit_bleu(pred: str, truth: str, n: int) -> float:
     (1.0, 0.0)
     """
     return sentence_bleu(medevalkit_tokenize(truth), medevalkit_tokenize(pred), [1 / n] * n)
+
+
+def medevalkit_bleu_1_to_4(pred: str, truth: str) -> tuple[float, float, float, float]:
+    """BLEU-1..4 at once, each equal to :func:`medevalkit_bleu` (the n-gram counts are shared).
+
+    >>> medevalkit_bleu_1_to_4("left lung", "left lung") == tuple(
+    ...     medevalkit_bleu("left lung", "left lung", n) for n in (1, 2, 3, 4))
+    True
+    """
+    ref, hyp = medevalkit_tokenize(truth), medevalkit_tokenize(pred)
+    ref1 = Counter(ref)
+    if not sum(min(c, ref1[g]) for g, c in Counter(hyp).items()):
+        return 0.0, 0.0, 0.0, 0.0
+    precisions: list[float] = []
+    for k in (1, 2, 3, 4):
+        counts = ngram_counts(hyp, k)
+        ref_counts = ngram_counts(ref, k)
+        numerator = sum(min(c, ref_counts[g]) for g, c in counts.items())
+        denominator = len(hyp) if k == 1 else max(1, sum(counts.values()))
+        precisions.append(numerator / denominator if numerator else sys.float_info.min)
+    bp = 1.0 if len(hyp) > len(ref) else math.exp(1 - len(ref) / len(hyp))
+    out = [bp * math.exp(math.fsum((1 / n) * math.log(p) for p in precisions[:n])) for n in (1, 2, 3, 4)]
+    return out[0], out[1], out[2], out[3]
 
 
 def _sentences(text: str) -> list[str]:
@@ -346,8 +373,7 @@ class MedEvalKitProfile(Profile):
 
     def _score_open(self, parsed: str, truth: str, out: dict[str, ItemValue]) -> None:
         out["em"] = 1.0 if parsed == truth else 0.0
-        for n in (1, 2, 3, 4):
-            out[f"bleu{n}"] = medevalkit_bleu(parsed, truth, n)
+        out["bleu1"], out["bleu2"], out["bleu3"], out["bleu4"] = medevalkit_bleu_1_to_4(parsed, truth)
         rouge = medevalkit_rouge(parsed, truth)
         prf = medevalkit_set_prf(parsed, truth)
         if rouge is None or prf is None:
