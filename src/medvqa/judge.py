@@ -612,7 +612,7 @@ def judge_report(
         threshold: A continuous rule metric counts as correct at or above this.
         level: Confidence level of the intervals.
     """
-    from medvqa.metrics import evaluate
+    from medvqa.metrics import evaluate, get_profile
 
     by_id = {p.id: p for p in predictions}
     parsed = [v for v in verdicts if v.verdict is not None]
@@ -622,8 +622,9 @@ def judge_report(
     agreements: dict[str, JudgeAgreement] = {}
     disputed: dict[str, list[str]] = {v.id: [] for v in parsed}
     for name in profiles:
-        result = evaluate(subset, profile=name, n_boot=0) if subset else None
-        metric = result.agreement_metrics[0] if result else name
+        prof = get_profile(name)
+        result = evaluate(subset, profile=prof, n_boot=0) if subset else None
+        metric = (prof.agreement_metrics or prof.metric_names)[0]
         key = f"{name}:{metric}"
         says = [float(row[metric]) >= threshold for row in result.per_item] if result else []
         rule_accuracy[key] = _proportion(key, says, level)
