@@ -235,3 +235,34 @@ def test_report_agreement_kappa_disagreements_and_expert(tmp_path: Path) -> None
     data = report.to_dict()
     assert json.loads(json.dumps(data))["agreements"]["medevalkit:correct"]["disagree"] == 2
     assert math.isnan(judge_report(PREDS, []).agreements["strict:accuracy"].kappa)
+
+
+def test_cli_score_with_endpoint_judge(
+    endpoint: tuple[str, _Endpoint], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from medvqa.cli import main
+
+    url, state = endpoint
+    path = tmp_path / "preds.jsonl"
+    path.write_text("".join(json.dumps(p.to_dict()) + "\n" for p in PREDS), encoding="utf-8")
+    args = ["score", str(path), "--profile", "medevalkit", "strict", "--n-boot", "0"]
+    judge_args = ["--judge", url, "--judge-model", "judge-7b", "--judge-report", str(tmp_path / "audit.json")]
+    assert main([*args, *judge_args, "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)
+    run = data["runs"][0]
+    assert run["profile"] == "medevalkit" and run["options"]["judge"]["model"] == "judge-7b"
+    assert run["aggregates"]["accuracy"]["numerator"] == 4.0
+    assert data["judge"][str(path)]["unparseable"][0]["id"] == "o4"
+    assert "5 open items judged (5 new, 0 from" in captured.err
+    assert (tmp_path / "preds.jsonl.judge.jsonl").is_file()
+    assert json.loads((tmp_path / "audit.json").read_text())[str(path)]["n_open"] == 5
+    n_requests = len(state.requests)
+    assert main([*args, *judge_args]) == 0  # table output, from the cache
+    out = capsys.readouterr()
+    assert len(state.requests) == n_requests
+    assert "Judged scoring: judge-7b" in out.out and "(0 new, 5 from" in out.err
+    assert main(["score", str(path), "--judge", url, "--judge-model", "m"]) == 1
+    assert "--judge needs the medevalkit profile" in capsys.readouterr().err
+    assert main(["score", str(path), "--profile", "all", "--judge", url]) == 1
+    assert "--judge-model NAME" in capsys.readouterr().err
