@@ -226,3 +226,21 @@ def test_aggregates_and_judge_verdicts() -> None:
     assert rj.options["judge"] == {"model": "m"}
     with pytest.raises(ValueError, match="'d' is open but has no judge verdict"):
         evaluate(preds, profile=MedEvalKitProfile(judge_verdicts={"b": True, "c": True}), n_boot=0)
+
+
+def test_metric_card_disagreement_table_matches_the_profiles() -> None:
+    from pathlib import Path
+
+    card = (Path(__file__).resolve().parents[2] / "docs" / "guide" / "metric-cards.md").read_text()
+    section = card.split("## `medevalkit`", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "`" in line.split("|")[2]]
+    assert len(rows) >= 5
+    names = ["paper", "llava_med", "lmms_eval", "multimedeval", "medevalkit", "strict"]
+    for line in rows:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        truth, answer_type = cells[0].split(" (")[0], "open" if "(open)" in cells[0] else "closed"
+        pred = Prediction("x", "q", truth, cells[1].strip("`"), answer_type, dataset="vqa_rad")  # type: ignore[arg-type]
+        for name, expected in zip(names, cells[2:]):
+            result = evaluate([pred], profile=name, n_boot=0)
+            got = result.per_item[0][result.agreement_metrics[0]]
+            assert float(got) == float(expected), (line, name)
