@@ -244,3 +244,29 @@ def test_metric_card_disagreement_table_matches_the_profiles() -> None:
             result = evaluate([pred], profile=name, n_boot=0)
             got = result.per_item[0][result.agreement_metrics[0]]
             assert float(got) == float(expected), (line, name)
+
+
+def test_medevalkit_prompt_set_is_chosen_from_the_truth() -> None:
+    from medvqa.chat import build_messages, get_prompt, render_messages
+    from medvqa.records import ImageRef, VQASample
+    from medvqa.transforms import MedEvalKitPrompt, parse_transforms, transform_from_dict
+
+    def sample(i: str, answer: str) -> VQASample:
+        return VQASample(
+            id=i, question="Is the heart enlarged?", answer=answer, answer_type="closed",
+            answer_type_source="annotation", dataset="d", split="test", image=ImageRef(data=b"x"),
+        )  # fmt: skip
+
+    t = parse_transforms("medevalkit")["medevalkit"]
+    assert transform_from_dict(t.to_dict()) == t == MedEvalKitPrompt()
+    yes_no, other = t([sample("a", " Yes"), sample("b", "left")])
+    text = render_messages(build_messages(yes_no, prompt="medevalkit", with_answer=False))
+    assert "<image>Is the heart enlarged?\nPlease output 'yes' or 'no'(no extra output).<end" in text
+    text = render_messages(build_messages(other, prompt="medevalkit", with_answer=False))
+    assert "enlarged?\nPlease answer the question concisely.<end" in text
+    assert yes_no.metadata["transforms"] == "medevalkit_prompt()"
+    # the template alone does not look at the answer: every question gets the open instruction
+    plain = render_messages(
+        build_messages(sample("c", "yes"), prompt=get_prompt("medevalkit"), with_answer=False)
+    )
+    assert "concisely" in plain
