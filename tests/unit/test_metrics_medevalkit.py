@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import warnings
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -270,3 +271,22 @@ def test_medevalkit_prompt_set_is_chosen_from_the_truth() -> None:
         build_messages(sample("c", "yes"), prompt=get_prompt("medevalkit"), with_answer=False)
     )
     assert "concisely" in plain
+
+
+def test_cli_swapped_labels_parity_mode(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from medvqa.cli import main
+
+    path = tmp_path / "p.jsonl"
+    row = Prediction("a", "q", "the left lung", "left lung lung", "open", dataset="vqa_rad").to_dict()
+    path.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    base = ["score", str(path), "--profile", "medevalkit", "--n-boot", "0", "--format", "json"]
+    values = []
+    for extra in ([], ["--medevalkit-swapped-labels"]):
+        assert main([*base, *extra]) == 0
+        aggs = json.loads(capsys.readouterr().out)["runs"][0]["aggregates"]
+        values.append(tuple(aggs[f"{m}/open"]["value"] for m in ("precision", "recall", "f1")))
+        assert json.loads(json.dumps(aggs))  # JSON-clean
+    (p, r, f), swapped = values
+    assert (p, r) == (1.0, pytest.approx(2 / 3)) and swapped == (f, p, r)

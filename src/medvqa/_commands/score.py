@@ -111,6 +111,12 @@ def register(subparsers: Any) -> None:
 
 
 def _judge_options(parser: Any) -> None:
+    parser.add_argument(
+        "--medevalkit-swapped-labels",
+        action="store_true",
+        help="parity mode: report MedEvalKit's swapped labels (its precision is F1, its recall is "
+        "precision, its f1 is recall); default: the true values",
+    )
     group = parser.add_argument_group("model-judged scoring (medevalkit profile)")
     group.add_argument(
         "--judge",
@@ -157,7 +163,7 @@ def _profiles(requested: list[str] | None) -> list[str]:
 
 def score_files(args: argparse.Namespace) -> list[tuple[str, list[Prediction], ProfileResult]]:
     """Read every file and score it under every requested profile."""
-    from medvqa.metrics import Profile, evaluate
+    from medvqa.metrics import MedEvalKitProfile, Profile, evaluate
 
     names = _profiles(args.profile)
     judge = _make_judge(args, names)
@@ -171,6 +177,8 @@ def score_files(args: argparse.Namespace) -> list[tuple[str, list[Prediction], P
             profile: str | Profile = name
             if judge is not None and name == "medevalkit":
                 profile = _judged(args, path, preds, judge)
+            elif name == "medevalkit" and args.medevalkit_swapped_labels:
+                profile = MedEvalKitProfile(swapped_labels=True)
             result = evaluate(preds, profile=profile, seed=args.seed, n_boot=args.n_boot, by=args.by)
             out.append((str(path), preds, result))
     return out
@@ -207,7 +215,7 @@ def _judged(args: argparse.Namespace, path: Path, preds: list[Prediction], judge
         f"{len(verdicts) - fresh} from {cache})",
         file=sys.stderr,
     )
-    return judged_profile(verdicts)
+    return judged_profile(verdicts, swapped_labels=args.medevalkit_swapped_labels)
 
 
 def _table(rows: list[tuple[str, list[Prediction], ProfileResult]], *, markdown: bool) -> str:
