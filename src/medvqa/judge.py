@@ -187,9 +187,9 @@ class LocalJudge:
 
     Args:
         model: A hub id or a local folder.
-        revision: The revision to load (hub branch, tag or commit). Recorded as the cache's
-            revision: the hub commit when known, else a digest of the folder's config and
-            weight files (names and sizes).
+        revision: The revision to load (hub branch, tag or commit). The cache records it; without
+            it, a local folder is recorded by a digest of its config and weight files (names
+            and sizes) and a hub model by the commit it resolves to.
         max_new_tokens: Upper bound of each reply.
         batch_size: Prompts generated together (left-padded).
         device: ``cpu``, ``cuda``, ...; default: CUDA when available.
@@ -215,7 +215,16 @@ class LocalJudge:
 
     @property
     def revision(self) -> str:
-        """The loaded model's revision (loads the model)."""
+        """The model's revision: the given one, a local folder's digest, else the hub commit.
+
+        Only a hub model without an explicit ``revision`` is loaded to find its commit, so a
+        rerun served entirely from the cache does not load a local or pinned model.
+        """
+        if self._revision is None and self._model is None:
+            if self._revision_arg:
+                return self._revision_arg
+            if Path(self.model_id).is_dir():
+                return _folder_digest(Path(self.model_id))
         self._load()
         assert self._revision is not None
         return self._revision
@@ -241,7 +250,9 @@ class LocalJudge:
         self._model = model
         self._tokenizer = tokenizer
         commit = getattr(model.config, "_commit_hash", None)
-        self._revision = commit or self._revision_arg or _folder_digest(Path(self.model_id))
+        if self._revision_arg or Path(self.model_id).is_dir():
+            commit = None  # keep the key that :attr:`revision` gives before loading
+        self._revision = self._revision_arg or commit or _folder_digest(Path(self.model_id))
 
     def _prompt(self, messages: Sequence[Message]) -> str:
         tok = self._tokenizer

@@ -36,8 +36,10 @@ def test_tiny_local_judge_is_greedy_cached_and_reported(tmp_path: Path) -> None:
     fresh = judge_predictions(PREDS, LocalJudge(folder, max_new_tokens=6, device="cpu"), cache=None)
     assert [v.reply for v in fresh] == [v.reply for v in first]
     # rerun from the cache: nothing generated
-    again = judge_predictions(PREDS, judge, cache=cache)
+    lazy = LocalJudge(folder, max_new_tokens=6, device="cpu")
+    again = judge_predictions(PREDS, lazy, cache=cache)
     assert all(v.cached for v in again)
+    assert lazy._model is None  # served from the cache without loading the model
     # random weights: whatever it says is parsed, unparseable replies are counted, not guessed
     result = evaluate(PREDS, profile=judged_profile(again), n_boot=0)
     unparseable = sum(v.verdict is None for v in again)
@@ -45,3 +47,24 @@ def test_tiny_local_judge_is_greedy_cached_and_reported(tmp_path: Path) -> None:
     report = judge_report(PREDS, again)
     assert len(report.unparseable) == unparseable
     assert report.judged_accuracy.n == 2 - unparseable
+
+
+def test_demo_judged_column_with_the_tiny_judge(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from medvqa.pipeline import DemoConfig, _judge_rows, _judged_markdown
+
+    cfg = DemoConfig(output_dir=str(tmp_path))
+    evals = {"base": SimpleNamespace(predictions=PREDS), "two-stage": SimpleNamespace(predictions=PREDS[1:])}
+    rows = _judge_rows(cfg, evals, ["base", "two-stage"], tmp_path, lambda msg: None)
+    assert list(rows) == ["base", "two-stage"]
+    base = rows["base"]
+    assert base["rules"]["denominator"] == base["judged"]["denominator"] == 3
+    assert base["judge_on_open"]["denominator"] + base["unparseable"] == 2
+    assert (tmp_path / "judge_cache.jsonl").read_text().count("\n") == 2  # both rows share the verdicts
+    md = _judged_markdown(cfg, rows)
+    assert "| base |" in md and "random weights" in md
+    assert (
+        _judge_rows(DemoConfig(output_dir=str(tmp_path), judge="none"), evals, ["base"], tmp_path, print)
+        == {}
+    )
