@@ -76,13 +76,14 @@ def test_score_all_profiles_json_and_details(tmp_path: Path, capsys: pytest.Capt
         "llava_med",
         "lmms_eval",
         "multimedeval",
+        "medevalkit",
         "strict",
     ]
     paper = data["runs"][0]["aggregates"]
     assert paper["containment"]["denominator"] == 6
     assert "containment/modality=CT" in paper
     rows = [json.loads(line) for line in details.read_text().splitlines()]
-    assert len(rows) == 5 * 6
+    assert len(rows) == 6 * 6
     first = rows[0]
     assert first["profile"] == "paper" and first["prediction"] == "Yes."
     assert first["extracted"] == "yes." and first["rule"] == "paper_verbatim"

@@ -26,8 +26,8 @@ def item(profile: str, ref: str, pred: str, kind: str = "open", **meta: object) 
     return evaluate([P("x", ref, pred, kind, **meta)], profile=profile, n_boot=0).per_item[0]
 
 
-def test_profiles_are_the_five_named_ones() -> None:
-    assert sorted(PROFILES) == ["llava_med", "lmms_eval", "multimedeval", "paper", "strict"]
+def test_profiles_are_the_six_named_ones() -> None:
+    assert sorted(PROFILES) == ["llava_med", "lmms_eval", "medevalkit", "multimedeval", "paper", "strict"]
     with pytest.raises(ValueError, match="valid profiles: paper, llava_med"):
         get_profile("vqa")
 

@@ -31,6 +31,7 @@ LIGHT_MODULES = [
     "medvqa.chat",
     "medvqa.reports",
     "medvqa.review",
+    "medvqa.judge",
     "medvqa.training",
     "medvqa.cli",
 ]

@@ -49,7 +49,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--profile",
         default="paper",
-        choices=("paper", "llava_med", "lmms_eval", "multimedeval", "strict"),
+        choices=("paper", "llava_med", "lmms_eval", "multimedeval", "medevalkit", "strict"),
         help="profile whose metrics fill the table (default: paper)",
     )
     parser.add_argument(

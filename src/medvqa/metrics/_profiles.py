@@ -460,12 +460,15 @@ class StrictProfile(Profile):
         return out
 
 
+from medvqa.metrics._medevalkit import MedEvalKitProfile  # noqa: E402  (it subclasses Profile)
+
 PROFILES: Mapping[str, Profile] = MappingProxyType(
     {
         "paper": PaperProfile(),
         "llava_med": LlavaMedProfile(),
         "lmms_eval": LmmsEvalProfile(),
         "multimedeval": MultiMedEvalProfile(),
+        "medevalkit": MedEvalKitProfile(),
         "strict": StrictProfile(),
     }
 )
