@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -262,7 +261,7 @@ def test_score_by_a_field_no_item_has_is_reported(tmp_path: Path, capsys: pytest
     assert "'modality'" not in err
 
 
-def test_score_subprocess_is_fast_and_imports_no_torch(tmp_path: Path) -> None:
+def test_score_subprocess_imports_no_torch(tmp_path: Path) -> None:
     refs = ["yes", "no", "left lung", "liver"]
     rows = [
         {"id": i, "reference": refs[i % 4], "prediction": refs[(i * 7) % 4] + ".", "answer_type": "open"}
@@ -275,12 +274,9 @@ def test_score_subprocess_is_fast_and_imports_no_torch(tmp_path: Path) -> None:
         "bad = [m for m in ('torch', 'transformers', 'nltk') if m in sys.modules];"
         "print('HEAVY', bad); sys.exit(rc)"
     )
-    start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    elapsed = time.perf_counter() - start
     assert proc.returncode == 0, proc.stderr
-    assert "HEAVY []" in proc.stdout
-    assert elapsed < 5.0  # generous for loaded CI machines; the benchmark measures the real figure
+    assert "HEAVY []" in proc.stdout  # its speed is measured in benchmarks/bench_scoring.py, not here
 
 
 def test_report_refuses_two_runs_with_one_label(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
