@@ -117,3 +117,12 @@ def test_every_tiny_path_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         "evaluations/swapped_images.scores.json",
     ):
         assert (tmp_path / name).is_file(), name
+
+
+def test_only_the_as_run_recipe_evaluates_as_run() -> None:
+    from _recipes import load_recipe
+
+    flagged = {p.name for p in EXAMPLES.glob("*.yaml") if (ev := load_recipe(p).evaluation) and ev.as_run}
+    assert flagged == {"single_stage_as_run.yaml"}
+    ev = load_recipe(EXAMPLES / "single_stage_as_run.yaml").evaluation
+    assert ev is not None and (ev.quantization, ev.precision, ev.batch_size) == ("none", "fp16", 1)
