@@ -487,7 +487,9 @@ def measure_step(
     cpu_batches = [collator(cycle(run.train, batch_size, i * batch_size)) for i in range(n_steps)]
     tokens = sum(int(b["attention_mask"].sum()) for b in cpu_batches[1:]) / (n_steps - 1)
     config = model.config if not hasattr(model, "get_base_model") else model.get_base_model().config
-    flops = family.flops(config, cpu_batches[1], run.args.lora_r)
+    counts = [family.flops(config, b, run.args.lora_r) for b in cpu_batches[1:]]
+    train_flops = sum(c.training for c in counts) / len(counts)
+    train_flops_3x = sum(c.training_3x for c in counts) / len(counts)
     row: dict[str, Any] = {
         "family": family.name,
         "measurement": what,
@@ -510,15 +512,15 @@ def measure_step(
         run.free()
         return run.rec.add(**row, status="oom", peak_gib=run.peak_gib(), note=failed)
     del batches
-    tflop = flops.training / 1e12
+    tflop = train_flops / 1e12
     row.update(
         step_s=seconds,
         samples_per_s=batch_size / seconds,
         tokens_per_s=tokens / seconds,
         peak_gib=run.peak_gib(),
         tflop_per_step=tflop,
-        mfu=None if run.peak_flops is None else flops.training / seconds / run.peak_flops,
-        mfu_3x=None if run.peak_flops is None else flops.training_3x / seconds / run.peak_flops,
+        mfu=None if run.peak_flops is None else train_flops / seconds / run.peak_flops,
+        mfu_3x=None if run.peak_flops is None else train_flops_3x / seconds / run.peak_flops,
         note=f"{tokens / batch_size:.0f} tokens/sample; {run.args.steps} timed steps",
     )
     return run.rec.add(**row)
