@@ -149,3 +149,33 @@ def test_as_run_refuses_batches_and_resuming(adapted: tuple[Any, Any], tmp_path:
 def test_as_run_loading_is_the_papers_precision() -> None:
     assert as_run_loading(None) == ("nf4", "fp16")
     assert as_run_loading("some/adapter") == ("none", "fp16")
+
+
+@pytest.fixture(scope="module")
+def adapter_dir(adapted: tuple[Any, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("adapter")
+    adapted[0].save_pretrained(folder)
+    return folder
+
+
+def test_cli_predict_as_run_is_seeded_and_refuses_resuming(
+    adapter_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from medvqa.cli import main
+
+    def run(name: str, seed: int) -> list[str]:
+        out = tmp_path / f"{name}.jsonl"
+        argv = ["predict", "--model", "tiny", "--adapter", str(adapter_dir), "--dataset", "vqa_rad"]
+        argv += ["--limit", "3", "--max-new-tokens", "6", "--no-progress", "--output", str(out)]
+        assert main([*argv, "--as-run", "--dropout-seed", str(seed)]) == 0
+        settings = json.loads(out.with_suffix(".run.json").read_text())
+        assert settings["as_run"] is True and settings["dropout_seed"] == seed and settings["batch_size"] == 1
+        assert settings["quantization"] is None  # an adapter is evaluated on an unquantized base
+        assert main([*argv, "--as-run", "--dropout-seed", str(seed)]) != 0
+        assert "cannot resume" in capsys.readouterr().err
+        return [json.loads(line)["prediction"] for line in out.read_text().splitlines()]
+
+    a, b, c = run("a", 0), run("b", 0), run("c", 1)
+    assert a == b and a != c
