@@ -64,7 +64,7 @@ class FlopCount:
     @property
     def forward(self) -> float:
         """FLOPs of one forward pass."""
-        return sum(getattr(self, f.name) for f in fields(self))
+        return float(sum(getattr(self, f.name) for f in fields(self)))
 
     @property
     def training(self) -> float:

@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -163,13 +163,13 @@ def build_idefics2(tiny: bool, device: str, dtype: Any, splitting: bool, seed: i
     from medvqa.models._tiny import _build_tokenizer
 
     if tiny:
-        model, processor = tiny_idefics2(seed=seed)
-        return model.to(device=device, dtype=dtype), processor
+        small: Any = tiny_idefics2(seed=seed)
+        return small[0].to(device=device, dtype=dtype), small[1]
     tokenizer = _build_tokenizer()
     image_processor = Idefics2ImageProcessorPil(
         size={"shortest_edge": 378, "longest_edge": 980}, do_image_splitting=splitting
     )
-    processor = Idefics2Processor(
+    processor: Any = Idefics2Processor(
         image_processor=image_processor,
         tokenizer=tokenizer,
         image_seq_len=64,
@@ -662,7 +662,9 @@ def generate_timed(
     collator = GenerationCollator(processor)
     with torch.inference_mode():
         model.generate(**to_model(collator(samples[:batch_size]), model), **kwargs)
-    loader = DataLoader(samples, batch_size=batch_size, collate_fn=collator, num_workers=workers)
+    loader: Any = DataLoader(
+        cast(Any, samples), batch_size=batch_size, collate_fn=collator, num_workers=workers
+    )
     run.sync()
     start = time.perf_counter()
     for batch in loader:
@@ -704,8 +706,8 @@ def measure_collator(run: Run, family: Family, processor: Any, variant: str) -> 
             run.skip(family, "training collator", variant, batch=batch_size, workers=workers)
             continue
         samples = cycle(run.train, run.args.collate_samples)
-        loader = DataLoader(
-            samples,
+        loader: Any = DataLoader(
+            cast(Any, samples),
             batch_size=batch_size,
             collate_fn=TrainingCollator(processor, mode="paper"),
             num_workers=workers,
@@ -741,7 +743,7 @@ def quantize_nf4(run: Run, model: Any) -> Any:
 
     from medvqa.models import QuantizationSettings, bnb_config, quantized_module_names
 
-    compute = "bfloat16" if run.cuda else "float32"
+    compute: Any = "bfloat16" if run.cuda else "float32"
     settings = QuantizationSettings(mode="nf4", compute_dtype=compute)
     device_map: Any = {"": 0} if run.cuda else "cpu"
     quantized = type(model).from_pretrained(
