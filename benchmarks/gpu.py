@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import gc
 import io
 import json
@@ -49,6 +48,8 @@ from _common import REPO_ROOT, SHARED_DATA
 from _flops import FlopCount, count_linear_flops, idefics2_flops
 
 GIB = 1024**3
+EVAL_VARIANT = "NF4 + adapter, eval"
+"""Variant name of the measurements made on the evaluation copy (generation, FLOP check)."""
 IMAGE_LONGEST_EDGE = 872
 """Median longest edge (pixels) of the 315 images of the official VQA-RAD release; the
 bundled sample's images (256 px) are enlarged to it unless ``--images`` gives the release."""
@@ -386,6 +387,7 @@ class Run:
     train: list[Any]
     test: list[Any]
     step_rate: dict[str, float] = field(default_factory=dict)
+    idle_bytes: int = 0
 
     @property
     def cuda(self) -> bool:
@@ -403,12 +405,20 @@ class Run:
 
             torch.cuda.reset_peak_memory_stats()
 
+    def allocated(self) -> int:
+        if not self.cuda:
+            return 0
+        import torch
+
+        return int(torch.cuda.memory_allocated())
+
     def peak_gib(self) -> float | None:
+        """Peak allocated memory since the last reset, without the idle evaluation copy."""
         if not self.cuda:
             return None
         import torch
 
-        return torch.cuda.max_memory_allocated() / GIB
+        return (torch.cuda.max_memory_allocated() - self.idle_bytes) / GIB
 
     def free(self) -> None:
         gc.collect()
@@ -449,12 +459,11 @@ def time_steps(run: Run, model: Any, optimizer: Any, batches: list[dict[str, Any
     """Mean seconds per training step (forward, backward, optimizer step) after one warm-up."""
     import torch
 
-    autocast: Any = contextlib.nullcontext()
-    if run.cuda:
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16)
+    def autocast() -> Any:  # as transformers' Trainer with bf16=True
+        return torch.autocast("cuda", dtype=torch.bfloat16) if run.cuda else contextlib.nullcontext()
 
     def step(batch: dict[str, Any]) -> None:
-        with autocast:
+        with autocast():
             loss = model(**batch).loss
         loss.backward()
         optimizer.step()
@@ -763,54 +772,65 @@ def quantize_nf4(run: Run, model: Any) -> Any:
 
 
 def run_family(run: Run, family: Family) -> None:
-    """Every measurement of one family, most important first."""
+    """Every measurement of one family, most important first.
+
+    Two NF4 copies are made from one random bf16 model: one prepared for training as medvqa's
+    runner prepares it (peft's k-bit preparation, trainable adapter) and one loaded as
+    ``medvqa evaluate`` loads a fine-tuned model (adapter in ``eval`` mode, no preparation), for
+    generation. The evaluation copy is freed before the batch search, and its bytes are
+    subtracted from the peak memory of the measurements made while it exists.
+    """
     from medvqa.models import add_lora
 
-    build_dtype = run.dtype
     if run.over():
-        for what in ("QLoRA", "LoRA"):
+        for what in ("QLoRA nf4", "LoRA"):
             run.skip(family, "all", what)
         return
     start = time.perf_counter()
     base, processor = family.build(
-        run.args.tiny, run.device, build_dtype, run.args.image_splitting, run.args.seed
+        run.args.tiny, run.device, run.dtype, run.args.image_splitting, run.args.seed
     )
     n_params = sum(p.numel() for p in base.parameters())
-    qmodel = quantize_nf4(run, base)
+    lora = {"preset": "paper", "r": run.args.lora_r, "alpha": run.args.lora_r, "dropout": 0.1}
+    train_model = add_lora(quantize_nf4(run, base), **lora)
+    before = run.allocated()
+    holder = {"eval": add_lora(quantize_nf4(run, base), prepare_kbit=False, **lora).eval()}
+    run.idle_bytes = run.allocated() - before
     del base
     run.free()
-    model = add_lora(qmodel, preset="paper", r=run.args.lora_r, alpha=run.args.lora_r, dropout=0.1)
     run.rec.meta.setdefault("families", {})[family.name] = {
         "checkpoint": family.checkpoint,
         "parameters": n_params,
-        "build_and_quantize_s": time.perf_counter() - start,
+        "build_and_quantize_s": round(time.perf_counter() - start, 1),
+        "evaluation_copy_gib": run.idle_bytes / GIB,
         "notes": family.notes,
     }
     run.rec.flush()
 
     variant = "QLoRA nf4"
-    model.train()
-    measure_training(
-        run,
-        family,
-        model,
-        processor,
-        variant,
-        functools.partial(_after_first_qlora_step, run, family, model, processor, variant),
-    )
-    del model, qmodel
+    train_model.train()
+
+    def after_first() -> None:
+        evaluation = holder.pop("eval")
+        _after_first_qlora_step(run, family, evaluation, processor, variant)
+        del evaluation
+        run.idle_bytes = 0
+        run.free()
+
+    measure_training(run, family, train_model, processor, variant, after_first)
+    holder.clear()
+    del train_model
+    run.idle_bytes = 0
     run.free()
     run_lora_bf16(run, family)
 
 
 def _after_first_qlora_step(run: Run, family: Family, model: Any, processor: Any, variant: str) -> None:
-    """What follows the first QLoRA step before the batch search: generation, collator, FLOP check."""
-    model.eval()
-    measure_generation(run, family, model, processor, variant)
+    """What follows the first QLoRA step: generation, the FLOP check, the collator."""
+    measure_generation(run, family, model, processor, EVAL_VARIANT)
     if not run.over():
-        flop_check(run, family, model, processor, variant)
+        flop_check(run, family, model, processor, EVAL_VARIANT)
     measure_collator(run, family, processor, variant)
-    model.train()
 
 
 def run_lora_bf16(run: Run, family: Family) -> None:
@@ -891,6 +911,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     p.add_argument("--oom-above", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.steps is not None and args.steps < 1:
+        p.error("--steps must be at least 1")
     defaults = {
         "budget_seconds": (480, 120),
         "steps": (4, 1),

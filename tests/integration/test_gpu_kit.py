@@ -46,7 +46,7 @@ def test_tiny_run_measures_everything_and_writes_json_and_markdown(tmp_path: Pat
     gen = "generation, greedy, 3 new tokens"
     for batch in (1, 8, 32):
         for workers in (0, 2):
-            assert (gen, "QLoRA nf4", batch, workers) in ok
+            assert (gen, "NF4 + adapter, eval", batch, workers) in ok
     for workers in (0, 2, 4):
         assert ("training collator", "QLoRA nf4", 2, workers) in ok
     # the order puts the most important first: the QLoRA step, then generation at batch 8
