@@ -276,7 +276,7 @@ class Recorder:
             "# GPU measurements",
             "",
             f"Device: {m.get('device')}; torch {m.get('torch')}, transformers {m.get('transformers')}, "
-            f"peft {m.get('peft')}, bitsandbytes {m.get('bitsandbytes')}; peak {m.get('peak_tflops')} TFLOP/s; "
+            f"peft {m.get('peft')}, bitsandbytes {m.get('bitsandbytes')}; peak {_fmt(m.get('peak_tflops')) or 'unknown'} TFLOP/s; "
             f"images: {m.get('images')}; started {m.get('started')}; status: {m.get('status')}.",
             "",
             "| " + " | ".join(title for _, title in COLUMNS) + " |",
