@@ -188,6 +188,10 @@ def evaluate(ev: Evaluation, output: Path, *, progress: bool, samples: Sequence[
         samples = SwapImages(seed=ev.seed)(samples)
     elif ev.transform is not None:
         raise ValueError(f"unknown transform {ev.transform!r}; valid: swap_images")
+    stale = output / "evaluations" / f"{ev.name}.predictions.jsonl"
+    if ev.as_run and stale.exists():  # seeded, so generating again gives the same answers
+        print(f"{stale}: an as-run evaluation cannot resume; generating it again")
+        stale.unlink()
     model, processor = load_trained_model(
         ev.model, ev.adapter, quantization=ev.quantization, precision=ev.precision, as_run=ev.as_run
     )
