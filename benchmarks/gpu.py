@@ -43,6 +43,12 @@ from pathlib import Path
 from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+for _name, _value in (
+    ("HF_HUB_OFFLINE", "1"),
+    ("TRANSFORMERS_OFFLINE", "1"),
+    ("TOKENIZERS_PARALLELISM", "false"),
+):
+    os.environ.setdefault(_name, _value)  # nothing is downloaded; data-loader workers fork safely
 
 from _common import REPO_ROOT, SHARED_DATA
 from _flops import FlopCount, count_linear_flops, idefics2_flops
