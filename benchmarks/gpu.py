@@ -50,8 +50,8 @@ for _name, _value in (
 ):
     os.environ.setdefault(_name, _value)  # nothing is downloaded; data-loader workers fork safely
 
-from _common import REPO_ROOT, SHARED_DATA
-from _flops import FlopCount, count_linear_flops, idefics2_flops
+from _common import REPO_ROOT, SHARED_DATA  # noqa: E402
+from _flops import FlopCount, count_linear_flops, idefics2_flops  # noqa: E402
 
 GIB = 1024**3
 EVAL_VARIANT = "NF4 + adapter, eval"
