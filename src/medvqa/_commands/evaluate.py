@@ -22,6 +22,10 @@ examples:
       --prompt expert --dataset vqa_rad --data ../shared/data/vqa_rad --limit 400 --name expert --output runs/eval
   medvqa evaluate ... --transform swap_images --name swapped
       the swapped-images ablation (seeded; no question keeps an image with the same content)
+  medvqa evaluate --model HuggingFaceM4/idefics2-8b --adapter runs/two_stage/stage2/adapter \
+      --as-run --seed 42 --dataset vqa_rad --data data/vqa_rad_hf --limit 400 --name two_stage_as_run --output runs/eval
+      the paper's evaluation as it was run, flaws included: LoRA dropout active (seeded by --seed),
+      the fine-tuned model in fp16 without quantization, one question at a time
 
 Writes OUTPUT/NAME.predictions.jsonl (answers; rerunning resumes), OUTPUT/NAME.items.jsonl
 (per-item scores) and OUTPUT/NAME.scores.json (aggregates with n and 95% bootstrap intervals).
@@ -71,11 +75,25 @@ def register(subparsers: Any) -> None:
         "--profiles", default="paper,strict", help="scoring profiles, comma-separated (default: paper,strict)"
     )
     p.add_argument("--max-new-tokens", type=int, default=20, help="longest answer in tokens (paper: 20)")
-    p.add_argument("--batch-size", type=int, default=8, help="generation batch size (default: 8)")
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="generation batch size (default: 8; 1 with --as-run)"
+    )
+    p.add_argument(
+        "--as-run",
+        action="store_true",
+        help="reproduce the paper's evaluation FLAWS on purpose: LoRA dropout active at inference "
+        "(seeded by --seed), an adapter on an fp16 base without quantization (the base model alone: "
+        "nf4), batch size 1; replaces --quantization and --precision. Not a fair comparison",
+    )
     p.add_argument(
         "--n-boot", type=int, default=1000, help="bootstrap replicates (default: 1000; 0: no intervals)"
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the transform and the bootstrap (default: 0)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the transform, the bootstrap and (--as-run) the dropout masks (default: 0)",
+    )
     p.add_argument("--name", default="eval", help="file prefix of the outputs (default: eval)")
     p.add_argument("--output", type=Path, required=True, help="output folder")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -98,10 +116,15 @@ def _run(args: argparse.Namespace) -> int:
         t = make[args.transform]
         samples = list(t(seed=args.seed)(samples) if args.transform == "swap_images" else t()(samples))
 
-    from medvqa.training import load_trained_model, predict_and_score
+    from medvqa.training import AS_RUN_NOTE, as_run_loading, load_trained_model, predict_and_score
 
+    batch_size = args.batch_size if args.batch_size is not None else (1 if args.as_run else 8)
+    quantization, precision = args.quantization, args.precision
+    if args.as_run:
+        quantization, precision = as_run_loading(args.adapter)
+        print(f"{AS_RUN_NOTE} (quantization {quantization}, precision {precision})", file=sys.stderr)
     model, processor = load_trained_model(
-        args.model, args.adapter, quantization=args.quantization, precision=args.precision
+        args.model, args.adapter, quantization=quantization, precision=precision
     )
     result = predict_and_score(
         model,
@@ -112,10 +135,12 @@ def _run(args: argparse.Namespace) -> int:
         prompt=prompt,
         profiles=[p for p in args.profiles.split(",") if p],
         max_new_tokens=args.max_new_tokens,
-        batch_size=args.batch_size,
+        batch_size=batch_size,
         seed=args.seed,
         n_boot=args.n_boot,
         progress=not args.no_progress,
+        as_run=args.as_run,
+        dropout_seed=args.seed,
         info={
             "model": args.model,
             "adapter": None if args.adapter is None else str(args.adapter),
@@ -126,6 +151,8 @@ def _run(args: argparse.Namespace) -> int:
             "skipped_rows": dataset.skipped,
             "transform": args.transform,
             "prompt": None if prompt is None else prompt.to_dict(),
+            "quantization": quantization,
+            "precision": precision,
         },
     )
     for profile, aggs in result.scores.items():

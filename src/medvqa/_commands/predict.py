@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,9 @@ examples:
   medvqa predict --model tiny --dataset vqa_rad --instruction "Reply with one word." \\
       --max-new-tokens 5 --output one_word.jsonl
       a custom instruction in place of "Answer briefly."
+  medvqa predict --model /models/idefics2-8b --adapter runs/two_stage/adapter --as-run \\
+      --dropout-seed 42 --dataset vqa_rad --data data/vqa_rad_hf --limit 400 --output as_run.jsonl
+      the paper's evaluation as it was run, flaws included (LoRA dropout active, fp16 base)
 
 The output is JSON Lines of predictions, what 'medvqa score' reads by default; the run's
 settings are written beside it as OUTPUT.run.json (OUTPUT with its suffix replaced). Running
@@ -106,9 +110,9 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--batch-size",
         type=int,
-        default=8,
+        default=None,
         metavar="N",
-        help="questions per generate call (default: 8; the paper used 1). Batch size 1 and 8 give "
+        help="questions per generate call (default: 8, 1 with --as-run; the paper used 1). Batch size 1 and 8 give "
         "identical answers on the tiny float32 model; in float16 on a GPU, padding can flip a rare "
         "near-tie",
     )
@@ -143,6 +147,16 @@ def register(subparsers: Any) -> None:
         metavar="FILE",
         help="JSON Lines file of predictions to write; if it exists, the run resumes (see below)",
     )
+    p.add_argument(
+        "--as-run",
+        action="store_true",
+        help="reproduce the paper's evaluation FLAWS on purpose: LoRA dropout active at inference "
+        "(seeded by --dropout-seed), an adapter on a float16 base without quantization (the base "
+        "model alone: nf4), batch size 1; replaces --quantization and --dtype. Not a fair comparison",
+    )
+    p.add_argument(
+        "--dropout-seed", type=int, default=0, help="seed of the dropout masks with --as-run (default: 0)"
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_run)
 
@@ -173,6 +187,10 @@ def _predict(args: argparse.Namespace, restore: list[Any]) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be at least 1, got {args.limit}")
+    if args.batch_size is None:
+        args.batch_size = 1 if args.as_run else 8
+    if args.as_run:
+        _as_run_settings(args)
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.max_new_tokens < 1:
@@ -226,20 +244,51 @@ def _predict(args: argparse.Namespace, restore: list[Any]) -> int:
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     run_path = args.output.with_suffix(".run.json")
+    if args.as_run:
+        from medvqa.training import AS_RUN_NOTE
+
+        run.update(as_run=True, dropout_seed=args.dropout_seed, as_run_note=AS_RUN_NOTE)
+        print(AS_RUN_NOTE, file=sys.stderr)
     _check_resume(args.output, run_path, run)
     atomic_write_json(run_path, run)
-    preds = generate_answers(
-        model,
-        processor,
-        samples,
-        batch_size=args.batch_size,
-        max_new_tokens=args.max_new_tokens,
-        prompt=prompt,
-        output=args.output,
-        progress=not args.no_progress,
-    )
+    guard: Any = contextlib.nullcontext()
+    if args.as_run:
+        from medvqa.models import active_dropout
+
+        guard = active_dropout(model, args.dropout_seed)
+    with guard:
+        preds = generate_answers(
+            model,
+            processor,
+            samples,
+            batch_size=args.batch_size,
+            max_new_tokens=args.max_new_tokens,
+            prompt=prompt,
+            output=args.output,
+            progress=not args.no_progress,
+        )
     print(f"wrote {len(preds)} predictions to {args.output}", file=sys.stderr)
     return 0
+
+
+def _as_run_settings(args: argparse.Namespace) -> None:
+    """Apply ``--as-run``: the paper's precision, one question at a time, no resuming."""
+    import torch
+
+    from medvqa.training import as_run_loading
+
+    if args.batch_size != 1:
+        raise ValueError(
+            f"--as-run answers one question at a time, as the paper did; got --batch-size {args.batch_size}"
+        )
+    if args.output.is_file() and args.output.stat().st_size > 0:
+        raise ValueError(
+            f"{args.output}: exists; an --as-run run cannot resume (its dropout draws depend on everything "
+            "generated before): remove the file or choose another --output"
+        )
+    quantization, _ = as_run_loading(args.adapter)
+    args.quantization = quantization
+    args.dtype = "float16" if torch.cuda.is_available() else "float32"
 
 
 # Settings that must not change when a run resumes into the same output file; the others
@@ -256,6 +305,7 @@ _RESUME_KEYS = (
     "quantization",
     "dtype",
     "decoding",
+    "as_run",
 )
 _PATH_KEYS = ("adapter", "data", "model")
 

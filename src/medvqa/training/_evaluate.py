@@ -23,7 +23,26 @@ from medvqa._io import JsonlWriter, atomic_write_json
 from medvqa.records import Prediction, VQASample
 from medvqa.training._runner import is_main_process, world_size
 
-__all__ = ["EvalResult", "load_trained_model", "predict_and_score"]
+__all__ = ["AS_RUN_NOTE", "EvalResult", "as_run_loading", "load_trained_model", "predict_and_score"]
+
+AS_RUN_NOTE = (
+    "as_run: reproduces the paper's evaluation flaws on purpose (LoRA dropout active at inference, "
+    "seeded; fine-tuned models in fp16 without quantization, the base model in 4-bit; one question "
+    "at a time); not a fair comparison"
+)
+"""The line recorded with (and printed for) every ``as_run`` evaluation."""
+
+
+def as_run_loading(adapter: str | os.PathLike[str] | None) -> tuple[str, str]:
+    """``(quantization, precision)`` the paper evaluated a model in.
+
+    The paper scored its base model in 4-bit NF4 (the QLoRA base, float16 compute) and its
+    fine-tuned models on a float16 base without quantization.
+
+    >>> as_run_loading(None), as_run_loading("runs/two_stage/stage2/adapter")
+    (('nf4', 'fp16'), ('none', 'fp16'))
+    """
+    return ("nf4", "fp16") if adapter is None else ("none", "fp16")
 
 
 def require_single_process(what: str) -> None:
@@ -139,6 +158,8 @@ def predict_and_score(
     n_boot: int = 1000,
     progress: bool = True,
     info: Mapping[str, Any] | None = None,
+    as_run: bool = False,
+    dropout_seed: int = 0,
 ) -> EvalResult:
     """Generate answers for ``samples`` and score them under ``profiles``.
 
@@ -161,26 +182,43 @@ def predict_and_score(
         n_boot: Bootstrap replicates (0: no intervals).
         progress: Show a progress bar.
         info: Facts recorded with the scores (model, adapter, transforms...).
+        as_run: Reproduce the paper's evaluation *flaws* on purpose (never the default):
+            every dropout module with ``p > 0`` (the LoRA dropout) stays active during
+            generation, drawing its masks from ``dropout_seed`` (see
+            :func:`medvqa.models.active_dropout`). Needs ``batch_size=1`` (the paper's loop;
+            padding would change the draws) and a new output name (an interrupted run cannot
+            resume: the draws depend on everything generated before). Load the model with
+            :func:`load_trained_model` ``(..., as_run=True)`` for the paper's precision.
+            ``info`` records ``as_run``, the seed and the number of active dropout modules.
+        dropout_seed: Seed of the dropout masks in ``as_run`` mode.
 
     Returns:
         An :class:`EvalResult`.
-    """
-    from medvqa.generation import generate_answers
 
+    Raises:
+        MedVQAError: No samples, a multi-process launch, or (``as_run``) a batch size other
+            than 1 or an existing predictions file.
+    """
     if not samples:
         raise MedVQAError(f"evaluation {name!r}: no samples to answer")
     require_single_process("evaluation")
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     pred_path = out / f"{name}.predictions.jsonl"
-    predictions = generate_answers(
+    facts = dict(info or {})
+    if as_run:
+        _check_as_run(pred_path, batch_size)
+    out.mkdir(parents=True, exist_ok=True)
+    predictions = _generate(
         model,
         processor,
-        list(samples),
+        samples,
+        pred_path,
+        facts,
+        as_run=as_run,
+        dropout_seed=dropout_seed,
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
         prompt=prompt,
-        output=pred_path,
         progress=progress,
     )
     scores, items = score_predictions(predictions, profiles=profiles, seed=seed, n_boot=n_boot)
@@ -189,7 +227,7 @@ def predict_and_score(
         n=len(predictions),
         predictions_path=str(pred_path),
         scores=scores,
-        info=dict(info or {}),
+        info=facts,
         predictions=tuple(predictions),
     )
     if is_main_process():
@@ -199,12 +237,55 @@ def predict_and_score(
     return result
 
 
+def _check_as_run(pred_path: Path, batch_size: int) -> None:
+    if batch_size != 1:
+        raise MedVQAError(
+            f"as_run evaluation answers one question at a time, as the paper did (padding a batch "
+            f"changes the dropout draws); got batch_size={batch_size}, pass 1"
+        )
+    if pred_path.exists() and pred_path.stat().st_size > 0:
+        raise MedVQAError(
+            f"{pred_path}: exists; an as_run evaluation cannot resume (its dropout draws depend on "
+            "everything generated before): remove the file or choose another name"
+        )
+
+
+def _generate(
+    model: Any,
+    processor: Any,
+    samples: Sequence[VQASample],
+    pred_path: Path,
+    facts: dict[str, Any],
+    *,
+    as_run: bool,
+    dropout_seed: int,
+    **kwargs: Any,
+) -> list[Prediction]:
+    """Generate (resumably), under seeded active dropout in ``as_run`` mode; record the mode in ``facts``."""
+    import contextlib
+
+    from medvqa.generation import generate_answers
+
+    facts["as_run"] = as_run
+    guard: Any = contextlib.nullcontext(0)
+    if as_run:
+        from medvqa.models import active_dropout
+
+        guard = active_dropout(model, dropout_seed)
+        facts.update(dropout_seed=dropout_seed, as_run_note=AS_RUN_NOTE)
+    with guard as n_active:
+        if as_run:
+            facts["active_dropout_modules"] = n_active
+        return generate_answers(model, processor, list(samples), output=pred_path, **kwargs)
+
+
 def load_trained_model(
     model: str,
     adapter: str | os.PathLike[str] | None = None,
     *,
     quantization: str = "nf4",
     precision: str = "auto",
+    as_run: bool = False,
 ) -> tuple[Any, Any]:
     """Load a base model (``"tiny"``, a folder or a hub id), attach an adapter, and switch to eval mode.
 
@@ -217,6 +298,8 @@ def load_trained_model(
         adapter: A saved LoRA adapter folder, or ``None`` for the base model alone.
         quantization: ``nf4``, ``fp4``, ``int8`` or ``none``.
         precision: ``auto``, ``fp32``, ``fp16`` or ``bf16`` (compute dtype).
+        as_run: Load as the paper evaluated (see :func:`as_run_loading`): ``quantization``
+            and ``precision`` are replaced by the paper's (fp16 falls back to fp32 on a CPU).
 
     Returns:
         ``(model, processor)`` with the model in ``eval`` mode.
@@ -224,6 +307,9 @@ def load_trained_model(
     from medvqa.models import load_adapter
     from medvqa.training._config import StageConfig
     from medvqa.training._runner import load_base_model
+
+    if as_run:
+        quantization, precision = as_run_loading(adapter)
 
     cfg = StageConfig(model=model, quantization=quantization, precision=precision)  # type: ignore[arg-type]
     base, processor = load_base_model(cfg)
