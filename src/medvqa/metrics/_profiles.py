@@ -277,12 +277,14 @@ class MultiMedEvalProfile(Profile):
     * Per item: precision ``|P∩G|/|P|``, recall ``|P∩G|/|G|``, ``F1 = 2PR/(P+R+1e-8)`` (so a
       perfect answer scores 0.99999999), BLEU-1 = clipped unigram precision × brevity
       penalty (torchmetrics ``BLEUScore(n_gram=1)``, here in float64).
-    * For truth ``no`` the truth set becomes {``no``, ``not``} before precision, recall and
-      F1 are computed (as upstream does), so a correct ``no`` has recall 0.5 and F1 ≈ 0.667
-      in the all-item means.
+    * Precision, recall, F1 and BLEU-1 always use the **original** truth set G: truth
+      ``no`` against pred ``No`` scores recall 1.0; against ``Not seen.`` recall 0.0 and
+      F1 0.0.
     * Closed is decided by the profile itself, ignoring annotations: the cleaned truth is
-      ``yes`` or ``no``. A closed item is correct when its set recall is ≥ 0.4 (so ``not``
-      alone, or ``no`` alone, is right for ``no``).
+      ``yes`` or ``no``. Only for the closed-correct decision is a truth ``no`` widened to
+      G' = {``no``, ``not``}: a closed item is correct when ``|P∩G'|/|G'|`` ≥ 0.4 (so
+      ``not`` alone, or ``no`` alone, is right for ``no``: ``Not seen.`` is closed-correct
+      with recall 0.0).
     * Not reproduced: some MultiMedEval versions also lemmatize tokens with NLTK's WordNet
       lemmatizer (which needs downloaded data) and split on single spaces; this profile
       follows the cleaning above.
@@ -318,17 +320,19 @@ class MultiMedEvalProfile(Profile):
         p = normalize_multimedeval(pred.prediction)
         tw, pw = t.split(), p.split()
         gset, pset = set(tw), set(pw)
-        if gset == {"no"}:
-            gset = {"no", "not"}  # upstream widens the truth set before every set metric
         precision, recall, f1 = set_precision_recall_f1(gset, pset)
         closed = self.is_closed(pred, t)
+        closed_recall = recall
+        if closed and gset == {"no"}:
+            # Only the closed-correct decision widens a "no" truth to {no, not}.
+            closed_recall = set_precision_recall_f1({"no", "not"}, pset)[1]
         out = _common(pred, pred.prediction, "none", p, t)
         out["closed"] = closed
         out["bleu1"] = torchmetrics_bleu1(tw, pw)
         out["precision"] = precision
         out["recall"] = recall
         out["f1"] = f1
-        out["closed_correct"] = 1.0 if closed and recall >= 0.4 else 0.0
+        out["closed_correct"] = 1.0 if closed and closed_recall >= 0.4 else 0.0
         out["open_correct"] = 1.0 if recall >= 0.75 else 0.0
         out["correct"] = out["closed_correct"] if closed else out["open_correct"]
         return out
