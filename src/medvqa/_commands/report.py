@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -97,15 +96,11 @@ def _split(spec: str) -> tuple[str, Path]:
 
 def _load_run(label: str, path: Path, args: argparse.Namespace) -> list[tuple[str, dict[str, Aggregate]]]:
     from medvqa._errors import DataFormatError
+    from medvqa._io import read_json
     from medvqa.metrics import Aggregate, evaluate
 
     if path.suffix == ".json":
-        try:
-            data = json.loads(path.read_text(encoding="utf-8-sig"))
-        except FileNotFoundError as exc:
-            raise DataFormatError("file not found", file=str(path)) from exc
-        except json.JSONDecodeError as exc:
-            raise DataFormatError(f"malformed JSON: {exc.msg}", file=str(path)) from exc
+        data = read_json(path)
         if isinstance(data, dict) and str(data.get("format", "")).startswith("medvqa.scores/"):
             runs = [r for r in data.get("runs", []) if r.get("profile") == args.profile]
             if not runs:

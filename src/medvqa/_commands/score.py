@@ -226,7 +226,7 @@ def _json(rows: list[tuple[str, list[Prediction], ProfileResult]], args: argpars
 
 
 def _write_details(path: Path, rows: list[tuple[str, list[Prediction], ProfileResult]]) -> None:
-    from medvqa._io import atomic_write_text
+    from medvqa._io import atomic_write_jsonl
 
     lines = []
     for file, preds, result in rows:
@@ -245,8 +245,8 @@ def _write_details(path: Path, rows: list[tuple[str, list[Prediction], ProfileRe
                 "empty": bool(item["empty"]),
                 "scores": {m: item[m] for m in result.metric_names},
             }
-            lines.append(json.dumps(record, ensure_ascii=False))
-    atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
+            lines.append(record)
+    atomic_write_jsonl(path, lines)
 
 
 def _note_missing_breakdowns(

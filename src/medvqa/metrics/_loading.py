@@ -10,7 +10,7 @@ from types import MappingProxyType
 from typing import Any
 
 from medvqa._errors import DataFormatError
-from medvqa._io import read_text
+from medvqa._io import parse_jsonl, read_text
 from medvqa.records import Prediction, infer_answer_type
 
 __all__ = ["read_predictions"]
@@ -34,17 +34,7 @@ def _rows(path: Path) -> Iterator[tuple[int, Any]]:
             ) from exc
         yield from enumerate(data)
         return
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield number, json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataFormatError(
-                f"malformed JSON line ({exc.msg}); expected JSON Lines or one JSON list",
-                file=str(path),
-                row=number,
-            ) from exc
+    yield from parse_jsonl(text, file=str(path), hint="expected JSON Lines or one JSON list")
 
 
 def read_predictions(
