@@ -594,7 +594,8 @@ def evaluate(
         The aggregates and per-item values.
 
     Raises:
-        ValueError: Unknown profile, duplicate ids, an empty reference, or bad options.
+        ValueError: Unknown profile, duplicate ids, an empty or non-text reference, a
+            non-text prediction, or bad options.
 
     >>> from medvqa.records import Prediction
     >>> preds = [Prediction("1", "q", "yes", "Yes.", "closed"),
@@ -615,6 +616,12 @@ def evaluate(
         if p.id in seen:
             raise ValueError(f"duplicate id {p.id!r} at items {seen[p.id]} and {i}; ids must be unique")
         seen[p.id] = i
+        for name in ("reference", "prediction"):
+            value = getattr(p, name)
+            if not isinstance(value, str):
+                raise ValueError(
+                    f"item {p.id!r} (index {i}): {name} must be text, got {type(value).__name__} {value!r}"
+                )
         if not p.reference.strip():
             raise ValueError(f"item {p.id!r} (index {i}) has an empty reference answer; it cannot be scored")
     per_item = [prof.score_item(p) for p in predictions]
