@@ -28,7 +28,9 @@ def test_a_non_text_reference_is_an_error_naming_file_row_field(tmp_path: Path, 
             '{"id": "b", "reference": ' + value + ', "prediction": "nan"}',
         ],
     )
-    with pytest.raises(DataFormatError, match=r"preds\.jsonl, row 2, field 'reference': answers must be text"):
+    with pytest.raises(
+        DataFormatError, match=r"preds\.jsonl, row 2, field 'reference': answers must be text"
+    ):
         read_predictions(path)
 
 

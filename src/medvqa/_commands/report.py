@@ -94,7 +94,11 @@ def _split(spec: str) -> tuple[str, Path]:
     return path.stem, path
 
 
-def _load_run(label: str, path: Path, args: argparse.Namespace) -> list[tuple[str, dict[str, Aggregate]]]:
+Run = tuple[str, "dict[str, Aggregate]", "frozenset[str] | None"]
+"""A table row: its label, its aggregates, and its item ids when known (prediction files)."""
+
+
+def _load_run(label: str, path: Path, args: argparse.Namespace) -> list[Run]:
     from medvqa._errors import DataFormatError
     from medvqa._io import read_json
     from medvqa.metrics import Aggregate, evaluate
@@ -105,14 +109,36 @@ def _load_run(label: str, path: Path, args: argparse.Namespace) -> list[tuple[st
             runs = [r for r in data.get("runs", []) if r.get("profile") == args.profile]
             if not runs:
                 raise DataFormatError(f"no run scored under profile {args.profile!r}", file=str(path))
-            out = []
+            out: list[Run] = []
             for r in runs:
                 name = label if len(runs) == 1 else f"{label}:{Path(str(r.get('file', ''))).stem}"
-                out.append((name, {k: Aggregate.from_dict(v) for k, v in r["aggregates"].items()}))
+                out.append((name, {k: Aggregate.from_dict(v) for k, v in r["aggregates"].items()}, None))
             return out
     preds = read_prediction_file(path, args)
     result = evaluate(preds, profile=args.profile, seed=args.seed, n_boot=args.n_boot, by=())
-    return [(label, dict(result.aggregates))]
+    return [(label, dict(result.aggregates), frozenset(p.id for p in preds))]
+
+
+def _items_warning(runs: list[Run]) -> str | None:
+    """A warning when the runs read from prediction files do not hold the same item ids."""
+    known = [(label, ids) for label, _, ids in runs if ids is not None]
+    if len(known) < 2:
+        return None
+    first_label, first = known[0]
+    differ = []
+    for label, ids in known[1:]:
+        if ids != first:
+            differ.append(
+                f"{label} has {len(ids)} ({len(ids - first)} not in {first_label}, "
+                f"{len(first - ids)} of {first_label}'s missing)"
+            )
+    if not differ:
+        return None
+    return (
+        f"the runs do not hold the same items: {first_label} has {len(first)}, "
+        + "; ".join(differ)
+        + "; their rows are not comparable"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -120,10 +146,14 @@ def run(args: argparse.Namespace) -> int:
     from medvqa.reports import results_table
     from medvqa.review import human_evaluation, read_review_sheet
 
-    rows: list[tuple[str, dict[str, Aggregate]]] = []
+    runs: list[Run] = []
     for spec in args.runs:
         label, path = _split(spec)
-        rows.extend(_load_run(label, path, args))
+        runs.extend(_load_run(label, path, args))
+    warning = _items_warning(runs)
+    if warning is not None:
+        print(f"medvqa: WARNING: {warning}", file=sys.stderr)
+    rows = [(label, aggregates) for label, aggregates, _ in runs]
     labels = [label for label, _ in rows]
     repeated = sorted({label for label in labels if labels.count(label) > 1})
     if repeated:

@@ -115,6 +115,33 @@ def _profiles(requested: list[str] | None) -> list[str]:
     return list(dict.fromkeys(requested))
 
 
+def run_record_shortfall(path: Path, n_read: int) -> str | None:
+    """A warning when ``path`` holds fewer predictions than its run record (``.run.json``) promised.
+
+    ``medvqa predict`` writes the number of questions of the run (``n``) beside its output;
+    a shorter file is an interrupted or truncated run, whose scores cover only part of the
+    questions. ``None`` when there is no readable record or nothing is missing.
+    """
+    from medvqa._io import read_json
+
+    record_path = path.with_suffix(".run.json")
+    if record_path == path or not record_path.is_file():
+        return None
+    try:
+        record = read_json(record_path)
+    except ValueError:
+        return None
+    expected = record.get("n") if isinstance(record, dict) else None
+    if not isinstance(expected, int) or isinstance(expected, bool) or n_read >= expected:
+        return None
+    return (
+        f"{path}: {expected - n_read} of {expected} predictions are missing: the file holds "
+        f"{n_read}, its run record {record_path.name} says the run has {expected} questions "
+        "(an interrupted run? rerun the same predict command to finish it); these scores cover "
+        f"only {n_read} of them"
+    )
+
+
 def score_files(args: argparse.Namespace) -> list[tuple[str, list[Prediction], ProfileResult]]:
     """Read every file and score it under every requested profile."""
     from medvqa.metrics import evaluate
@@ -124,6 +151,9 @@ def score_files(args: argparse.Namespace) -> list[tuple[str, list[Prediction], P
         preds = read_prediction_file(path, args)
         if not preds:
             raise ValueError(f"{path}: no predictions to score")
+        warning = run_record_shortfall(path, len(preds))
+        if warning is not None:
+            print(f"medvqa: WARNING: {warning}", file=sys.stderr)
         for name in _profiles(args.profile):
             result = evaluate(preds, profile=name, seed=args.seed, n_boot=args.n_boot, by=args.by)
             out.append((str(path), preds, result))
