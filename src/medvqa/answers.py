@@ -398,7 +398,28 @@ def _is_digit(ch: str) -> bool:
     return ch.isdecimal() and ch.isascii()
 
 
-def _strict_once(text: str) -> str:
+def _strict_char(ch: str) -> str:
+    if ch in "'’":
+        return ""
+    cat = unicodedata.category(ch)
+    if cat[0] == "P" or cat in ("Cc", "Cf", "Zl", "Zp") or ch in "`^~|+<>=$":
+        return " "
+    return ch
+
+
+# ASCII text takes a shortcut with the same result: NFKC and casefold are lower(), a "." or ","
+# not between two digits becomes a space, every other character maps as _strict_char says.
+_ASCII_TABLE = str.maketrans({chr(c): _strict_char(chr(c)) for c in range(128) if chr(c) not in ".,"})
+_LONE_SEPARATOR = re.compile(r"(?<![0-9])[.,]|[.,](?![0-9])")
+
+
+def _strict_chars(text: str) -> str:
+    if text.isascii():
+        return _LONE_SEPARATOR.sub(" ", text.lower()).translate(_ASCII_TABLE)
+    return _strict_chars_general(text)
+
+
+def _strict_chars_general(text: str) -> str:
     s = unicodedata.normalize("NFKC", text)
     s = unicodedata.normalize("NFKC", s.casefold())
     chars: list[str] = []
@@ -414,8 +435,12 @@ def _strict_once(text: str) -> str:
                 chars.append(" ")
         else:
             chars.append(ch)
+    return "".join(chars)
+
+
+def _strict_once(text: str) -> str:
     words = []
-    for word in "".join(chars).split():
+    for word in _strict_chars(text).split():
         if word in _STRICT_ARTICLES:
             continue
         words.append(_STRICT_NUMBERS.get(word, word))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -156,6 +157,8 @@ def score_files(args: argparse.Namespace) -> list[tuple[str, list[Prediction], P
             print(f"medvqa: WARNING: {warning}", file=sys.stderr)
         for name in _profiles(args.profile):
             result = evaluate(preds, profile=name, seed=args.seed, n_boot=args.n_boot, by=args.by)
+            if args.details is None:  # per-item values are only written with --details
+                result = dataclasses.replace(result, per_item=[])
             out.append((str(path), preds, result))
     return out
 

@@ -90,6 +90,7 @@ def read_predictions(
     file = str(p)
     out: list[Prediction] = []
     seen: dict[str, int | str] = {}
+    skip = {id_field, reference_field, prediction_field, answer_type_field, "metadata", *_KNOWN}
     for row_no, row in _rows(p):
         if not isinstance(row, Mapping):
             raise DataFormatError(f"expected a JSON object, got {type(row).__name__}", file=file, row=row_no)
@@ -133,7 +134,6 @@ def read_predictions(
         nested = row.get("metadata")
         if isinstance(nested, Mapping):
             meta.update(nested)
-        skip = {id_field, reference_field, prediction_field, answer_type_field, "metadata", *_KNOWN}
         for key, value in row.items():
             if key not in skip and (value is None or isinstance(value, (str, int, float, bool))):
                 meta.setdefault(str(key), value)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from types import MappingProxyType
 from typing import Any, ClassVar
 
@@ -17,11 +19,12 @@ from medvqa.answers import (
     normalize_strict,
     normalize_vqav2,
 )
-from medvqa.metrics._aggregate import Aggregate, bootstrap_means, percentile_interval
+from medvqa.metrics._aggregate import Aggregate, bootstrap_mean_interval
 from medvqa.metrics._items import (
     containment,
     paper_f1,
     sentence_bleu,
+    sentence_bleus,
     set_precision_recall_f1,
     squad_f1,
     token_recall,
@@ -50,6 +53,7 @@ ItemValue = float | bool | str
 """A per-item value: a metric (float or bool) or a string (extracted/normalized text, rule)."""
 
 _YES_NO = frozenset({"yes", "no"})
+_LLAVA_BLEU_WEIGHTS = ((0.25, 0.25, 0.25, 0.25), (1, 0, 0, 0), (0, 1, 0, 0), (0, 0, 1, 0))
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,10 @@ class Profile:
     default_by: ClassVar[tuple[str, ...]] = ()
     agreement_metrics: ClassVar[tuple[str, ...]] = ()
     fold_group_values: ClassVar[bool] = False
+    answers_only: ClassVar[bool] = False
+    """True when :meth:`score_item` depends on nothing but the item's id, reference, prediction,
+    answer type and ``answer_type_source`` metadata: :func:`evaluate` then scores a repeated
+    (reference, prediction, type) once and copies the values."""
 
     def score_item(self, pred: Prediction) -> dict[str, ItemValue]:
         """Per-item values for one prediction."""
@@ -143,6 +151,7 @@ class PaperProfile(Profile):
     Reproduces the paper's per-item values to floating-point rounding without NLTK.
     """
 
+    answers_only: ClassVar[bool] = True
     name: ClassVar[str] = "paper"
     source: ClassVar[str] = "Med-Idefics paper evaluation code (NLTK Treebank tokens, sentence_bleu)"
     metric_names: ClassVar[tuple[str, ...]] = ("containment", "f1", "bleu1")
@@ -190,6 +199,7 @@ class LlavaMedProfile(Profile):
     The sampling decoding LLaVA-Med used (temperature 0.7) is not part of the profile.
     """
 
+    answers_only: ClassVar[bool] = True
     name: ClassVar[str] = "llava_med"
     source: ClassVar[str] = "LLaVA-Med v1.0 llava/eval/run_eval_batch.py and eval_metrics/utils.py"
     metric_names: ClassVar[tuple[str, ...]] = (
@@ -225,10 +235,7 @@ class LlavaMedProfile(Profile):
         out["precision"] = precision
         out["f1"] = f1
         out["exact"] = vqa_word_exact(t2, p2)
-        out["bleu"] = sentence_bleu(tw, pw)
-        out["bleu1"] = sentence_bleu(tw, pw, (1, 0, 0, 0))
-        out["bleu2"] = sentence_bleu(tw, pw, (0, 1, 0, 0))
-        out["bleu3"] = sentence_bleu(tw, pw, (0, 0, 1, 0))
+        out["bleu"], out["bleu1"], out["bleu2"], out["bleu3"] = sentence_bleus(tw, pw, _LLAVA_BLEU_WEIGHTS)
         return out
 
 
@@ -245,6 +252,7 @@ class LmmsEvalProfile(Profile):
       values stripped and lowercased, as upstream: ``CT`` and ``ct`` are one group).
     """
 
+    answers_only: ClassVar[bool] = True
     name: ClassVar[str] = "lmms_eval"
     source: ClassVar[str] = "lmms-eval lmms_eval/tasks/slake (SLAKE task normalization and scoring)"
     metric_names: ClassVar[tuple[str, ...]] = ("accuracy",)
@@ -295,6 +303,7 @@ class MultiMedEvalProfile(Profile):
       agreement with human judgements.
     """
 
+    answers_only: ClassVar[bool] = True
     name: ClassVar[str] = "multimedeval"
     source: ClassVar[str] = "MultiMedEval multimedeval/vqa.py (VQA family scoring)"
     metric_names: ClassVar[tuple[str, ...]] = (
@@ -363,6 +372,7 @@ class StrictProfile(Profile):
         extra_no_words: Extra words that count as a decisive ``no`` (e.g. ``("not",)``).
     """
 
+    answers_only: ClassVar[bool] = True
     name: ClassVar[str] = "strict"
     source: ClassVar[str] = "medvqa"
     metric_names: ClassVar[tuple[str, ...]] = (
@@ -564,6 +574,77 @@ def _in_subset(row: Mapping[str, ItemValue], subset: str) -> bool:
     raise ValueError(f"unknown subset {subset!r}")
 
 
+def _score_items(prof: Profile, predictions: Sequence[Prediction]) -> list[dict[str, ItemValue]]:
+    """Per-item values; with :attr:`Profile.answers_only`, items that differ only in id are scored once."""
+    if not prof.answers_only:
+        return [prof.score_item(p) for p in predictions]
+    memo: dict[tuple[Any, ...], dict[str, ItemValue]] = {}
+    out: list[dict[str, ItemValue]] = []
+    for p in predictions:
+        key = (p.reference, p.prediction, p.answer_type, p.metadata.get("answer_type_source"))
+        row = memo.get(key)
+        if row is None:
+            row = prof.score_item(p)
+            memo[key] = row
+            out.append(row)
+        else:
+            out.append({**row, "id": p.id})
+    return out
+
+
+def _column(per_item: Sequence[Mapping[str, ItemValue]], metric: str) -> Any:
+    import numpy as np
+
+    return np.fromiter(map(itemgetter(metric), per_item), dtype=np.float64, count=len(per_item))
+
+
+def _id_order(predictions: Sequence[Prediction]) -> Any:
+    import numpy as np
+
+    ids = [p.id for p in predictions]
+    return np.array(sorted(range(len(ids)), key=ids.__getitem__), dtype=np.intp)
+
+
+def _aggregate_specs(
+    prof: Profile,
+    predictions: Sequence[Prediction],
+    per_item: Sequence[Mapping[str, ItemValue]],
+    by: Sequence[str] | None,
+) -> list[tuple[AggregateSpec, str, str, Any]]:
+    """Every aggregate to compute: its spec, key, subset label and boolean item mask."""
+    import numpy as np
+
+    n = len(per_item)
+    closed = np.fromiter((bool(row["closed"]) for row in per_item), dtype=bool, count=n)
+    masks = {"all": np.ones(n, dtype=bool), "closed": closed, "open": ~closed}
+    for spec in prof.aggregates:
+        if spec.subset not in masks:
+            raise ValueError(f"unknown subset {spec.subset!r}")
+    specs = [(spec, spec.key, spec.subset, masks[spec.subset]) for spec in prof.aggregates]
+    fields = prof.default_by if by is None else tuple(by)
+    for fname in fields:
+        values = [_field_value(p, fname) for p in predictions]
+        if prof.fold_group_values:
+            values = [None if v is None or not v.strip() else v.strip().lower() for v in values]
+        if all(v is None for v in values):
+            continue
+        labels = ["(missing)" if v is None else v for v in values]
+        levels = sorted(set(labels))
+        index = {lv: j for j, lv in enumerate(levels)}
+        codes = np.fromiter((index[lv] for lv in labels), dtype=np.intp, count=n)
+        for spec in prof.aggregates:
+            if spec is _EMPTY_SPEC:
+                continue
+            for j, lv in enumerate(levels):
+                mask = masks[spec.subset] & (codes == j)
+                if not mask.any():
+                    continue
+                label = f"{fname}={lv}"
+                subset = label if spec.subset == "all" else f"{spec.subset}&{label}"
+                specs.append((spec, f"{spec.key}/{label}", subset, mask))
+    return specs
+
+
 def evaluate(
     predictions: Sequence[Prediction],
     *,
@@ -616,71 +697,45 @@ def evaluate(
         if p.id in seen:
             raise ValueError(f"duplicate id {p.id!r} at items {seen[p.id]} and {i}; ids must be unique")
         seen[p.id] = i
-        for name in ("reference", "prediction"):
-            value = getattr(p, name)
-            if not isinstance(value, str):
-                raise ValueError(
-                    f"item {p.id!r} (index {i}): {name} must be text, got {type(value).__name__} {value!r}"
-                )
+        if type(p.reference) is not str or type(p.prediction) is not str:
+            for name in ("reference", "prediction"):
+                value = getattr(p, name)
+                if not isinstance(value, str):
+                    raise ValueError(
+                        f"item {p.id!r} (index {i}): {name} must be text, got {type(value).__name__} {value!r}"
+                    )
         if not p.reference.strip():
             raise ValueError(f"item {p.id!r} (index {i}) has an empty reference answer; it cannot be scored")
-    per_item = [prof.score_item(p) for p in predictions]
+    per_item = _score_items(prof, predictions)
+    specs = _aggregate_specs(prof, predictions, per_item, by)
+    order = _id_order(predictions)
+    columns: dict[str, Any] = {}
 
-    specs: list[tuple[AggregateSpec, str, str, list[int]]] = []  # spec, key, subset label, members
-    for spec in prof.aggregates:
-        members = [i for i, row in enumerate(per_item) if _in_subset(row, spec.subset)]
-        specs.append((spec, spec.key, spec.subset, members))
-    fields = prof.default_by if by is None else tuple(by)
-    for fname in fields:
-        values = [_field_value(p, fname) for p in predictions]
-        if prof.fold_group_values:
-            values = [None if v is None or not v.strip() else v.strip().lower() for v in values]
-        if all(v is None for v in values):
-            continue
-        levels = sorted({v if v is not None else "(missing)" for v in values})
-        for spec in prof.aggregates:
-            if spec is _EMPTY_SPEC:
-                continue
-            for lv in levels:
-                label = f"{fname}={lv}"
-                subset = label if spec.subset == "all" else f"{spec.subset}&{label}"
-                members = [
-                    i
-                    for i, row in enumerate(per_item)
-                    if _in_subset(row, spec.subset)
-                    and (values[i] if values[i] is not None else "(missing)") == lv
-                ]
-                if not members:
-                    continue
-                specs.append((spec, f"{spec.key}/{label}", subset, members))
-
-    intervals: dict[str, tuple[float, float]] = {}
-    if n_boot > 0:
-        groups: dict[tuple[int, ...], list[tuple[str, str]]] = {}
-        labels: dict[tuple[int, ...], str] = {}
-        for spec, key, subset, members in specs:
-            if spec.ci and members:
-                mkey = tuple(sorted(members, key=lambda i: predictions[i].id))
-                groups.setdefault(mkey, []).append((key, spec.item_metric))
-                labels.setdefault(mkey, subset)
-        for mkey, cols in groups.items():
-            metrics = list(dict.fromkeys(m for _, m in cols))
-            matrix = [[float(per_item[i][m]) for m in metrics] for i in mkey]
-            boots = bootstrap_means(matrix, n_boot=n_boot, seed=seed, label=labels[mkey])
-            for key, m in cols:
-                intervals[key] = percentile_interval(boots[:, metrics.index(m)], level)
+    def column(metric: str) -> Any:
+        if metric not in columns:
+            columns[metric] = _column(per_item, metric)
+        return columns[metric]
 
     aggregates: dict[str, Aggregate] = {}
-    for spec, key, subset, members in specs:
-        total = sum(float(per_item[i][spec.item_metric]) for i in members)
-        value = total / len(members) if members else None
-        lo, hi = intervals.get(key, (None, None))
+    intervals: dict[tuple[str, str], tuple[float, float]] = {}
+    for spec, key, subset, mask in specs:
+        values = column(spec.item_metric)[mask]
+        count = int(values.size)
+        total = math.fsum(values.tolist())
+        lo = hi = None
+        if n_boot > 0 and spec.ci and count:
+            if (subset, spec.item_metric) not in intervals:
+                ordered = column(spec.item_metric)[order][mask[order]]  # items sorted by id
+                intervals[subset, spec.item_metric] = bootstrap_mean_interval(
+                    ordered, n_boot=n_boot, seed=seed, label=f"{subset}|{spec.item_metric}", level=level
+                )
+            lo, hi = intervals[subset, spec.item_metric]
         aggregates[key] = Aggregate(
             name=spec.name,
             subset=subset,
-            value=value,
+            value=total / count if count else None,
             numerator=total,
-            denominator=len(members),
+            denominator=count,
             ci_low=lo,
             ci_high=hi,
             item_metric=spec.item_metric,
