@@ -58,7 +58,7 @@ DEFAULT_MAX_IMAGE_PIXELS = 64_000_000
 _YES_NO = frozenset({"yes", "no"})
 
 
-def _answer_text(value: object, *, file: str | None, row: int | str | None, field: str) -> str:
+def _answer_text(value: object, *, file: str | None, row: Any, field: str) -> str:
     """An answer read from a file, as text: a string as it is, an integer as its decimal digits.
 
     The one rule for reference answers, shared by the dataset loaders and the scorer.
