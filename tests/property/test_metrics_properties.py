@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from hypothesis import given, settings
@@ -205,3 +206,14 @@ def test_strict_ascii_shortcut_matches_the_general_rule(text: str) -> None:
     from medvqa.answers import _strict_chars, _strict_chars_general
 
     assert _strict_chars(text) == _strict_chars_general(text)
+
+
+@SETTINGS
+@given(prediction_lists())
+def test_repeated_answer_pairs_scored_once_give_each_items_own_values(preds: list) -> None:
+    # evaluate scores a repeated (reference, prediction, type) once; every item must still
+    # carry exactly the values its own scoring gives, with its own id.
+    doubled = preds + [dataclasses.replace(p, id=p.id + "-again") for p in preds]
+    for name, prof in PROFILES.items():
+        got = evaluate(doubled, profile=name, n_boot=0).per_item
+        assert got == [prof.score_item(p) for p in doubled], name
