@@ -270,6 +270,11 @@ def _vqav2_tables() -> tuple[tuple[str, ...], Mapping[str, str], frozenset[str],
     )
 
 
+@functools.cache
+def _vqav2_punct_set() -> frozenset[str]:
+    return frozenset(_vqav2_tables()[0])
+
+
 @functools.lru_cache(maxsize=65536)
 def normalize_vqav2(text: str) -> str:
     """LLaVA-Med v1.0's ``normalize_word`` (VQA v2 rules), quirks included.
@@ -302,12 +307,13 @@ def normalize_vqav2(text: str) -> str:
     punct, numbers, articles, contractions = _vqav2_tables()
     original = text
     out = text
-    has_comma_number = _COMMA_STRIP.search(original) is not None
-    for p in punct:
-        if (p + " " in original or " " + p in original) or has_comma_number:
-            out = out.replace(p, "")
-        else:
-            out = out.replace(p, " ")
+    if not _vqav2_punct_set().isdisjoint(original):  # else every replacement below is a no-op
+        has_comma_number = _COMMA_STRIP.search(original) is not None
+        for p in punct:
+            if (p + " " in original or " " + p in original) or has_comma_number:
+                out = out.replace(p, "")
+            else:
+                out = out.replace(p, " ")
     out = _PERIOD_STRIP.sub("", out, 32)
     words: list[str] = []
     for word in out.lower().split():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -217,3 +218,27 @@ def test_repeated_answer_pairs_scored_once_give_each_items_own_values(preds: lis
     for name, prof in PROFILES.items():
         got = evaluate(doubled, profile=name, n_boot=0).per_item
         assert got == [prof.score_item(p) for p in doubled], name
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text("ab 1,.;-/()'?x", max_size=16) | st.text(max_size=16))
+def test_vqav2_skips_the_punctuation_pass_only_when_it_changes_nothing(text: str) -> None:
+    from medvqa.answers import _vqav2_tables, normalize_vqav2
+
+    punct = _vqav2_tables()[0]
+    comma_number = re.search(r"(\d)(\,)(\d)", text) is not None
+    out = text
+    for p in punct:  # the upstream loop, always run
+        out = out.replace(p, "" if (p + " " in text or " " + p in text) or comma_number else " ")
+    normalize_vqav2.cache_clear()
+    assert normalize_vqav2(text) == _normalize_after_punct(out)
+
+
+def _normalize_after_punct(out: str) -> str:
+    from medvqa.answers import _PERIOD_STRIP, _vqav2_tables
+
+    _, numbers, articles, contractions = _vqav2_tables()
+    out = _PERIOD_STRIP.sub("", out, 32)
+    words = [numbers.get(w, w) for w in out.lower().split()]
+    words = [contractions.get(w, w) for w in words if w not in articles]
+    return " ".join(words).replace(",", "")
