@@ -59,3 +59,15 @@ def test_report_is_quiet_when_runs_hold_the_same_items(
     b = _preds(tmp_path / "b.jsonl", 4)
     assert main(["report", f"base={a}", f"tuned={b}", "--n-boot", "0"]) == 0
     assert "WARNING" not in capsys.readouterr().err
+
+
+def test_report_compares_sizes_when_a_run_comes_from_score_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = _preds(tmp_path / "a.jsonl", 6)
+    scores = tmp_path / "b.json"
+    assert main(["score", str(_preds(tmp_path / "b.jsonl", 4)), "--profile", "paper", "--n-boot", "0",
+                 "--format", "json", "-o", str(scores)]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["report", f"base={a}", f"tuned={scores}", "--n-boot", "0"]) == 0
+    assert "they score base 6, tuned 4 items" in capsys.readouterr().err

@@ -94,8 +94,8 @@ def _split(spec: str) -> tuple[str, Path]:
     return path.stem, path
 
 
-Run = tuple[str, "dict[str, Aggregate]", "frozenset[str] | None"]
-"""A table row: its label, its aggregates, and its item ids when known (prediction files)."""
+Run = tuple[str, "dict[str, Aggregate]", "frozenset[str] | None", "int | None"]
+"""A table row: its label, its aggregates, its item ids when known (prediction files) and its n."""
 
 
 def _load_run(label: str, path: Path, args: argparse.Namespace) -> list[Run]:
@@ -112,16 +112,30 @@ def _load_run(label: str, path: Path, args: argparse.Namespace) -> list[Run]:
             out: list[Run] = []
             for r in runs:
                 name = label if len(runs) == 1 else f"{label}:{Path(str(r.get('file', ''))).stem}"
-                out.append((name, {k: Aggregate.from_dict(v) for k, v in r["aggregates"].items()}, None))
+                aggregates = {k: Aggregate.from_dict(v) for k, v in r["aggregates"].items()}
+                n = r.get("n")
+                out.append((name, aggregates, None, n if isinstance(n, int) else None))
             return out
     preds = read_prediction_file(path, args)
     result = evaluate(preds, profile=args.profile, seed=args.seed, n_boot=args.n_boot, by=())
-    return [(label, dict(result.aggregates), frozenset(p.id for p in preds))]
+    return [(label, dict(result.aggregates), frozenset(p.id for p in preds), len(preds))]
 
 
 def _items_warning(runs: list[Run]) -> str | None:
-    """A warning when the runs read from prediction files do not hold the same item ids."""
-    known = [(label, ids) for label, _, ids in runs if ids is not None]
+    """A warning when the runs do not hold the same items.
+
+    Prediction files are compared by their item ids; when a row comes from ``medvqa score``
+    JSON, which keeps no ids, the rows are compared by their number of items.
+    """
+    if any(ids is None for _, _, ids, _ in runs):
+        sizes = {label: n for label, _, _, n in runs if n is not None}
+        if len(set(sizes.values())) < 2:
+            return None
+        listed = ", ".join(f"{label} {n}" for label, n in sizes.items())
+        return (
+            f"the runs do not hold the same items: they score {listed} items; their rows are not comparable"
+        )
+    known = [(label, ids) for label, _, ids, _ in runs if ids is not None]
     if len(known) < 2:
         return None
     first_label, first = known[0]
@@ -153,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
     warning = _items_warning(runs)
     if warning is not None:
         print(f"medvqa: WARNING: {warning}", file=sys.stderr)
-    rows = [(label, aggregates) for label, aggregates, _ in runs]
+    rows = [(label, aggregates) for label, aggregates, _, _ in runs]
     labels = [label for label, _ in rows]
     repeated = sorted({label for label in labels if labels.count(label) > 1})
     if repeated:
