@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import numbers
 import os
 import posixpath
 import re
@@ -57,6 +58,28 @@ DEFAULT_MAX_IMAGE_PIXELS = 64_000_000
 """Images with more pixels than this are refused as possible decompression bombs (8000 x 8000)."""
 
 _YES_NO = frozenset({"yes", "no"})
+
+
+def _answer_text(value: object, *, file: str | None, row: Any, field: str) -> str:
+    """An answer read from a file, as text: a string as it is, an integer as its decimal digits.
+
+    The one rule for reference answers, shared by the dataset loaders and the scorer.
+    Floats (``2.0``, ``NaN``, ``inf``), booleans, ``null``, lists and objects are refused:
+    turned into text they would be scored as ``"2.0"`` or ``"nan"``.
+
+    Raises:
+        DataFormatError: Not text or an integer (names file, row and field).
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return str(int(value))
+    kind = type(value).__name__
+    if isinstance(value, float) and value != value:  # NaN
+        kind = "NaN"
+    raise DataFormatError(
+        f"answers must be text (or an integer), got {kind} {value!r}", file=file, row=row, field=field
+    )
 
 
 def infer_answer_type(answer: str) -> AnswerType:
@@ -476,7 +499,7 @@ class Prediction:
         return cls(
             id=str(row["id"]),
             question=str(row.get("question", "")),
-            reference=str(row["reference"]),
+            reference=_answer_text(row["reference"], file=file, row=line, field="reference"),
             prediction=str(row["prediction"]),
             answer_type=row["answer_type"],
             extracted=None if row.get("extracted") is None else str(row["extracted"]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -161,6 +162,33 @@ def _profiles(requested: list[str] | None) -> list[str]:
     return list(dict.fromkeys(requested))
 
 
+def run_record_shortfall(path: Path, n_read: int) -> str | None:
+    """A warning when ``path`` holds fewer predictions than its run record (``.run.json``) promised.
+
+    ``medvqa predict`` writes the number of questions of the run (``n``) beside its output;
+    a shorter file is an interrupted or truncated run, whose scores cover only part of the
+    questions. ``None`` when there is no readable record or nothing is missing.
+    """
+    from medvqa._io import read_json
+
+    record_path = path.with_suffix(".run.json")
+    if record_path == path or not record_path.is_file():
+        return None
+    try:
+        record = read_json(record_path)
+    except ValueError:
+        return None
+    expected = record.get("n") if isinstance(record, dict) else None
+    if not isinstance(expected, int) or isinstance(expected, bool) or n_read >= expected:
+        return None
+    return (
+        f"{path}: {expected - n_read} of {expected} predictions are missing: the file holds "
+        f"{n_read}, its run record {record_path.name} says the run has {expected} questions "
+        "(an interrupted run? rerun the same predict command to finish it); these scores cover "
+        f"only {n_read} of them"
+    )
+
+
 def score_files(args: argparse.Namespace) -> list[tuple[str, list[Prediction], ProfileResult]]:
     """Read every file and score it under every requested profile."""
     from medvqa.metrics import MedEvalKitProfile, Profile, evaluate
@@ -173,6 +201,9 @@ def score_files(args: argparse.Namespace) -> list[tuple[str, list[Prediction], P
         preds = read_prediction_file(path, args)
         if not preds:
             raise ValueError(f"{path}: no predictions to score")
+        warning = run_record_shortfall(path, len(preds))
+        if warning is not None:
+            print(f"medvqa: WARNING: {warning}", file=sys.stderr)
         for name in names:
             profile: str | Profile = name
             if judge is not None and name == "medevalkit":
@@ -180,6 +211,8 @@ def score_files(args: argparse.Namespace) -> list[tuple[str, list[Prediction], P
             elif name == "medevalkit" and args.medevalkit_swapped_labels:
                 profile = MedEvalKitProfile(swapped_labels=True)
             result = evaluate(preds, profile=profile, seed=args.seed, n_boot=args.n_boot, by=args.by)
+            if args.details is None:  # per-item values are only written with --details
+                result = dataclasses.replace(result, per_item=[])
             out.append((str(path), preds, result))
     return out
 
@@ -317,7 +350,7 @@ def _json(rows: list[tuple[str, list[Prediction], ProfileResult]], args: argpars
 
 
 def _write_details(path: Path, rows: list[tuple[str, list[Prediction], ProfileResult]]) -> None:
-    from medvqa._io import atomic_write_text
+    from medvqa._io import atomic_write_jsonl
 
     lines = []
     for file, preds, result in rows:
@@ -336,8 +369,8 @@ def _write_details(path: Path, rows: list[tuple[str, list[Prediction], ProfileRe
                 "empty": bool(item["empty"]),
                 "scores": {m: item[m] for m in result.metric_names},
             }
-            lines.append(json.dumps(record, ensure_ascii=False))
-    atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
+            lines.append(record)
+    atomic_write_jsonl(path, lines)
 
 
 def _note_missing_breakdowns(

@@ -76,7 +76,8 @@ def text_field(
     index: Where,
     allow_empty: bool = False,
 ) -> str:
-    """A required text field: numbers become strings, whitespace is stripped, empty is refused."""
+    """A required text field: integers become their digits, floats (``2.0``, NaN) are refused,
+    whitespace is stripped, empty is refused."""
     if key not in row:
         present = ", ".join(sorted(map(str, row))) or "none"
         raise DataFormatError(
@@ -87,7 +88,9 @@ def text_field(
         raise DataFormatError(
             f"expected text, got {type(value).__name__} {value!r}", file=file, row=index, field=key
         )
-    text = str(value).strip()
+    from medvqa.records import _answer_text  # the one rule for answers: integers as digits, floats refused
+
+    text = _answer_text(value, file=file, row=index, field=key).strip()
     if not text and not allow_empty:
         raise DataFormatError(f"empty {key}", file=file, row=index, field=key)
     return text

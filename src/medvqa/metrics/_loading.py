@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -10,8 +11,8 @@ from types import MappingProxyType
 from typing import Any
 
 from medvqa._errors import DataFormatError
-from medvqa._io import read_text
-from medvqa.records import Prediction, infer_answer_type
+from medvqa._io import parse_jsonl, read_text
+from medvqa.records import Prediction, _answer_text, infer_answer_type
 
 __all__ = ["read_predictions"]
 
@@ -34,17 +35,14 @@ def _rows(path: Path) -> Iterator[tuple[int, Any]]:
             ) from exc
         yield from enumerate(data)
         return
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield number, json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataFormatError(
-                f"malformed JSON line ({exc.msg}); expected JSON Lines or one JSON list",
-                file=str(path),
-                row=number,
-            ) from exc
+    yield from parse_jsonl(text, file=str(path), hint="expected JSON Lines or one JSON list")
+
+
+def _prediction_text(raw: Any) -> str:
+    """``null``, NaN and infinities are empty predictions; other scalars are their text."""
+    if raw is None or (isinstance(raw, float) and not math.isfinite(raw)):
+        return ""
+    return str(raw)
 
 
 def read_predictions(
@@ -67,12 +65,17 @@ def read_predictions(
       its reference and ``metadata["answer_type_source"] = "inferred"`` (profiles then apply
       their own closed rule). Values are matched case-insensitively after stripping
       (``"CLOSED "`` is closed).
-    * A ``null`` prediction is read as an empty prediction (scored as wrong, and counted).
+    * A reference must be text; an integer (``2``, as some releases write numeric answers)
+      is read as its digits, the same rule the dataset loaders apply. Floats (``2.0``,
+      ``NaN``, ``Infinity``), booleans and ``null`` are errors: turned into text they would
+      be scored as ``"2.0"`` or ``"nan"``.
+    * A ``null``, ``NaN`` or infinite prediction is read as an empty prediction (scored as
+      wrong, and counted in ``empty_predictions``).
     * Other scalar fields are kept in ``metadata`` (with any ``metadata`` object).
 
     Raises:
         DataFormatError: Names the file, row and field: a missing reference or prediction
-            field, an empty reference, an unknown answer type, a duplicate id, a row that is
+            field, an empty or non-text reference, an unknown answer type, a duplicate id, a row that is
             not an object.
 
     >>> import json, os, tempfile
@@ -87,6 +90,7 @@ def read_predictions(
     file = str(p)
     out: list[Prediction] = []
     seen: dict[str, int | str] = {}
+    skip = {id_field, reference_field, prediction_field, answer_type_field, "metadata", *_KNOWN}
     for row_no, row in _rows(p):
         if not isinstance(row, Mapping):
             raise DataFormatError(f"expected a JSON object, got {type(row).__name__}", file=file, row=row_no)
@@ -101,15 +105,14 @@ def read_predictions(
                     field=name,
                 )
         ident = str(row[id_field]) if row.get(id_field) is not None else str(row_no)
-        reference = row[reference_field]
-        if reference is None or isinstance(reference, (dict, list)) or not str(reference).strip():
+        reference = _answer_text(row[reference_field], file=file, row=row_no, field=reference_field)
+        if not reference.strip():
             raise DataFormatError(
-                f"item {ident!r} has an empty or non-text reference answer ({reference!r}); every item needs one",
+                f"item {ident!r} has an empty reference answer; every item needs one",
                 file=file,
                 row=row_no,
                 field=reference_field,
             )
-        reference = str(reference)
         raw_pred = row[prediction_field]
         if isinstance(raw_pred, (dict, list)):
             raise DataFormatError(
@@ -118,7 +121,7 @@ def read_predictions(
                 row=row_no,
                 field=prediction_field,
             )
-        prediction = "" if raw_pred is None else str(raw_pred)
+        prediction = _prediction_text(raw_pred)
         if ident in seen:
             raise DataFormatError(
                 f"duplicate id {ident!r} (first seen at row {seen[ident]}); ids must be unique",
@@ -131,7 +134,6 @@ def read_predictions(
         nested = row.get("metadata")
         if isinstance(nested, Mapping):
             meta.update(nested)
-        skip = {id_field, reference_field, prediction_field, answer_type_field, "metadata", *_KNOWN}
         for key, value in row.items():
             if key not in skip and (value is None or isinstance(value, (str, int, float, bool))):
                 meta.setdefault(str(key), value)
