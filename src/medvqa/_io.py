@@ -176,7 +176,7 @@ def parse_jsonl(text: str, *, file: str | None = None, hint: str = "") -> Iterat
             value = json.loads(line)
         except json.JSONDecodeError as exc:
             extra = f"; {hint}" if hint else ""
-            raise DataFormatError(f"malformed JSON line ({exc.msg}){extra}", file=file, row=number) from exc
+            raise DataFormatError(f"malformed JSON line ({exc.msg}){extra}", file=file, line=number) from exc
         yield number, value
 
 
@@ -194,7 +194,7 @@ def read_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, An
     for number, obj in parse_jsonl(read_text(p), file=str(p)):
         if not isinstance(obj, dict):
             raise DataFormatError(
-                f"expected a JSON object, got {type(obj).__name__}", file=str(p), row=number
+                f"expected a JSON object, got {type(obj).__name__}", file=str(p), line=number
             )
         yield number, obj
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from medvqa._errors import DataFormatError, ImageLoadError
+from medvqa._errors import DataFormatError, ImageLoadError, RowRef
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -499,7 +499,12 @@ class Prediction:
         return cls(
             id=str(row["id"]),
             question=str(row.get("question", "")),
-            reference=_answer_text(row["reference"], file=file, row=line, field="reference"),
+            reference=_answer_text(
+                row["reference"],
+                file=file,
+                row=None if line is None else RowRef.line(line),
+                field="reference",
+            ),
             prediction=str(row["prediction"]),
             answer_type=row["answer_type"],
             extracted=None if row.get("extracted") is None else str(row["extracted"]),

@@ -139,10 +139,10 @@ def test_read_predictions_errors_name_row_and_field(tmp_path: Path) -> None:
             {"id": "b", "reference": " ", "prediction": "no"},
         ],
     )
-    with pytest.raises(DataFormatError, match=r"row 2, field 'reference': item 'b' has an empty"):
+    with pytest.raises(DataFormatError, match=r"line 2, field 'reference': item 'b' has an empty"):
         read_predictions(bad)
     missing = _write_jsonl(tmp_path / "missing.jsonl", [{"id": "a", "answer": "yes", "prediction": "yes"}])
-    with pytest.raises(DataFormatError, match=r"row 1, field 'reference': missing field .*--reference-field"):
+    with pytest.raises(DataFormatError, match=r"line 1, field 'reference': missing field .*--reference-field"):
         read_predictions(missing)
     kind = _write_jsonl(
         tmp_path / "kind.jsonl", [{"reference": "yes", "prediction": "y", "answer_type": "yn"}]
@@ -157,7 +157,7 @@ def test_read_predictions_errors_name_row_and_field(tmp_path: Path) -> None:
         read_predictions(dup)
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"id": 1, "reference": "a", "prediction": "a"}\n{oops\n', encoding="utf-8")
-    with pytest.raises(DataFormatError, match="row 2"):
+    with pytest.raises(DataFormatError, match="line 2"):
         read_predictions(broken)
 
 

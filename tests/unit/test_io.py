@@ -54,7 +54,7 @@ def test_reader_splits_on_newline_only(char: str, tmp_path: Path) -> None:
 def test_reader_names_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text('{"a": 1}\n\n{"a": \n', encoding="utf-8")
-    with pytest.raises(DataFormatError, match=r"bad\.jsonl, row 3: malformed JSON line"):
+    with pytest.raises(DataFormatError, match=r"bad\.jsonl, line 3: malformed JSON line"):
         list(read_jsonl(path))
 
 

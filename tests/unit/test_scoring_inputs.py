@@ -29,7 +29,7 @@ def test_a_non_text_reference_is_an_error_naming_file_row_field(tmp_path: Path, 
         ],
     )
     with pytest.raises(
-        DataFormatError, match=r"preds\.jsonl, row 2, field 'reference': answers must be text"
+        DataFormatError, match=r"preds\.jsonl, line 2, field 'reference': answers must be text"
     ):
         read_predictions(path)
 
@@ -51,7 +51,7 @@ def test_loaders_apply_the_same_rule() -> None:
 def test_the_resume_reader_applies_the_same_rule() -> None:
     row = Prediction("a", "q", "yes", "yes", "closed").to_dict()
     row["reference"] = float("nan")
-    with pytest.raises(DataFormatError, match=r"p\.jsonl, row 4, field 'reference'"):
+    with pytest.raises(DataFormatError, match=r"p\.jsonl, line 4, field 'reference'"):
         Prediction.from_dict(row, file="p.jsonl", line=4)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from medvqa._errors import DataFormatError
+from medvqa._errors import DataFormatError, RowRef
 from medvqa._io import parse_jsonl, read_text
 from medvqa.records import Prediction, _answer_text, infer_answer_type
 
@@ -19,7 +19,7 @@ __all__ = ["read_predictions"]
 _KNOWN = ("question", "dataset", "split", "image", "extracted")
 
 
-def _rows(path: Path) -> Iterator[tuple[int, Any]]:
+def _rows(path: Path) -> Iterator[tuple[RowRef, Any]]:
     if path.is_dir():
         raise DataFormatError(
             "is a folder, not a prediction file (JSON Lines or one JSON list)", file=str(path)
@@ -33,9 +33,11 @@ def _rows(path: Path) -> Iterator[tuple[int, Any]]:
             raise DataFormatError(
                 f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", file=str(path)
             ) from exc
-        yield from enumerate(data)
+        for index, row in enumerate(data):
+            yield RowRef.record(index), row
         return
-    yield from parse_jsonl(text, file=str(path), hint="expected JSON Lines or one JSON list")
+    for number, row in parse_jsonl(text, file=str(path), hint="expected JSON Lines or one JSON list"):
+        yield RowRef.line(number), row
 
 
 def _prediction_text(raw: Any) -> str:
@@ -89,7 +91,7 @@ def read_predictions(
     p = Path(path)
     file = str(p)
     out: list[Prediction] = []
-    seen: dict[str, int | str] = {}
+    seen: dict[str, RowRef] = {}
     skip = {id_field, reference_field, prediction_field, answer_type_field, "metadata", *_KNOWN}
     for row_no, row in _rows(p):
         if not isinstance(row, Mapping):
@@ -104,7 +106,7 @@ def read_predictions(
                     row=row_no,
                     field=name,
                 )
-        ident = str(row[id_field]) if row.get(id_field) is not None else str(row_no)
+        ident = str(row[id_field]) if row.get(id_field) is not None else str(row_no.number)
         reference = _answer_text(row[reference_field], file=file, row=row_no, field=reference_field)
         if not reference.strip():
             raise DataFormatError(
@@ -124,7 +126,7 @@ def read_predictions(
         prediction = _prediction_text(raw_pred)
         if ident in seen:
             raise DataFormatError(
-                f"duplicate id {ident!r} (first seen at row {seen[ident]}); ids must be unique",
+                f"duplicate id {ident!r} (first seen at {seen[ident]}); ids must be unique",
                 file=file,
                 row=row_no,
                 field=id_field,
