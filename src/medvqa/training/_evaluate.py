@@ -20,6 +20,7 @@ from typing import Any
 
 from medvqa._errors import MedVQAError
 from medvqa._io import JsonlWriter, atomic_write_json
+from medvqa._lock import RunLock
 from medvqa.records import Prediction, VQASample
 from medvqa.training._runner import is_main_process, world_size
 
@@ -139,6 +140,8 @@ def predict_and_score(
     n_boot: int = 1000,
     progress: bool = True,
     info: Mapping[str, Any] | None = None,
+    resume_unverified: bool = False,
+    on_bad_image: str = "error",
 ) -> EvalResult:
     """Generate answers for ``samples`` and score them under ``profiles``.
 
@@ -160,10 +163,19 @@ def predict_and_score(
         seed: Seed of the bootstrap intervals.
         n_boot: Bootstrap replicates (0: no intervals).
         progress: Show a progress bar.
-        info: Facts recorded with the scores (model, adapter, transforms...).
+        info: Facts recorded with the scores (model, adapter, transforms...) and in the
+            predictions' run record (``<name>.predictions.run.json``): resuming the
+            predictions with other facts is refused.
+        resume_unverified: Resume a predictions file that has no run record (see
+            :func:`medvqa.generation.generate_answers`).
+        on_bad_image: ``error`` or ``skip`` (see :func:`medvqa.generation.generate_answers`);
+            skipped samples are not scored, and ``info["skipped_bad_images"]`` counts them.
 
     Returns:
         An :class:`EvalResult`.
+
+    Raises:
+        MedVQAError: No samples, a multi-process launch, or another run writing the same files.
     """
     from medvqa.generation import generate_answers
 
@@ -173,29 +185,36 @@ def predict_and_score(
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     pred_path = out / f"{name}.predictions.jsonl"
-    predictions = generate_answers(
-        model,
-        processor,
-        list(samples),
-        batch_size=batch_size,
-        max_new_tokens=max_new_tokens,
-        prompt=prompt,
-        output=pred_path,
-        progress=progress,
-    )
-    scores, items = score_predictions(predictions, profiles=profiles, seed=seed, n_boot=n_boot)
-    result = EvalResult(
-        name=name,
-        n=len(predictions),
-        predictions_path=str(pred_path),
-        scores=scores,
-        info=dict(info or {}),
-        predictions=tuple(predictions),
-    )
-    if is_main_process():
-        with JsonlWriter(out / f"{name}.items.jsonl", append=False, fsync=False) as w:
-            w.write_all(items)
-        atomic_write_json(out / f"{name}.scores.json", result.to_dict())
+    with RunLock(pred_path, folder=False, what="evaluation"):
+        predictions = generate_answers(
+            model,
+            processor,
+            list(samples),
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            prompt=prompt,
+            output=pred_path,
+            progress=progress,
+            run={"command": "evaluate", **dict(info or {})},
+            resume_unverified=resume_unverified,
+            on_bad_image=on_bad_image,  # type: ignore[arg-type]
+        )
+        facts = dict(info or {})
+        if len(predictions) < len(samples):
+            facts["skipped_bad_images"] = len(samples) - len(predictions)
+        scores, items = score_predictions(predictions, profiles=profiles, seed=seed, n_boot=n_boot)
+        result = EvalResult(
+            name=name,
+            n=len(predictions),
+            predictions_path=str(pred_path),
+            scores=scores,
+            info=facts,
+            predictions=tuple(predictions),
+        )
+        if is_main_process():
+            with JsonlWriter(out / f"{name}.items.jsonl", append=False, fsync=False) as w:
+                w.write_all(items)
+            atomic_write_json(out / f"{name}.scores.json", result.to_dict())
     return result
 
 
