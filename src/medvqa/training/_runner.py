@@ -72,7 +72,8 @@ class StageResult:
         epochs: Epochs completed (fractional when ``max_steps`` stopped the stage).
         train_samples: Samples in the training set.
         eval_samples: Samples in the validation set (0 without validation).
-        train_loss: The mean training loss over the stage, as reported by the Trainer.
+        train_loss: The mean training loss per step over the whole stage, from the logged
+            loss history (resumes included: the same as an uninterrupted run).
         eval_loss: The last validation loss, or ``None``.
         runtime_s: Wall time of the last (possibly resumed) run, in seconds.
         precision: The precision actually used (a CPU runs fp32 whatever was asked).
@@ -523,8 +524,10 @@ def _run_stage(
     from medvqa.collate import TrainingCollator
     from medvqa.training._callbacks import (
         CheckpointMarkerCallback,
+        LogAtCheckpointsCallback,
         LossHistoryCallback,
         loss_history_from_log,
+        mean_train_loss,
     )
 
     out = Path(config.output_dir)
@@ -588,7 +591,12 @@ def _run_stage(
         train_dataset=_SampleDataset(train_samples),
         eval_dataset=_SampleDataset(eval_samples) if eval_samples else None,
         data_collator=collator,
-        callbacks=[CheckpointMarkerCallback(config.to_json(), config.fingerprint()), history, *callbacks],
+        callbacks=[
+            LogAtCheckpointsCallback(),
+            CheckpointMarkerCallback(config.to_json(), config.fingerprint()),
+            history,
+            *callbacks,
+        ],
     )
     if not progress or not is_main_process():
         from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -601,7 +609,10 @@ def _run_stage(
     adapter = _save_adapter(trainer, config, out)
     rows = loss_history_from_log(trainer.state.log_history, stage=config.name)
     eval_losses = [r["eval_loss"] for r in rows if "eval_loss" in r]
-    train_loss = output.training_loss if output is not None else None
+    # over every step of the stage, resumes included (the Trainer's covers only this call's steps)
+    train_loss = mean_train_loss(trainer.state.log_history)
+    if train_loss is None and output is not None:
+        train_loss = output.training_loss
     result = StageResult(
         name=config.name,
         config=config,
