@@ -176,8 +176,8 @@ def check_run_record(
         ) from None
     if not isinstance(old, dict):
         raise MedVQAError(f"{record}: not a run record (a JSON object); use a new output file")
-    keys = [k for k in run if k not in _FREE_KEYS and k in old]
-    changed = [k for k in keys if _norm(k, old.get(k)) != _norm(k, run.get(k))]
+    # every setting the old record has (a key it lacks was added to records later)
+    changed = [k for k in old if k not in _FREE_KEYS and _norm(k, old.get(k)) != _norm(k, run.get(k))]
     if changed:
         k = changed[0]
         raise MedVQAError(
