@@ -981,6 +981,8 @@ def run_ablations(
     prompt: PromptTemplate | str | None = None,
     progress: bool = True,
     config: Mapping[str, Any] | None = None,
+    resume_unverified: bool = False,
+    on_bad_image: str = "error",
 ) -> AblationReport:
     """Run a model on the samples as they are and under each transform, then score the probes.
 
@@ -1012,7 +1014,12 @@ def run_ablations(
         nonsense_max_new_tokens: Longest answer for nonsense questions (paper: 50).
         prompt: Prompt template or name passed to generation (``None``: per-sample default).
         progress: Show progress bars.
-        config: Extra settings recorded in the report.
+        config: Extra settings recorded in the report, and in each prediction file's run
+            record (resuming a file with other settings is refused).
+        resume_unverified: Resume prediction files that have no run record (see
+            :func:`medvqa.generation.generate_answers`).
+        on_bad_image: ``error`` or ``skip`` (see :func:`medvqa.generation.generate_answers`);
+            a skipped sample is missing from that run's file and listed in its run record.
 
     Returns:
         The report (also written to ``output``).
@@ -1044,6 +1051,8 @@ def run_ablations(
     }
     atomic_write_json(out / "ablations.json", settings)
 
+    described = {name: t.to_dict() for name, t in transforms.items()}
+
     def generate(name: str, items: Sequence[VQASample], tokens: int) -> list[Prediction]:
         return generate_answers(
             model,
@@ -1054,6 +1063,9 @@ def run_ablations(
             prompt=prompt,
             output=pred_dir / f"{_file_name(name)}.jsonl",
             progress=progress,
+            run={"command": "ablate", "run": name, "transform": described.get(name), **dict(config or {})},
+            resume_unverified=resume_unverified,
+            on_bad_image=on_bad_image,  # type: ignore[arg-type]
         )
 
     baseline = generate(_RESERVED, samples, max_new_tokens)

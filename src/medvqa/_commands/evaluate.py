@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from medvqa._commands._common import DATASET_NAMES, load_questions, resolve_prompt
+from medvqa._commands._run_options import add_run_options
 
 __all__ = ["register"]
 
@@ -29,6 +30,9 @@ examples:
 
 Writes OUTPUT/NAME.predictions.jsonl (answers; rerunning resumes), OUTPUT/NAME.items.jsonl
 (per-item scores) and OUTPUT/NAME.scores.json (aggregates with n and 95% bootstrap intervals).
+The run's settings go to OUTPUT/NAME.predictions.run.json; resuming with other settings is
+refused, and a predictions file without it needs --resume-unverified. A second run on the
+same OUTPUT and NAME is refused while the first one runs (lock file beside the predictions).
 The base model and adapters are loaded the same way (same quantization and dtype) and the
 adapter is in eval mode, so that LoRA dropout is off.
 """
@@ -96,6 +100,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--name", default="eval", help="file prefix of the outputs (default: eval)")
     p.add_argument("--output", type=Path, required=True, help="output folder")
+    add_run_options(p)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_run)
 
@@ -141,18 +146,21 @@ def _run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         as_run=args.as_run,
         dropout_seed=args.seed,
+        resume_unverified=args.resume_unverified,
+        on_bad_image=args.on_bad_image,
         info={
             "model": args.model,
             "adapter": None if args.adapter is None else str(args.adapter),
+            "quantization": quantization,
+            "precision": precision,
             "dataset": args.dataset,
             "data": str(source),
             "split": args.split,
             "limit": args.limit,
             "skipped_rows": dataset.skipped,
             "transform": args.transform,
+            "transform_seed": None if args.transform is None else args.seed,
             "prompt": None if prompt is None else prompt.to_dict(),
-            "quantization": quantization,
-            "precision": precision,
         },
     )
     for profile, aggs in result.scores.items():
@@ -163,5 +171,12 @@ def _run(args: argparse.Namespace) -> int:
                     f"{profile}/{key}: {'n/a' if v is None else f'{v:.4f}'} (n={agg['denominator']})",
                     file=sys.stderr,
                 )
+    skipped = result.info.get("skipped_bad_images")
+    if skipped:
+        print(
+            f"skipped {skipped} questions whose image cannot be decoded (not scored); they are listed "
+            f"under 'bad_images' in {Path(args.output) / f'{args.name}.predictions.run.json'}",
+            file=sys.stderr,
+        )
     print(Path(args.output) / f"{args.name}.scores.json")
     return 0

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from medvqa._commands._common import DATASET_NAMES, load_questions, resolve_prompt
+from medvqa._commands._run_options import add_run_options
 
 __all__ = ["register"]
 
@@ -37,6 +38,13 @@ settings are written beside it as OUTPUT.run.json (OUTPUT with its suffix replac
 again with the same output file resumes: items already written are kept and not generated
 again. Resuming with another model, adapter, dataset, split, prompt, decoding budget,
 quantization or dtype is refused; a larger --limit or another --batch-size is allowed.
+An output file without its OUTPUT.run.json is not resumed unless --resume-unverified is
+given (its rows are then recorded as unverified). While a run writes OUTPUT, the lock file
+OUTPUT.lock names it, and a second run on the same file is refused.
+
+An image that cannot be decoded stops the run with an error naming the question id and
+the file; with --on-bad-image skip, such questions are left out of OUTPUT and listed under
+'bad_images' in OUTPUT.run.json (a rerun tries them again).
 """
 
 
@@ -157,6 +165,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--dropout-seed", type=int, default=0, help="seed of the dropout masks with --as-run (default: 0)"
     )
+    add_run_options(p)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_run)
 
@@ -173,8 +182,8 @@ def _run(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace, restore: list[Any]) -> int:
     import tempfile
 
-    from medvqa._io import atomic_write_json
-    from medvqa.generation import generate_answers
+    from medvqa._lock import RunLock
+    from medvqa.generation import check_run_record, generate_answers, run_record_path
     from medvqa.models import (
         QuantizationSettings,
         check_adapter_folder,
@@ -201,6 +210,8 @@ def _predict(args: argparse.Namespace, restore: list[Any]) -> int:
         check_adapter_folder(args.adapter)  # fail before a large model is loaded
     prompt = resolve_prompt(args.prompt, args.instruction)
     dataset, source, samples = load_questions(args.dataset, args.data, args.split, args.limit)
+    lock = RunLock(args.output, folder=False, what="prediction file").acquire()  # before the model loads
+    restore.append(lock.release)
 
     quantization: QuantizationSettings | None = None
     if args.quantization != "none":
@@ -210,6 +221,13 @@ def _predict(args: argparse.Namespace, restore: list[Any]) -> int:
 
             compute = "float16" if torch.cuda.is_available() else "float32"
         quantization = QuantizationSettings(mode=args.quantization, compute_dtype=compute)
+    run = _settings(args, dataset, source, samples, prompt, quantization)
+    if args.as_run:
+        from medvqa.training import AS_RUN_NOTE
+
+        run.update(as_run=True, dropout_seed=args.dropout_seed, as_run_note=AS_RUN_NOTE)
+        print(AS_RUN_NOTE, file=sys.stderr)
+    check_run_record(args.output, run, resume_unverified=args.resume_unverified)
     if args.no_progress:
         restore.append(_quiet_transformers())
     with tempfile.TemporaryDirectory(prefix="medvqa-tiny-") as tmp:
@@ -223,34 +241,7 @@ def _predict(args: argparse.Namespace, restore: list[Any]) -> int:
         model = load_adapter(model, args.adapter)
         adapter_modules = len(lora_report(model).adapted_modules)
 
-    run = {
-        "command": "predict",
-        "model": args.model,
-        "seed": args.seed if args.model == "tiny" else None,
-        "adapter": None if args.adapter is None else str(args.adapter),
-        "adapted_modules": adapter_modules,
-        "dataset": args.dataset,
-        "data": str(source),
-        "split": args.split,
-        "skipped_rows": dataset.skipped,
-        "limit": args.limit,
-        "n": len(samples),
-        "prompt": None if prompt is None else prompt.to_dict(),
-        "batch_size": args.batch_size,
-        "max_new_tokens": args.max_new_tokens,
-        "quantization": None if quantization is None else quantization.to_dict(),
-        "dtype": args.dtype,
-        "decoding": "greedy",
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    run_path = args.output.with_suffix(".run.json")
-    if args.as_run:
-        from medvqa.training import AS_RUN_NOTE
-
-        run.update(as_run=True, dropout_seed=args.dropout_seed, as_run_note=AS_RUN_NOTE)
-        print(AS_RUN_NOTE, file=sys.stderr)
-    _check_resume(args.output, run_path, run)
-    atomic_write_json(run_path, run)
+    run["adapted_modules"] = adapter_modules
     guard: Any = contextlib.nullcontext()
     if args.as_run:
         from medvqa.models import active_dropout
@@ -266,9 +257,45 @@ def _predict(args: argparse.Namespace, restore: list[Any]) -> int:
             prompt=prompt,
             output=args.output,
             progress=not args.no_progress,
+            run=run,
+            resume_unverified=args.resume_unverified,
+            on_bad_image=args.on_bad_image,
         )
     print(f"wrote {len(preds)} predictions to {args.output}", file=sys.stderr)
+    skipped = len(samples) - len(preds)
+    if skipped:
+        print(
+            f"skipped {skipped} questions whose image cannot be decoded; they are listed under "
+            f"'bad_images' in {run_record_path(args.output)}",
+            file=sys.stderr,
+        )
     return 0
+
+
+def _settings(
+    args: argparse.Namespace, dataset: Any, source: Any, samples: list[Any], prompt: Any, quantization: Any
+) -> dict[str, Any]:
+    """The run record of this prediction run (written beside the output as OUTPUT.run.json)."""
+    return {
+        "command": "predict",
+        "model": args.model,
+        "seed": args.seed if args.model == "tiny" else None,
+        "adapter": None if args.adapter is None else str(args.adapter),
+        "adapted_modules": None,
+        "dataset": args.dataset,
+        "data": str(source),
+        "split": args.split,
+        "skipped_rows": dataset.skipped,
+        "limit": args.limit,
+        "n": len(samples),
+        "prompt": None if prompt is None else prompt.to_dict(),
+        "batch_size": args.batch_size,
+        "max_new_tokens": args.max_new_tokens,
+        "quantization": None if quantization is None else quantization.to_dict(),
+        "dtype": args.dtype,
+        "decoding": "greedy",
+        "on_bad_image": args.on_bad_image,
+    }
 
 
 def _as_run_settings(args: argparse.Namespace) -> None:
@@ -289,63 +316,6 @@ def _as_run_settings(args: argparse.Namespace) -> None:
     quantization, _ = as_run_loading(args.adapter)
     args.quantization = quantization
     args.dtype = "float16" if torch.cuda.is_available() else "float32"
-
-
-# Settings that must not change when a run resumes into the same output file; the others
-# (limit, batch size, counts) may.
-_RESUME_KEYS = (
-    "model",
-    "seed",
-    "adapter",
-    "dataset",
-    "data",
-    "split",
-    "prompt",
-    "max_new_tokens",
-    "quantization",
-    "dtype",
-    "decoding",
-    "as_run",
-)
-_PATH_KEYS = ("adapter", "data", "model")
-
-
-def _norm(key: str, value: Any) -> Any:
-    if key in _PATH_KEYS and isinstance(value, str) and value != "tiny":
-        local = Path(value).expanduser()
-        return str(local.resolve()) if local.exists() else value
-    return value
-
-
-def _check_resume(output: Path, run_path: Path, run: dict[str, Any]) -> None:
-    """Refuse to resume an output file written with other settings (it would mix two runs)."""
-    import json
-
-    if not output.is_file() or output.stat().st_size == 0 or not run_path.is_file():
-        return
-    try:
-        old = json.loads(run_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(
-            f"{run_path}: cannot read the settings of the run that wrote {output} ({exc}); "
-            "use a new --output file"
-        ) from None
-    changed = [k for k in _RESUME_KEYS if _norm(k, old.get(k)) != _norm(k, run.get(k)) and k in old]
-    if changed:
-        k = changed[0]
-        raise ValueError(
-            f"{output} holds predictions of a run with other settings ({', '.join(changed)}; "
-            f"{k} was {_short(old.get(k))}, now {_short(run.get(k))}); resuming would mix two runs, "
-            "so use a new --output file"
-        )
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, dict) and "name" in value:
-        return repr(value["name"])
-    if isinstance(value, dict) and "mode" in value:
-        return repr(value["mode"])
-    return repr(value)
 
 
 def _quiet_transformers() -> Any:

@@ -20,6 +20,7 @@ from typing import Any
 
 from medvqa._errors import MedVQAError
 from medvqa._io import JsonlWriter, atomic_write_json
+from medvqa._lock import RunLock
 from medvqa.records import Prediction, VQASample
 from medvqa.training._runner import is_main_process, world_size
 
@@ -160,6 +161,8 @@ def predict_and_score(
     info: Mapping[str, Any] | None = None,
     as_run: bool = False,
     dropout_seed: int = 0,
+    resume_unverified: bool = False,
+    on_bad_image: str = "error",
 ) -> EvalResult:
     """Generate answers for ``samples`` and score them under ``profiles``.
 
@@ -181,7 +184,9 @@ def predict_and_score(
         seed: Seed of the bootstrap intervals.
         n_boot: Bootstrap replicates (0: no intervals).
         progress: Show a progress bar.
-        info: Facts recorded with the scores (model, adapter, transforms...).
+        info: Facts recorded with the scores (model, adapter, transforms...) and in the
+            predictions' run record (``<name>.predictions.run.json``): resuming the
+            predictions with other facts is refused.
         as_run: Reproduce the paper's evaluation *flaws* on purpose (never the default):
             every dropout module with ``p > 0`` (the LoRA dropout) stays active during
             generation, drawing its masks from ``dropout_seed`` (see
@@ -191,13 +196,17 @@ def predict_and_score(
             :func:`load_trained_model` ``(..., as_run=True)`` for the paper's precision.
             ``info`` records ``as_run``, the seed and the number of active dropout modules.
         dropout_seed: Seed of the dropout masks in ``as_run`` mode.
+        resume_unverified: Resume a predictions file that has no run record (see
+            :func:`medvqa.generation.generate_answers`).
+        on_bad_image: ``error`` or ``skip`` (see :func:`medvqa.generation.generate_answers`);
+            skipped samples are not scored, and ``info["skipped_bad_images"]`` counts them.
 
     Returns:
         An :class:`EvalResult`.
 
     Raises:
-        MedVQAError: No samples, a multi-process launch, or (``as_run``) a batch size other
-            than 1 or an existing predictions file.
+        MedVQAError: No samples, a multi-process launch, another run writing the same files,
+            or (``as_run``) a batch size other than 1 or an existing predictions file.
     """
     if not samples:
         raise MedVQAError(f"evaluation {name!r}: no samples to answer")
@@ -208,32 +217,41 @@ def predict_and_score(
     if as_run:
         _check_as_run(pred_path, batch_size)
     out.mkdir(parents=True, exist_ok=True)
-    predictions = _generate(
-        model,
-        processor,
-        samples,
-        pred_path,
-        facts,
-        as_run=as_run,
-        dropout_seed=dropout_seed,
-        batch_size=batch_size,
-        max_new_tokens=max_new_tokens,
-        prompt=prompt,
-        progress=progress,
-    )
-    scores, items = score_predictions(predictions, profiles=profiles, seed=seed, n_boot=n_boot)
-    result = EvalResult(
-        name=name,
-        n=len(predictions),
-        predictions_path=str(pred_path),
-        scores=scores,
-        info=facts,
-        predictions=tuple(predictions),
-    )
-    if is_main_process():
-        with JsonlWriter(out / f"{name}.items.jsonl", append=False, fsync=False) as w:
-            w.write_all(items)
-        atomic_write_json(out / f"{name}.scores.json", result.to_dict())
+    run = {"command": "evaluate", **facts, "as_run": as_run}
+    if as_run:
+        run["dropout_seed"] = dropout_seed
+    with RunLock(pred_path, folder=False, what="evaluation"):
+        predictions = _generate(
+            model,
+            processor,
+            samples,
+            pred_path,
+            facts,
+            as_run=as_run,
+            dropout_seed=dropout_seed,
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            prompt=prompt,
+            progress=progress,
+            run=run,
+            resume_unverified=resume_unverified,
+            on_bad_image=on_bad_image,
+        )
+        if len(predictions) < len(samples):
+            facts["skipped_bad_images"] = len(samples) - len(predictions)
+        scores, items = score_predictions(predictions, profiles=profiles, seed=seed, n_boot=n_boot)
+        result = EvalResult(
+            name=name,
+            n=len(predictions),
+            predictions_path=str(pred_path),
+            scores=scores,
+            info=facts,
+            predictions=tuple(predictions),
+        )
+        if is_main_process():
+            with JsonlWriter(out / f"{name}.items.jsonl", append=False, fsync=False) as w:
+                w.write_all(items)
+            atomic_write_json(out / f"{name}.scores.json", result.to_dict())
     return result
 
 
