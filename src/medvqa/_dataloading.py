@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,17 +39,19 @@ def default_num_workers() -> int:
 
 
 class _Batches:
-    """A map-style dataset whose item ``i`` is the collated batch ``i``."""
+    """A map-style dataset whose item ``i`` is batch ``i`` prepared by ``prepare``."""
 
-    def __init__(self, chunks: Sequence[Sequence[VQASample]], collator: Any) -> None:
+    def __init__(
+        self, chunks: Sequence[Sequence[VQASample]], prepare: Callable[[list[VQASample]], Any]
+    ) -> None:
         self.chunks = chunks
-        self.collator = collator
+        self.prepare = prepare
 
     def __len__(self) -> int:
         return len(self.chunks)
 
     def __getitem__(self, index: int) -> Any:
-        return self.collator(self.chunks[index])
+        return self.prepare(list(self.chunks[index]))
 
 
 def _identity(batch: Any) -> Any:
@@ -70,8 +72,9 @@ def generation_batches(
     num_workers: int = 0,
     sort_by_length: bool = False,
     pin_memory: bool = False,
+    prepare: Callable[[list[VQASample]], Any] | None = None,
 ) -> Iterator[tuple[list[VQASample], Any]]:
-    """Yield ``(samples of the batch, collated batch)``, the batches prepared by a DataLoader.
+    """Yield ``(samples of the batch, prepared batch)``, the batches prepared by a DataLoader.
 
     Args:
         samples: What to answer.
@@ -82,6 +85,9 @@ def generation_batches(
         sort_by_length: Form the batches from the samples sorted by prompt length, longest
             first (stable), so that a batch holds prompts of similar length.
         pin_memory: Pin the batches' memory (faster copies to a CUDA device).
+        prepare: What a batch's samples become (``None``: ``collator(samples)``). It runs in
+            the workers, so it must be picklable, and it must report through its return value
+            anything it learns (e.g. samples it skipped): a worker's side effects stay there.
     """
     from torch.utils.data import DataLoader
 
@@ -92,7 +98,7 @@ def generation_batches(
     chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     if not chunks:
         return
-    dataset: Any = _Batches(chunks, collator)
+    dataset: Any = _Batches(chunks, collator if prepare is None else prepare)
     loader: Any = DataLoader(
         dataset,
         batch_size=None,

@@ -17,6 +17,21 @@ with an output file runs as follows:
 A run killed at any point resumes with any number of processes (one included): finished
 items are read back from the parts, whoever wrote them, and never generated again.
 
+One writer per file: rank 0 holds the output's lock (:mod:`medvqa._lock`) from before the
+parts are read until every process has read the merged file, so no other run can touch
+the output, its parts or its run record meanwhile; each rank also holds the lock of its own
+part file while it appends to it. The run record (``OUTPUT.run.json``) is checked by every
+process before any part grows, and written by rank 0 only. Samples skipped for an
+unreadable image are listed by each rank in ``OUTPUT.parts/part-<rank>.bad.json``; rank 0
+gathers every rank's list into the run record when it merges. A failure of the lock or of
+the record check on any rank is raised on every rank, so no process waits at a barrier for
+one that has given up.
+
+Shards given by hand (``Shard(rank, n)`` without a process group) are independent runs:
+each checks the record, writes it when it is rank 0 or no record exists yet, answers its
+shard under its part's lock, and the process that finds every sample answered merges,
+holding the output's lock for the merge.
+
 The process group is created here when the launcher has not done it yet: ``gloo`` on a
 CPU, ``nccl`` on CUDA. This module imports torch only when a launch needs it.
 """
@@ -26,14 +41,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from medvqa._errors import MedVQAError
-from medvqa._io import atomic_write_bytes
+from medvqa._io import atomic_write_bytes, atomic_write_json, read_json
+from medvqa._lock import LockHeldError, RunLock
 from medvqa.records import Prediction, VQASample
 
 __all__ = [
@@ -48,6 +66,8 @@ __all__ = [
 ]
 
 _PART_PREFIX = "part-"
+_BAD_SUFFIX = ".bad.json"
+_MERGE_LOCK_WAIT_S = 60.0
 _GROUP_TIMEOUT = timedelta(hours=12)
 
 
@@ -224,8 +244,37 @@ def _read_answered(
     return lines, owned
 
 
+def _bad_file(output: Path, rank: int) -> Path:
+    return parts_dir(output) / f"{_PART_PREFIX}{rank:05d}{_BAD_SUFFIX}"
+
+
+def _load_bad(output: Path) -> list[dict[str, Any]]:
+    """Every rank's skipped samples (unreadable images), from the parts folder."""
+    entries: list[dict[str, Any]] = []
+    folder = parts_dir(output)
+    for path in sorted(folder.glob(f"{_PART_PREFIX}*{_BAD_SUFFIX}")) if folder.is_dir() else []:
+        data = read_json(path)
+        if not isinstance(data, list):
+            raise MedVQAError(f"{path}: expected a JSON list of skipped samples")
+        entries += [e for e in data if isinstance(e, dict) and "id" in e]
+    return entries
+
+
+def _save_bad(output: Path, rank: int, bad: Sequence[Mapping[str, Any]]) -> None:
+    """Add this rank's skipped samples to its list (a resumed rank keeps the earlier ones)."""
+    path = _bad_file(output, rank)
+    old = read_json(path) if path.is_file() else []
+    by_id = {str(e["id"]): dict(e) for e in [*old, *bad]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, list(by_id.values()))
+
+
 def merge_parts(
-    output: str | os.PathLike[str], samples: Sequence[VQASample], *, prompt: Any = None
+    output: str | os.PathLike[str],
+    samples: Sequence[VQASample],
+    *,
+    prompt: Any = None,
+    skipped: Collection[str] = (),
 ) -> list[Prediction] | None:
     """Write ``output`` from itself and its part files, in input order, once every sample is answered.
 
@@ -236,77 +285,191 @@ def merge_parts(
         output: The prediction file of the job.
         samples: The job's samples, in input order.
         prompt: The job's prompt template (``None``: per-sample default); checked per row.
+        skipped: Ids that may stay unanswered (skipped for an unreadable image); the ids the
+            processes listed as skipped in the parts folder are added to them.
 
     Returns:
-        The predictions in input order, or ``None`` (nothing written) when some sample has
-        no answer yet.
+        The predictions in input order (skipped samples excepted), or ``None`` (nothing
+        written) when some other sample has no answer yet.
     """
     from medvqa.chat import get_prompt
 
     out = Path(output)
     template = None if prompt is None else get_prompt(prompt)
     lines, _ = _read_answered(out, samples, template)
-    if any(s.id not in lines for s in samples):
+    allowed = set(skipped) | {str(e["id"]) for e in _load_bad(out)}
+    if any(s.id not in lines and s.id not in allowed for s in samples):
         return None
-    atomic_write_bytes(out, b"".join(lines[s.id] for s in samples))
+    kept = [s for s in samples if s.id in lines]
+    atomic_write_bytes(out, b"".join(lines[s.id] for s in kept))
     shutil.rmtree(parts_dir(out), ignore_errors=True)
-    return [Prediction.from_dict(json.loads(lines[s.id])) for s in samples]
+    return [Prediction.from_dict(json.loads(lines[s.id])) for s in kept]
+
+
+def _agree(error: BaseException | None, grouped: bool) -> None:
+    """Raise on every rank when any rank failed, so that no rank waits at a barrier for a failed one."""
+    failed: list[str] = []
+    if grouped:
+        import torch.distributed as dist
+
+        messages: list[Any] = [None] * dist.get_world_size()
+        mine = None if error is None else f"rank {dist.get_rank()}: {error}"
+        dist.all_gather_object(messages, mine)
+        failed = [m for m in messages if m is not None]
+    if error is not None:
+        raise error
+    if failed:
+        raise MedVQAError(f"another process of the launch stopped the run ({failed[0]})")
+
+
+def _old_bad(output: Path) -> list[dict[str, Any]]:
+    """The skipped samples listed in the run record of an earlier attempt at ``output``."""
+    from medvqa.generation import run_record_path
+
+    path = run_record_path(output)
+    if not path.is_file():
+        return []
+    try:
+        record = read_json(path)
+    except MedVQAError:
+        return []
+    bad = record.get("bad_images") if isinstance(record, dict) else None
+    return [e for e in bad if isinstance(e, dict) and "id" in e] if isinstance(bad, list) else []
+
+
+def _finish(
+    output: Path,
+    samples: Sequence[VQASample],
+    prompt: Any,
+    record: Mapping[str, Any],
+    carried: Sequence[Mapping[str, Any]],
+) -> list[Prediction] | None:
+    """Merge the parts and write the run record with every rank's skipped samples (``None``: incomplete)."""
+    from medvqa.generation import run_record_path
+
+    lines, _ = _read_answered(output, samples, prompt)
+    bad = {str(e["id"]): dict(e) for e in [*carried, *_load_bad(output)] if str(e["id"]) not in lines}
+    merged = merge_parts(output, samples, prompt=prompt, skipped=bad)
+    if merged is None:
+        return None
+    final = {k: v for k, v in record.items() if k not in ("bad_images", "skipped_bad_images")}
+    if bad:
+        final.update(skipped_bad_images=len(bad), bad_images=[bad[s.id] for s in samples if s.id in bad])
+    atomic_write_json(run_record_path(output), final)
+    return merged
+
+
+def _merge_by_hand(
+    output: Path,
+    samples: Sequence[VQASample],
+    prompt: Any,
+    record: Mapping[str, Any],
+    carried: Sequence[Mapping[str, Any]],
+) -> list[Prediction] | None:
+    """Merge under the output's lock when every sample is answered (shards given by hand).
+
+    Another process may be merging at the same moment: its lock is waited for, then the
+    merge is tried again (it finds the output complete, or finds what is still missing).
+    """
+    deadline = time.monotonic() + _MERGE_LOCK_WAIT_S
+    while True:
+        try:
+            with RunLock(output, folder=False, what="prediction file"):
+                if not parts_dir(output).is_dir():  # merged by another process meanwhile
+                    return None
+                return _finish(output, samples, prompt, record, carried)
+        except LockHeldError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def generate_sharded(
-    generate: Callable[..., list[Prediction]],
+    generate: Callable[[list[VQASample], Path, list[dict[str, Any]]], object],
     samples: Sequence[VQASample],
     *,
     output: Path,
     shard: Shard,
     prompt: Any,
-    progress: bool,
-    **kwargs: Any,
+    record: Callable[[Mapping[str, Any]], dict[str, Any]],
 ) -> list[Prediction]:
     """Answer this process's shard into its part file and merge (see the module docstring).
 
-    ``generate`` is :func:`medvqa.generation.generate_answers`, called for the shard with
-    ``shard=Shard()`` and the part file as output; ``kwargs`` are passed on.
+    Args:
+        generate: ``generate(job, part_file, bad)`` answers ``job`` into ``part_file``
+            (resuming it, under its lock) and appends the samples it skips to ``bad``.
+        samples: The whole job, in input order.
+        output: The job's prediction file.
+        shard: This process's share.
+        prompt: The prompt template (``None``: per-sample default).
+        record: ``record(answered)`` returns the run record of this run, checked against the
+            record on disk (it raises when the run may not resume what is answered).
 
     Returns:
-        With a process group: every prediction, in input order. Without one (a shard given
-        by hand): this shard's predictions, in input order; the merge is left to
-        :func:`merge_parts` unless every sample is already answered.
+        With a process group (or one process): every prediction, in input order. Without a
+        group (a shard given by hand): this shard's predictions, in input order; the merge
+        is done by whichever process finds every sample answered.
     """
+    from medvqa.generation import run_record_path
+
     grouped = shard.world_size > 1 and (
         _group_ready() or (shard == launch_shard() and ensure_process_group())
     )
-    answered, owned = _read_answered(output, samples, prompt)
-    todo = [s for s in samples if s.id not in answered]
-    # with a group every rank saw the same answered set, so the round-robin over what is left
-    # is consistent; a shard given by hand deals out the whole list instead
-    mine = {s.id for s in shard.select(todo if grouped else samples)}
-    own = owned.get(shard.rank, set())
-    job = [s for s in samples if s.id in own or (s.id in mine and s.id not in answered)]
-    barrier()  # every rank has read the parts before any rank appends to one
-    if job:
-        parts_dir(output).mkdir(parents=True, exist_ok=True)
-        generate(
-            samples=job,
-            output=_part_file(output, shard.rank),
-            shard=Shard(),
-            prompt=prompt,
-            progress=progress and shard.rank == 0,
-            **kwargs,
-        )
-    barrier()
-    if not grouped and shard.world_size > 1:
-        merged = merge_parts(output, samples, prompt=prompt)
-        if merged is not None:
-            return [p for p in merged if p.id in mine]
-        lines, _ = _read_answered(output, samples, prompt)
-        return [Prediction.from_dict(json.loads(lines[s.id])) for s in samples if s.id in mine]
-    if shard.rank == 0:
-        merged = merge_parts(output, samples, prompt=prompt)
-        if merged is None:
-            missing = sum(1 for s in samples if s.id not in _read_answered(output, samples, prompt)[0])
-            raise MedVQAError(f"{output}: {missing} items have no answer after every process finished")
-    barrier()
-    from medvqa._io import read_jsonl
+    by_hand = shard.world_size > 1 and not grouped
+    with ExitStack() as stack:
+        error: BaseException | None = None
+        try:
+            if shard.rank == 0 and not by_hand:
+                # rank 0 holds the output's lock for the whole job (parts, merge and record);
+                # the other ranks hold only their own part's lock, taken in ``generate``
+                stack.enter_context(RunLock(output, folder=False, what="prediction file"))
+            answered, owned = _read_answered(output, samples, prompt)
+            run = record(answered)  # every rank checks the record before any part grows
+            carried = _old_bad(output)
+        except MedVQAError as exc:
+            error = exc
+        _agree(error, grouped)
+        todo = [s for s in samples if s.id not in answered]
+        # with a group every rank saw the same answered set, so the round-robin over what is left
+        # is consistent; a shard given by hand deals out the whole list instead
+        mine = {s.id for s in shard.select(todo if grouped else samples)}
+        own = owned.get(shard.rank, set())
+        job = [s for s in samples if s.id in own or (s.id in mine and s.id not in answered)]
+        barrier()  # every rank has read the parts and the old record before they change
+        if shard.rank == 0 or (by_hand and not run_record_path(output).is_file()):
+            atomic_write_json(run_record_path(output), run)
+        barrier()  # the record is on disk before any part grows
+        bad: list[dict[str, Any]] = []
+        if job:
+            parts_dir(output).mkdir(parents=True, exist_ok=True)
+            generate(job, _part_file(output, shard.rank), bad)
+        if bad:
+            _save_bad(output, shard.rank, bad)
+        barrier()
+        if by_hand:
+            merged = _merge_by_hand(output, samples, prompt, run, carried)
+            if merged is not None:
+                return [p for p in merged if p.id in mine]
+            lines, _ = _read_answered(output, samples, prompt)
+            return [
+                Prediction.from_dict(json.loads(lines[s.id]))
+                for s in samples
+                if s.id in mine and s.id in lines
+            ]
+        error = None
+        if shard.rank == 0:
+            try:
+                if _finish(output, samples, prompt, run, carried) is None:
+                    lines, _ = _read_answered(output, samples, prompt)
+                    missing = sum(1 for s in samples if s.id not in lines)
+                    raise MedVQAError(
+                        f"{output}: {missing} items have no answer after every process finished"
+                    )
+            except MedVQAError as exc:
+                error = exc
+        _agree(error, grouped)
+        from medvqa._io import read_jsonl
 
-    return [Prediction.from_dict(row, file=str(output), line=n) for n, row in read_jsonl(output)]
+        preds = [Prediction.from_dict(row, file=str(output), line=n) for n, row in read_jsonl(output)]
+        barrier()  # every rank has read the merged file before rank 0 releases the lock
+        return preds

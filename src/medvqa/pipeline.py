@@ -112,6 +112,10 @@ class DemoConfig:
         seed: Seed of every random choice of the evaluation (image swaps, pairings, bootstraps).
         overwrite: Delete a previous demo in ``output_dir`` first (otherwise finished parts
             are reused and interrupted ones resumed).
+        judge: The judge of the judged column (``medevalkit`` accuracy with open answers
+            judged by a model; see :mod:`medvqa.judge`): a hub id or folder of a causal LM, or
+            ``"none"``. ``None``: a tiny random judge in the tiny run (it shows the machinery;
+            its verdicts are noise), no judged column otherwise.
     """
 
     output_dir: str = "medvqa-output/demo"
@@ -131,6 +135,7 @@ class DemoConfig:
     batch_size: int = 8
     seed: int = 0
     overwrite: bool = False
+    judge: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "output_dir", os.fspath(self.output_dir))
@@ -437,6 +442,7 @@ def run_demo(
         say("[5/6] sweep skipped (no sizes)")
 
     # -- report ----------------------------------------------------------------------------
+    judged = _judge_rows(cfg, evals, [k for k in PAPER_RESULTS if k in evals], out, say)
     say("[6/6] writing the report")
     # The paper's seven rows, then the nonsense questions (reference: Med-HALT's abstaining
     # option; the paper asked such questions but did not score them).
@@ -464,6 +470,7 @@ def run_demo(
         "abstention": {k: v.to_dict() for k, v in abst.items()},
         "visual_reliance": reliance.to_dict() if hasattr(reliance, "to_dict") else None,
         "sweep": None if sweep is None else [dict(r) for r in sweep.rows],
+        "judged": judged,
         "files": {
             "loss_curves": "loss_curves.png",
             "human_evaluation_sheet": sheet.name,
@@ -474,7 +481,8 @@ def run_demo(
     }
     if is_main_process():
         atomic_write_json(out / "report.json", report)
-        atomic_write_text(out / "report.md", _markdown(cfg, report, tables, abst, two, one, sweep, elapsed))
+        md = _markdown(cfg, report, tables, abst, two, one, sweep, elapsed) + _judged_markdown(cfg, judged)
+        atomic_write_text(out / "report.md", md)
     say(f"done in {elapsed:.0f} s")
     return DemoResult(
         output_dir=str(out),
@@ -483,6 +491,72 @@ def run_demo(
         elapsed_s=elapsed,
         rows={label: e.flat() for label, e in evals.items()},
     )
+
+
+def _judge_rows(
+    cfg: DemoConfig, evals: Mapping[str, Any], rows: Sequence[str], out: Path, say: Callable[[str], None]
+) -> dict[str, dict[str, Any]]:
+    """The judged column: ``medevalkit`` accuracy by rules and with open answers judged."""
+    from medvqa.judge import LocalJudge, judge_from_spec, judge_predictions, judge_report, judged_profile
+    from medvqa.metrics import evaluate
+
+    if cfg.judge == "none" or (cfg.judge is None and not cfg.tiny):
+        return {}
+    if cfg.judge is None:
+        from medvqa.models._tiny_judge import save_tiny_judge
+
+        folder = out / "tiny_judge"
+        if not (folder / "config.json").is_file():
+            save_tiny_judge(folder, seed=cfg.seed)
+        judge: Any = LocalJudge(folder, max_new_tokens=16, batch_size=16)
+    else:
+        judge = judge_from_spec(cfg.judge)
+    say(f"      judging the open answers of {len(rows)} rows ({judge.model_id}; cache: judge_cache.jsonl)")
+    table: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        preds = list(evals[row].predictions)
+        verdicts = judge_predictions(preds, judge, cache=out / "judge_cache.jsonl")
+        audit = judge_report(preds, verdicts, profiles=("medevalkit",))
+        table[row] = {
+            "rules": evaluate(preds, profile="medevalkit", n_boot=0)["accuracy"].to_dict(),
+            "judged": evaluate(preds, profile=judged_profile(verdicts), n_boot=0)["accuracy"].to_dict(),
+            "judge_on_open": audit.judged_accuracy.to_dict(),
+            "unparseable": len(audit.unparseable),
+            "judge": audit.judge,
+        }
+    return table
+
+
+def _judged_markdown(cfg: DemoConfig, judged: Mapping[str, Mapping[str, Any]]) -> str:
+    if not judged:
+        return ""
+    first = next(iter(judged.values()))["judge"]
+    lines = [
+        "## Judged column (`medevalkit` profile)",
+        "",
+        f"Judge: `{first['model']}` (revision `{first['revision']}`, prompt `{first['prompt_version']}`); "
+        "every verdict with its exact prompt is in `judge_cache.jsonl`. Closed questions stay "
+        "rule-based; an unparseable verdict counts as wrong in the judged accuracy, as in MedEvalKit, "
+        "and is left out of the judge's own open-item accuracy.",
+        "",
+    ]
+    if cfg.judge is None:
+        lines += [
+            "> The tiny judge has random weights: its verdicts are noise (mostly unparseable). It shows "
+            "the machinery only; pass a real judge (`--judge MODEL`) for numbers.",
+            "",
+        ]
+    lines += [
+        "| run | accuracy (rules) | accuracy (judged) | judge on open items | unparseable |",
+        "|---|---|---|---|---|",
+    ]
+    for row, v in judged.items():
+        jo = v["judge_on_open"]
+        lines.append(
+            f"| {row} | {_fmt(v['rules']['value'])} | {_fmt(v['judged']['value'])} | "
+            f"{_fmt(jo['value'])} (n={jo['denominator']}) | {v['unparseable']} |"
+        )
+    return "\n" + "\n".join(lines) + "\n"
 
 
 def _markdown(

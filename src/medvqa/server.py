@@ -109,10 +109,14 @@ class ServerEngine:
         prompt: PromptTemplate | None,
         output: str | os.PathLike[str] | None,
         progress: bool,
+        on_bad_image: str = "error",
+        bad: list[dict[str, Any]] | None = None,
     ) -> list[Prediction]:
         """Answer ``samples`` (called by :func:`medvqa.generation.generate_answers`; see there).
 
         Requests go ``concurrency`` at a time; each finished group is streamed to ``output``.
+        With ``on_bad_image="skip"`` a sample whose image cannot be decoded is not sent, and
+        its entry (id, image, error) is appended to ``bad``.
         """
         from tqdm.auto import tqdm
 
@@ -125,21 +129,55 @@ class ServerEngine:
         bar = tqdm(total=len(samples), initial=len(done), disable=not progress, desc="generate", unit="q")
         try:
             for start in range(0, len(todo), self.concurrency):
-                chunk = todo[start : start + self.concurrency]
-                replies = self.client.complete_many(
-                    [server_messages(s, prompt) for s in chunk],
-                    max_tokens=max_new_tokens,
-                    temperature=0.0,
-                    stop=list(self.stop),
+                chunk, messages = self._messages(
+                    todo[start : start + self.concurrency], prompt, on_bad_image, bad
+                )
+                replies = (
+                    self.client.complete_many(
+                        messages,
+                        max_tokens=max_new_tokens,
+                        temperature=0.0,
+                        stop=list(self.stop),
+                    )
+                    if chunk
+                    else []
                 )
                 for sample, reply in zip(chunk, replies, strict=True):
                     pred = _to_prediction(sample, reply.text.strip(), prompt)
                     if writer is not None:
                         writer.write(pred.to_dict())
                     done[sample.id] = pred
-                bar.update(len(chunk))
+                bar.update(min(self.concurrency, len(todo) - start))
         finally:
             bar.close()
             if writer is not None:
                 writer.close()
-        return [done[s.id] for s in samples]
+        return [done[s.id] for s in samples if s.id in done]
+
+    @staticmethod
+    def _messages(
+        chunk: Sequence[VQASample],
+        prompt: PromptTemplate | None,
+        on_bad_image: str,
+        bad: list[dict[str, Any]] | None,
+    ) -> tuple[list[VQASample], list[list[dict[str, Any]]]]:
+        """The samples to send and their messages (unreadable images: raised, or skipped and recorded)."""
+        from medvqa._errors import ImageLoadError
+
+        kept: list[VQASample] = []
+        messages: list[list[dict[str, Any]]] = []
+        for sample in chunk:
+            try:
+                messages.append(server_messages(sample, prompt))
+            except ImageLoadError as exc:
+                if on_bad_image != "skip":
+                    raise ImageLoadError(
+                        f"{exc}; pass on_bad_image='skip' (command line: --on-bad-image skip) to skip "
+                        "such samples and list them in the run record"
+                    ) from exc
+                if bad is not None:
+                    label = sample.image.label if sample.image is not None else None
+                    bad.append({"id": sample.id, "image": label, "error": str(exc)})
+                continue
+            kept.append(sample)
+        return kept, messages

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -76,13 +75,14 @@ def test_score_all_profiles_json_and_details(tmp_path: Path, capsys: pytest.Capt
         "llava_med",
         "lmms_eval",
         "multimedeval",
+        "medevalkit",
         "strict",
     ]
     paper = data["runs"][0]["aggregates"]
     assert paper["containment"]["denominator"] == 6
     assert "containment/modality=CT" in paper
     rows = [json.loads(line) for line in details.read_text().splitlines()]
-    assert len(rows) == 5 * 6
+    assert len(rows) == 6 * 6
     first = rows[0]
     assert first["profile"] == "paper" and first["prediction"] == "Yes."
     assert first["extracted"] == "yes." and first["rule"] == "paper_verbatim"
@@ -139,10 +139,10 @@ def test_read_predictions_errors_name_row_and_field(tmp_path: Path) -> None:
             {"id": "b", "reference": " ", "prediction": "no"},
         ],
     )
-    with pytest.raises(DataFormatError, match=r"row 2, field 'reference': item 'b' has an empty"):
+    with pytest.raises(DataFormatError, match=r"line 2, field 'reference': item 'b' has an empty"):
         read_predictions(bad)
     missing = _write_jsonl(tmp_path / "missing.jsonl", [{"id": "a", "answer": "yes", "prediction": "yes"}])
-    with pytest.raises(DataFormatError, match=r"row 1, field 'reference': missing field .*--reference-field"):
+    with pytest.raises(DataFormatError, match=r"line 1, field 'reference': missing field .*--reference-field"):
         read_predictions(missing)
     kind = _write_jsonl(
         tmp_path / "kind.jsonl", [{"reference": "yes", "prediction": "y", "answer_type": "yn"}]
@@ -157,7 +157,7 @@ def test_read_predictions_errors_name_row_and_field(tmp_path: Path) -> None:
         read_predictions(dup)
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"id": 1, "reference": "a", "prediction": "a"}\n{oops\n', encoding="utf-8")
-    with pytest.raises(DataFormatError, match="row 2"):
+    with pytest.raises(DataFormatError, match="line 2"):
         read_predictions(broken)
 
 
@@ -261,7 +261,7 @@ def test_score_by_a_field_no_item_has_is_reported(tmp_path: Path, capsys: pytest
     assert "'modality'" not in err
 
 
-def test_score_subprocess_is_fast_and_imports_no_torch(tmp_path: Path) -> None:
+def test_score_subprocess_imports_no_torch(tmp_path: Path) -> None:
     refs = ["yes", "no", "left lung", "liver"]
     rows = [
         {"id": i, "reference": refs[i % 4], "prediction": refs[(i * 7) % 4] + ".", "answer_type": "open"}
@@ -274,12 +274,9 @@ def test_score_subprocess_is_fast_and_imports_no_torch(tmp_path: Path) -> None:
         "bad = [m for m in ('torch', 'transformers', 'nltk') if m in sys.modules];"
         "print('HEAVY', bad); sys.exit(rc)"
     )
-    start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    elapsed = time.perf_counter() - start
     assert proc.returncode == 0, proc.stderr
-    assert "HEAVY []" in proc.stdout
-    assert elapsed < 5.0  # generous for loaded CI machines; the benchmark measures the real figure
+    assert "HEAVY []" in proc.stdout  # its speed is measured in benchmarks/bench_scoring.py, not here
 
 
 def test_report_refuses_two_runs_with_one_label(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

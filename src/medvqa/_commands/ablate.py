@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from medvqa._commands._common import DATASET_NAMES, add_generation_loading_options, bundled_sample
+from medvqa._commands._run_options import add_run_options
 
 __all__ = ["register"]
 _NONSENSE = {"nonsense": True, "nonsense_plain": False}
@@ -32,7 +33,9 @@ examples:
       the paper's ablations (first 400 test questions), seeded, with intervals and abstention
 
 Writes OUTPUT/predictions/baseline.jsonl and OUTPUT/predictions/<transform>.jsonl, OUTPUT/ablations.json
-and OUTPUT/report.md + report.json. Running again with the same OUTPUT resumes unfinished files.
+and OUTPUT/report.md + report.json. Running again with the same OUTPUT resumes unfinished files
+(each prediction file has its settings beside it as <file>.run.json; other settings are
+refused). While a run writes OUTPUT, OUTPUT/medvqa.lock names it and a second run is refused.
 """
 
 
@@ -100,6 +103,7 @@ def register(subparsers: Any) -> None:
         help="longest answer to nonsense questions (default: 50)",
     )
     add_generation_loading_options(p)
+    add_run_options(p)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=_run)
 
@@ -123,7 +127,6 @@ def _limit(items: list[Any], limit: int | None, what: str) -> list[Any]:
 
 def _run(args: argparse.Namespace) -> int:
     from medvqa.data import load
-    from medvqa.probes import run_ablations
     from medvqa.transforms import TRANSFORM_NAMES, NonsenseQuestions, parse_transforms
 
     names = [n.strip() for n in args.transforms.split(",") if n.strip()]
@@ -157,11 +160,36 @@ def _run(args: argparse.Namespace) -> int:
                 pool=tuple(pool), seed=args.seed, with_options=_NONSENSE[name]
             )(chosen)
 
+    from contextlib import nullcontext
+
+    from medvqa._distributed import is_main_process
+    from medvqa._lock import RunLock
+
+    # the main process holds the folder's lock; under a multi-process launch the others write
+    # only their own part files of each prediction file (locked by generate_answers)
+    lock: Any = (
+        RunLock(args.output, folder=True, what="ablation folder") if is_main_process() else nullcontext()
+    )
+    with lock:
+        return _ablate(args, dataset, source, samples, transforms, nonsense)
+
+
+def _ablate(
+    args: argparse.Namespace,
+    dataset: Any,
+    source: Path,
+    samples: list[Any],
+    transforms: dict[str, Any],
+    nonsense: dict[str, list[Any]],
+) -> int:
+    from medvqa.probes import run_ablations
+
     model, processor = _load_model(args)
     config = {
         "model": args.model,
         "adapter": None if args.adapter is None else str(args.adapter),
         "quantization": args.quantization,
+        "dtype": args.dtype,
         "dataset": args.dataset,
         "data": str(source),
         "split": args.split,
@@ -186,6 +214,8 @@ def _run(args: argparse.Namespace) -> int:
         num_workers=args.num_workers,
         sort_by_length=args.sort_by_length,
         config=config,
+        resume_unverified=args.resume_unverified,
+        on_bad_image=args.on_bad_image,
     )
     for r in report.reliance:
         headline = next((d for d in r.differences if d.subset == "all" and d.drop is not None), None)

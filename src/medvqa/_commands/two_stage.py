@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from medvqa._commands._common import add_report_to_option
+from medvqa._commands._run_options import add_run_options
 from medvqa._commands._stage_options import (
     add_two_stage_options,
     add_two_stage_sources,
@@ -64,6 +65,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--no-resume", action="store_true", help="refuse to reuse or resume existing stage folders"
     )
+    add_run_options(p, resume=False)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=_run)
 
@@ -84,11 +86,18 @@ def _run(args: argparse.Namespace) -> int:
         output_dir=args.output,
         resume=not args.no_resume,
         progress=not args.no_progress,
+        on_bad_image=args.on_bad_image,
     )
     for r in (result.stage1, result.stage2):
         if r is not None:
             loss = "n/a" if r.train_loss is None else f"{r.train_loss:.4f}"
             print(f"{r.name}: {r.global_step} steps, mean train loss {loss}", file=sys.stderr)
+            if r.bad_images:
+                print(
+                    f"{r.name}: left out {len(r.bad_images)} samples whose image cannot be decoded "
+                    f"(listed in {Path(r.output_dir) / 'result.json'})",
+                    file=sys.stderr,
+                )
     if args.evaluate:
         from medvqa.training import load_stage_samples, load_trained_model, predict_and_score
 
@@ -105,6 +114,8 @@ def _run(args: argparse.Namespace) -> int:
             report_to=s2.report_to,
             profiles=[p for p in args.profiles.split(",") if p],
             progress=not args.no_progress,
+            on_bad_image=args.on_bad_image,
+            info={"model": s2.model, "adapter": result.adapter_dir, "quantization": s2.quantization},
         )
         for profile, aggs in ev.scores.items():
             for key, agg in aggs.items():

@@ -14,6 +14,7 @@ Typical QLoRA setup (the paper's settings)::
 
 from __future__ import annotations
 
+from medvqa.models._dropout import active_dropout
 from medvqa.models._loading import DType, load_idefics2, quantized_module_names
 from medvqa.models._lora import (
     LORA_PRESETS,
@@ -56,6 +57,7 @@ __all__ = [
     "QuantizationMode",
     "QuantizationSettings",
     "TinySize",
+    "active_dropout",
     "add_lora",
     "bnb_config",
     "check_adapter_folder",
