@@ -10,18 +10,23 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 pytest.importorskip("transformers")
 
 from medvqa._distributed import Shard, parts_dir
+from medvqa._errors import MedVQAError
+from medvqa._io import read_jsonl
 from medvqa.cli import main
 from medvqa.data import load, sample_root
 from medvqa.generation import generate_answers
+from medvqa.records import VQASample
 
 pytestmark = [pytest.mark.train, pytest.mark.slow]
 
@@ -134,6 +139,66 @@ def test_parts_of_any_rank_count_resume_in_one_process(single: Path, tmp_path: P
     assert [p.id for p in preds] == [s.id for s in samples]
     assert out.read_bytes() == single.read_bytes()
     assert not parts_dir(out).exists()
+
+
+def _bad_samples(tmp_path: Path, n: int, bad: set[int]) -> list[VQASample]:
+    """``n`` samples of the bundled split on copies of their images, those in ``bad`` truncated."""
+    from medvqa.records import ImageRef
+
+    out = []
+    for i, s in enumerate(list(load("vqa_rad", sample_root() / "vqa_rad", split="test"))[:n]):
+        assert s.image is not None
+        path = tmp_path / f"img{i}.png"
+        s.image.open().save(path)
+        if i in bad:
+            path.write_bytes(path.read_bytes()[:40])
+        out.append(VQASample(**{**s.__dict__, "image": ImageRef(path=str(path), root=str(tmp_path))}))
+    return out
+
+
+def test_shards_skip_unreadable_images_into_one_run_record(tmp_path: Path) -> None:
+    from medvqa.models import tiny_idefics2
+
+    model, processor = tiny_idefics2(seed=0)
+    samples = _bad_samples(tmp_path, 6, bad={1, 4})  # one in each of two shards
+    out = tmp_path / "preds.jsonl"
+    kwargs: dict[str, Any] = {"output": out, "progress": False, "on_bad_image": "skip", "num_workers": 1}
+    with pytest.warns(UserWarning, match="skipped 1 samples"):
+        first = generate_answers(model, processor, samples, shard=Shard(0, 2), **kwargs)
+    assert [p.id for p in first] == [samples[i].id for i in (0, 2)]
+    assert not out.exists(), "merged only when every shard is done"
+    with pytest.warns(UserWarning, match="skipped 1 samples"):
+        generate_answers(model, processor, samples, shard=Shard(1, 2), **kwargs)
+    assert [row["id"] for _, row in read_jsonl(out)] == [samples[i].id for i in (0, 2, 3, 5)]
+    assert not parts_dir(out).exists()
+    record = json.loads(out.with_suffix(".run.json").read_text())
+    assert [b["id"] for b in record["bad_images"]] == [samples[1].id, samples[4].id]
+    assert record["skipped_bad_images"] == 2 and record["n"] == 6
+
+
+def test_every_shard_checks_the_run_record_and_locks_its_part(tmp_path: Path) -> None:
+    from medvqa._lock import LockHeldError, lock_path
+    from medvqa.models import tiny_idefics2
+
+    model, processor = tiny_idefics2(seed=0)
+    samples = list(load("vqa_rad", sample_root() / "vqa_rad", split="test"))[:4]
+    out = tmp_path / "preds.jsonl"
+    generate_answers(model, processor, samples, output=out, shard=Shard(0, 2), progress=False)
+    with pytest.raises(MedVQAError, match="max_new_tokens"):
+        generate_answers(
+            model, processor, samples, output=out, shard=Shard(1, 2), max_new_tokens=7, progress=False
+        )
+    part = parts_dir(out) / "part-00001.jsonl"
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:  # a live process on this host holds rank 1's part
+        lock = {"pid": live.pid, "host": socket.gethostname(), "token": "x"}
+        lock_path(part).write_text(json.dumps(lock))
+        with pytest.raises(LockHeldError, match="part file"):
+            generate_answers(model, processor, samples, output=out, shard=Shard(1, 2), progress=False)
+    finally:
+        live.kill()
+        live.wait()
+    assert not out.exists()
 
 
 def test_a_shard_needs_an_output_file() -> None:
