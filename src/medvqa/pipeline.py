@@ -502,6 +502,8 @@ def _judge_rows(
 
     if cfg.judge == "none" or (cfg.judge is None and not cfg.tiny):
         return {}
+    if not is_main_process():  # the judged column goes only into the reports, which rank 0 writes
+        return {}
     if cfg.judge is None:
         from medvqa.models._tiny_judge import save_tiny_judge
 

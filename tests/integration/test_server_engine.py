@@ -31,6 +31,7 @@ from medvqa.cli import main
 from medvqa.collate import GenerationCollator
 from medvqa.data import load, sample_root
 from medvqa.generation import generate_answers
+from medvqa.records import VQASample
 from medvqa.server import ServerEngine
 from medvqa.transforms import NoImage
 
@@ -175,6 +176,32 @@ def test_retries_then_resume_without_asking_twice(
     generate_answers(engine, None, job["samples"], max_new_tokens=6, output=out, progress=False)
     assert len(state.requests) - asked == LIMIT - 3
     assert out.read_bytes() == job["hf_file"].read_bytes()
+
+
+def test_server_engine_skips_unreadable_images_or_names_them(
+    job: dict[str, Any], server: tuple[str, _State], tmp_path: Path
+) -> None:
+    from medvqa._errors import ImageLoadError
+    from medvqa.records import ImageRef
+
+    url, state = server
+    samples = list(job["samples"][:3])
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    samples[1] = VQASample(**{**samples[1].__dict__, "image": ImageRef(path=str(broken), root=str(tmp_path))})
+    engine = ServerEngine(url, "idefics2", concurrency=2)
+    with pytest.raises(ImageLoadError, match=r"broken\.png"):
+        generate_answers(engine, None, samples, max_new_tokens=6, output=tmp_path / "e.jsonl", progress=False)
+    out = tmp_path / "s.jsonl"
+    asked = len(state.requests)
+    with pytest.warns(UserWarning, match="skipped 1 samples"):
+        preds = generate_answers(
+            engine, None, samples, max_new_tokens=6, output=out, progress=False, on_bad_image="skip"
+        )
+    assert [p.id for p in preds] == [samples[0].id, samples[2].id]
+    assert len(state.requests) - asked == 2, "the unreadable sample is not sent"
+    record = json.loads(out.with_suffix(".run.json").read_text())
+    assert [b["id"] for b in record["bad_images"]] == [samples[1].id]
 
 
 def test_predict_cli_with_the_server_engine(
