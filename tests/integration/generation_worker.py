@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from medvqa.data import load, sample_root
 from medvqa.generation import generate_answers
 from medvqa.models import tiny_idefics2
+from medvqa.records import ImageRef, VQASample
 
 
 def main() -> int:
@@ -29,10 +30,15 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--kill-rank", type=int, default=None)
     parser.add_argument("--kill-at-call", type=int, default=None)
+    parser.add_argument("--bad", type=int, nargs="*", default=[], help="indices given an unreadable image")
+    parser.add_argument("--on-bad-image", default="error")
     args = parser.parse_args()
     rank = int(os.environ.get("RANK", "0"))
     model, processor = tiny_idefics2(seed=0)
     samples = list(load("vqa_rad", sample_root() / "vqa_rad", split="test"))[: args.limit]
+    for i in args.bad:
+        broken = ImageRef(data=b"\x89PNG\r\n\x1a\n truncated", name=f"broken{i}.png")
+        samples[i] = VQASample(**{**samples[i].__dict__, "image": broken})
     calls = {"n": 0, "rows": 0}
     generate = model.generate
 
@@ -45,9 +51,15 @@ def main() -> int:
 
     model.generate = counting
     preds = generate_answers(
-        model, processor, samples, batch_size=args.batch_size, output=args.output, progress=False
+        model,
+        processor,
+        samples,
+        batch_size=args.batch_size,
+        output=args.output,
+        progress=False,
+        on_bad_image=args.on_bad_image,
     )
-    assert [p.id for p in preds] == [s.id for s in samples]
+    assert [p.id for p in preds] == [s.id for i, s in enumerate(samples) if i not in args.bad]
     print(f"GENERATED rank={rank} rows={calls['rows']}", flush=True)
     return 0
 

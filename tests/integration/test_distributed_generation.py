@@ -115,6 +115,32 @@ def test_killed_two_process_run_resumes_exactly(single: Path, tmp_path: Path) ->
     assert not parts_dir(out).exists()
 
 
+def test_two_processes_gather_skipped_images_into_the_run_record(single: Path, tmp_path: Path) -> None:
+    out = tmp_path / "preds.jsonl"
+    # sample 1 goes to rank 1 and sample 4 to rank 0: each rank skips one
+    _torchrun(2, str(WORKER), str(out), "--limit", str(LIMIT), "--bad", "1", "4", "--on-bad-image", "skip")
+    kept = [line for i, line in enumerate(single.read_text().splitlines(keepends=True)) if i not in (1, 4)]
+    assert out.read_text() == "".join(kept)
+    record = json.loads(out.with_suffix(".run.json").read_text())
+    ids = [json.loads(line)["id"] for line in single.read_text().splitlines()]
+    assert [b["id"] for b in record["bad_images"]] == [ids[1], ids[4]]
+    assert record["skipped_bad_images"] == 2 and not parts_dir(out).exists()
+
+
+def test_a_locked_output_stops_every_process(tmp_path: Path) -> None:
+    from medvqa._lock import lock_path
+
+    out = tmp_path / "preds.jsonl"
+    # this test's own process holds the output: rank 0 is refused and rank 1 must not wait for it
+    lock = {"pid": os.getpid(), "host": socket.gethostname(), "token": "held"}
+    lock_path(out).write_text(json.dumps(lock))
+    proc = _torchrun(2, str(WORKER), str(out), "--limit", "4", expect_ok=False)
+    assert proc.returncode != 0
+    assert "being written by another run" in proc.stderr
+    assert "another process of the launch stopped the run" in proc.stderr
+    assert not parts_dir(out).exists() and not out.exists()
+
+
 def test_parts_of_any_rank_count_resume_in_one_process(single: Path, tmp_path: Path) -> None:
     from medvqa.models import tiny_idefics2
 
