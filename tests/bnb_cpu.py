@@ -37,32 +37,36 @@ def native_packed_kernel() -> bool:
     return bool(has_avx512bf16())
 
 
-def _unpack(B: Any, n: int, k: int) -> Any:
+def _unpack(packed_weight: Any, n: int, k: int) -> Any:
     """The ``[n, k]`` 4-bit codes of a weight packed by ``_convert_weight_packed_for_cpu``."""
     import torch
 
-    packed = B.contiguous().view(torch.uint8).reshape(-1, PACK_TILE_N)
+    packed = packed_weight.contiguous().view(torch.uint8).reshape(-1, PACK_TILE_N)
     codes = torch.cat([packed & 0xF, (packed >> 4) & 0xF], dim=-1)  # [.., 64]: 32 low, 32 high
     codes = codes.reshape(n // PACK_TILE_N, k // 2, PACK_TILE_N, 2).transpose(1, 2)
     return codes.reshape(n, k).long()
 
 
-def reference_packed_gemv(A: Any, B: Any, shapeB: Any, absmax: Any, code: Any, blocksize: int) -> Any:
-    """What the native AVX512-BF16 ``gemv_4bit`` CPU kernel computes, in plain PyTorch."""
+def reference_packed_gemv(x: Any, weight: Any, shape: Any, absmax: Any, code: Any, blocksize: int) -> Any:
+    """What the native AVX512-BF16 ``gemv_4bit`` CPU kernel computes, in plain PyTorch.
+
+    Arguments are those of ``bitsandbytes::gemv_4bit``: the input, the packed weight, the
+    weight's ``[out_features, in_features]`` shape, the ``[in / blocksize, out]`` scales,
+    the 16 values of the 4-bit code and the block size.
+    """
     import torch
 
-    n, k = int(shapeB[0]), int(shapeB[1])
+    n, k = int(shape[0]), int(shape[1])
     if n % PACK_TILE_N or k % blocksize:
         # the native kernel tiles N by 32 and K by blocksize; it aborts the process otherwise
         raise RuntimeError(f"packed 4-bit CPU kernel cannot tile a [{n}, {k}] weight (blocksize {blocksize})")
     if tuple(absmax.shape) != (k // blocksize, n):
         raise RuntimeError(f"packed scales have shape {tuple(absmax.shape)}, expected {(k // blocksize, n)}")
-    values = code.to(torch.bfloat16)[_unpack(B, n, k)]  # [n, k]
+    values = code.to(torch.bfloat16)[_unpack(weight, n, k)]  # [n, k]
     scales = absmax.to(torch.bfloat16).t().repeat_interleave(blocksize, dim=1)  # [n, k]
-    weight = (values * scales).float()
-    x = A.to(torch.bfloat16).float()
-    out = torch.nn.functional.linear(x, weight).to(torch.bfloat16)
-    return out.to(A.dtype)
+    dequantized = (values * scales).float()
+    out = torch.nn.functional.linear(x.to(torch.bfloat16).float(), dequantized).to(torch.bfloat16)
+    return out.to(x.dtype)
 
 
 @contextmanager

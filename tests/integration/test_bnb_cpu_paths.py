@@ -40,7 +40,9 @@ def batch(tiny_dir: Path) -> Any:
     from transformers import AutoProcessor
 
     processor: Any = AutoProcessor.from_pretrained(tiny_dir, local_files_only=True)
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Is there a fracture?"}]}]
+    messages = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Is there a fracture?"}]}
+    ]
     text = processor.apply_chat_template(messages, add_generation_prompt=True)
     images = [[Image.new("RGB", (40, 40), (10, 120, 200))]]
     return processor(text=[text], images=images, return_tensors="pt")
@@ -87,7 +89,9 @@ def test_forcing_the_packed_path_runs_bitsandbytes_own_repacking() -> None:
     with force_cpu_4bit_path("packed"):
         layer = bnb.nn.Linear4bit(32, 32, bias=False, compute_dtype=torch.float32, quant_type="nf4")
         layer = layer.to("cpu").eval()
-        layer.weight = bnb.nn.Params4bit(torch.randn(32, 32), requires_grad=False, quant_type="nf4")._quantize("cpu")
+        layer.weight = bnb.nn.Params4bit(
+            torch.randn(32, 32), requires_grad=False, quant_type="nf4"
+        )._quantize("cpu")
         with torch.no_grad(), pytest.raises(RuntimeError, match="is invalid for input of size"):
             layer(torch.randn(2, 32))
 
@@ -212,6 +216,8 @@ def test_quantizing_the_tiny_model_leaves_no_temporary_folder(
     from medvqa.training import StageConfig, load_base_model
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    model, _ = load_base_model(StageConfig(name="s", model="tiny", quantization="nf4", output_dir=str(tmp_path / "o")))
+    model, _ = load_base_model(
+        StageConfig(name="s", model="tiny", quantization="nf4", output_dir=str(tmp_path / "o"))
+    )
     assert any(type(m).__name__ == "Linear4bit" for m in model.modules())
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("medvqa-tiny-")] == []

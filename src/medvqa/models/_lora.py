@@ -377,6 +377,8 @@ def load_adapter(model: Any, path: str | os.PathLike[str], *, is_trainable: bool
     from peft import PeftModel
 
     folder = check_adapter_folder(path)
+    if _is_quantized(model):  # the same CPU path as the trained model: reloads exactly, merges
+        keep_4bit_weights_unpacked(model)
     try:
         with _quiet_peft():
             peft_model = PeftModel.from_pretrained(

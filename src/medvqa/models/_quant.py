@@ -53,16 +53,19 @@ _quiet_kernel_hub_notice()
 
 
 def keep_4bit_weights_unpacked(model: Any) -> int:
-    """Make the 4-bit layers of a model that will be trained take bitsandbytes' plain CPU path.
+    """Make the 4-bit layers of a model with a LoRA adapter take bitsandbytes' plain CPU path.
 
     On a CPU with AVX512-BF16, bitsandbytes (0.48 and later) repacks a 4-bit layer's weight
     for a faster kernel the first time the layer runs in ``eval`` mode without gradients,
     and unpacks it again whenever ``state_dict()`` is called (saving an adapter does). That
     round trip rounds the scales to bfloat16 and, in bitsandbytes 0.50, leaves them in the
-    packed order, so the layer computes something else afterwards. A model being trained
-    is evaluated and saved in turns, so its layers must never pack; a layer already packed
-    is unpacked here with its scales put back in order (they keep the bfloat16 rounding that
-    inference already used). Layers on a GPU, and CPUs without AVX512-BF16, are unaffected.
+    packed order, so the layer computes something else afterwards; peft's merge cannot read
+    packed weights either. A model being trained is evaluated and saved in turns, and an
+    adapter must compute on reload exactly what it computed when saved, so
+    :func:`~medvqa.models.add_lora` and :func:`~medvqa.models.load_adapter` call this: their
+    layers never pack. A layer already packed is unpacked here with its scales put back in
+    order (they keep the bfloat16 rounding that inference already used). Layers on a GPU,
+    and CPUs without AVX512-BF16, are unaffected.
 
     Args:
         model: Any model; modules other than bitsandbytes ``Linear4bit`` are left alone.
