@@ -1,6 +1,6 @@
 """Force either of bitsandbytes' two CPU paths for 4-bit layers, on any x86 CPU.
 
-bitsandbytes (0.48 and later) has two ways to run a 4-bit ``Linear4bit`` on a CPU:
+bitsandbytes (0.50) has two ways to run a 4-bit ``Linear4bit`` on a CPU:
 
 * the *plain* path: dequantize the weight and multiply (``bitsandbytes::gemm_4bit``);
 * the *packed* path, taken in ``eval`` mode without gradients when the CPU has AVX512-BF16:
@@ -86,11 +86,17 @@ def force_cpu_4bit_path(path: CpuPath) -> Iterator[None]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(bnb_modules, "has_avx512bf16", lambda: path == "packed")
         lib = None
-        if path == "packed" and not native_packed_kernel():
+        if path == "packed" and not native_packed_kernel() and not _registered:
             lib = torch.library.Library("bitsandbytes", "IMPL")
             lib.impl("gemv_4bit", reference_packed_gemv, "CPU")
+            _registered.append(lib)
         try:
             yield
         finally:
             if lib is not None:
+                _registered.remove(lib)
                 lib._destroy()
+
+
+_registered: list[Any] = []
+"""The registration of :func:`reference_packed_gemv` while one is active (blocks may nest)."""

@@ -30,10 +30,10 @@ KERNEL_HUB_NOTICE = "Failed to load CPU gemm_4bit_forward from kernels-community
 """Start of the warning that bitsandbytes logs when it is imported on a CPU with AVX512-BF16.
 
 There bitsandbytes first tries an optional, downloaded kernel (the ``kernels`` package and
-the Hugging Face Hub), and on failure falls back to its own built-in AVX512-BF16 kernel,
-which gives the same results. medvqa never downloads code, so the attempt always fails
-and the warning would appear on every 4-bit CPU run; :mod:`medvqa.models` drops exactly
-this message (and no other) from the logger ``bitsandbytes.backends.cpu.ops``.
+the Hugging Face Hub) and, when that fails, uses its own built-in AVX512-BF16 kernel.
+medvqa never downloads code, so the attempt fails and the warning would appear on every
+4-bit CPU run; :mod:`medvqa.models` drops exactly this message (and no other) from the
+logger ``bitsandbytes.backends.cpu.ops``.
 """
 
 
@@ -55,7 +55,7 @@ _quiet_kernel_hub_notice()
 def keep_4bit_weights_unpacked(model: Any) -> int:
     """Make the 4-bit layers of a model with a LoRA adapter take bitsandbytes' plain CPU path.
 
-    On a CPU with AVX512-BF16, bitsandbytes (0.48 and later) repacks a 4-bit layer's weight
+    On a CPU with AVX512-BF16, bitsandbytes (0.50) repacks a 4-bit layer's weight
     for a faster kernel the first time the layer runs in ``eval`` mode without gradients,
     and unpacks it again whenever ``state_dict()`` is called (saving an adapter does). That
     round trip rounds the scales to bfloat16 and, in bitsandbytes 0.50, leaves them in the
