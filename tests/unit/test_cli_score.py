@@ -42,9 +42,20 @@ def test_score_default_profile_table(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["score", str(path), "--n-boot", "50"]) == 0
     out, err = capsys.readouterr()
     lines = out.splitlines()
-    assert lines[0].split()[:4] == ["file", "profile", "n", "accuracy"]
-    assert "strict" in lines[2] and "(n=6)" in lines[2] and "1/6" in lines[2]
+    assert lines[0].endswith("preds.jsonl: strict (6 items)")
+    assert lines[1].split() == ["metric", "value", "95%", "interval", "n"]
+    rows = {line.split()[0]: line.split() for line in lines[3:]}
+    assert rows["accuracy"][-1] == "6" and rows["empty_predictions"][1:] == ["1", "6"]
+    assert max(len(line) for line in lines[1:]) <= 80  # the table fits 80 columns (the title holds the path)
     assert "1 of 6 predictions are empty" in err
+
+
+def test_score_all_profiles_fit_80_columns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _library_file(tmp_path)
+    assert main(["score", str(path), "--profile", "all", "--n-boot", "20", "--by", "answer_type"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines if not line.endswith("items)")) <= 80
+    assert sum(line.endswith("(6 items)") for line in lines) == 6  # one block per profile
 
 
 def test_score_all_profiles_json_and_details(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

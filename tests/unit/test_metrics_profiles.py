@@ -326,3 +326,19 @@ def test_breakdown_by_dataset_field() -> None:
     assert r["accuracy/dataset=vqa_rad"].value == 1.0
     assert r["accuracy/dataset=slake"].value == 0.0
     assert not any("organ" in k for k in r.aggregates)
+
+
+def test_evaluate_takes_one_profile_or_a_sequence() -> None:
+    from medvqa.metrics import PROFILES, evaluate
+    from medvqa.records import Prediction
+
+    preds = [Prediction("1", "q", "no", "No.", "closed"), Prediction("2", "q", "left lung", "lung", "open")]
+    one = evaluate(preds, profile="paper", n_boot=0)
+    several = evaluate(preds, profile=("strict", "paper"), n_boot=0)
+    assert list(several) == ["strict", "paper"]
+    assert several["paper"].aggregates == one.aggregates
+    assert list(evaluate(preds, profile=["all"], n_boot=0)) == sorted(PROFILES)
+    with pytest.raises(ValueError, match="'paper' given twice"):
+        evaluate(preds, profile=["paper", "paper"], n_boot=0)
+    with pytest.raises(ValueError, match="at least one profile"):
+        evaluate(preds, profile=[], n_boot=0)

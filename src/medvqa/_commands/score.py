@@ -69,7 +69,10 @@ def register(subparsers: Any) -> None:
         "--format",
         choices=("table", "json", "csv", "md"),
         default="table",
-        help="output: aligned text table (default), Markdown, tidy CSV (a row per metric) or JSON",
+        help=(
+            "output: 'table' (default) prints one block per file and profile, a line per metric with "
+            "its own n; 'md' one wide Markdown table; 'csv' a row per metric; 'json' everything"
+        ),
     )
     parser.add_argument("--id-field", default="id", help="field holding the item id (default: id)")
     parser.add_argument(
@@ -251,6 +254,30 @@ def _judged(args: argparse.Namespace, path: Path, preds: list[Prediction], judge
     return judged_profile(verdicts, swapped_labels=args.medevalkit_swapped_labels)
 
 
+def _blocks(rows: list[tuple[str, list[Prediction], ProfileResult]]) -> str:
+    """One block per file and profile, one line per metric with its own n: fits 80 columns."""
+    out = []
+    for file, _, result in rows:
+        body = []
+        for agg in result.aggregates.values():
+            label = agg.key if "=" not in agg.subset else f"{agg.name} [{agg.subset}]"
+            if agg.key == "empty_predictions":
+                value, interval = f"{int(agg.numerator)}", ""
+            else:
+                value = "n/a" if agg.value is None else f"{agg.value:.3f}"
+                interval = (
+                    ""
+                    if agg.ci_low is None or agg.ci_high is None
+                    else f"[{agg.ci_low:.3f}, {agg.ci_high:.3f}]"
+                )
+            body.append([label, value, interval, str(agg.denominator)])
+        out.append(
+            f"{file}: {result.profile} ({result.n} items)\n"
+            + _render(["metric", "value", "95% interval", "n"], body, markdown=False)
+        )
+    return "\n\n".join(out)
+
+
 def _table(rows: list[tuple[str, list[Prediction], ProfileResult]], *, markdown: bool) -> str:
     keys: list[str] = []
     breakdown: list[list[str]] = []
@@ -402,8 +429,10 @@ def run(args: argparse.Namespace) -> int:
         text = _json(rows, args)
     elif args.format == "csv":
         text = _csv(rows)
+    elif args.format == "md":
+        text = _table(rows, markdown=True)
     else:
-        text = _table(rows, markdown=args.format == "md")
+        text = _blocks(rows)
         for file, report in reports.items():
             text += f"\n\n{file}\n" + report.to_markdown().rstrip("\n")
     if reports and args.judge_report is not None:

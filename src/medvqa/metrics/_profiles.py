@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, overload
 
 from medvqa.answers import (
     _STRICT_NO,
@@ -648,7 +648,85 @@ def _aggregate_specs(
     return specs
 
 
+@overload
+def evaluate(  # type: ignore[overload-overlap]  # a str is a Sequence[str]: the first match wins
+    predictions: Sequence[Prediction],
+    *,
+    profile: str | Profile = "strict",
+    seed: int = 0,
+    n_boot: int = 1000,
+    by: Sequence[str] | None = None,
+    level: float = 0.95,
+) -> ProfileResult: ...
+
+
+@overload
 def evaluate(
+    predictions: Sequence[Prediction],
+    *,
+    profile: Sequence[str | Profile],
+    seed: int = 0,
+    n_boot: int = 1000,
+    by: Sequence[str] | None = None,
+    level: float = 0.95,
+) -> dict[str, ProfileResult]: ...
+
+
+def evaluate(
+    predictions: Sequence[Prediction],
+    *,
+    profile: str | Profile | Sequence[str | Profile] = "strict",
+    seed: int = 0,
+    n_boot: int = 1000,
+    by: Sequence[str] | None = None,
+    level: float = 0.95,
+) -> ProfileResult | dict[str, ProfileResult]:
+    """Score predictions under one profile, or under several side by side.
+
+    Args:
+        predictions: The items to score (unique ids, text references and predictions).
+        profile: A profile name (see :data:`PROFILES`) or :class:`Profile`, or a sequence of
+            them (``["paper", "strict"]``, as ``medvqa score --profile paper strict``); the
+            sequence form returns one result per profile, keyed by profile name, in the order
+            given. ``"all"`` inside a sequence stands for every registered profile.
+        seed: Seed of the bootstrap intervals.
+        n_boot: Bootstrap replicates per subset (0 disables the intervals).
+        by: Metadata fields (or ``dataset``/``split``/``answer_type``) to break every
+            aggregate down by; ``None`` uses each profile's default (``lmms_eval``: modality
+            and content type). Items without the field are grouped under ``(missing)``.
+        level: Confidence level of the intervals.
+
+    Returns:
+        A :class:`ProfileResult` for one profile; a ``{name: ProfileResult}`` dict for a sequence.
+
+    Raises:
+        ValueError: An unknown profile, the same profile twice, an empty sequence, or any
+            error of the single-profile form (duplicate ids, an empty or non-text
+            reference, a non-text prediction, bad options).
+
+    >>> from medvqa.records import Prediction
+    >>> preds = [Prediction("1", "q", "no", "No.", "closed")]
+    >>> results = evaluate(preds, profile=["paper", "strict"], n_boot=0)
+    >>> list(results), results["strict"]["accuracy"].value
+    (['paper', 'strict'], 1.0)
+    """
+    if isinstance(profile, (str, Profile)):
+        return _score_profile(predictions, profile=profile, seed=seed, n_boot=n_boot, by=by, level=level)
+    chosen: list[str | Profile] = []
+    for item in profile:
+        chosen.extend(sorted(PROFILES) if item == "all" else [item])
+    if not chosen:
+        raise ValueError("profile: give at least one profile name")
+    out: dict[str, ProfileResult] = {}
+    for item in chosen:
+        result = _score_profile(predictions, profile=item, seed=seed, n_boot=n_boot, by=by, level=level)
+        if result.profile in out:
+            raise ValueError(f"profile {result.profile!r} given twice")
+        out[result.profile] = result
+    return out
+
+
+def _score_profile(
     predictions: Sequence[Prediction],
     *,
     profile: str | Profile = "strict",
@@ -657,7 +735,7 @@ def evaluate(
     by: Sequence[str] | None = None,
     level: float = 0.95,
 ) -> ProfileResult:
-    """Score predictions under one profile.
+    """Score predictions under one profile (what :func:`evaluate` does for each profile).
 
     Args:
         predictions: The predictions (unique ids). Empty predictions are scored (as
@@ -684,10 +762,10 @@ def evaluate(
     >>> from medvqa.records import Prediction
     >>> preds = [Prediction("1", "q", "yes", "Yes.", "closed"),
     ...          Prediction("2", "q", "left lung", "The left lung.", "open")]
-    >>> r = evaluate(preds, profile="paper", n_boot=0)
+    >>> r = _score_profile(preds, profile="paper", n_boot=0)
     >>> r["containment"].value, round(r["f1"].value, 3), r["f1"].n
     (1.0, 0.667, 2)
-    >>> evaluate(preds, n_boot=200)["accuracy"].format(2)
+    >>> _score_profile(preds, n_boot=200)["accuracy"].format(2)
     '1.00 [1.00, 1.00]'
     """
     prof = get_profile(profile)

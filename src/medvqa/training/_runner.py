@@ -253,16 +253,18 @@ def load_base_model(config: StageConfig) -> tuple[Any, Any]:
 
         if config.quantization == "none":
             return tiny_idefics2(seed=0)
-        # Quantizing goes through the loader, as for a real checkpoint.
+        # Quantizing goes through the loader, as for a real checkpoint; the folder is only
+        # read while loading (the quantized weights live in memory), so it is removed after.
         import tempfile
 
-        folder = save_tiny_idefics2(Path(tempfile.mkdtemp(prefix="medvqa-tiny-")), seed=0)
         settings = QuantizationSettings(
             mode=config.quantization,  # type: ignore[arg-type]
             compute_dtype="float32",
             double_quant=config.double_quant,
         )
-        return load_idefics2(folder, quantization=settings, dtype="float32")
+        with tempfile.TemporaryDirectory(prefix="medvqa-tiny-") as tmp:
+            folder = save_tiny_idefics2(tmp, seed=0)
+            return load_idefics2(folder, quantization=settings, dtype="float32")
 
     precision = resolve_precision(config.precision)
     dtype_name = {"bf16": "bfloat16", "fp16": "float16"}.get(precision, "float32")
