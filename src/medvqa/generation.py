@@ -13,6 +13,11 @@ refused unless ``resume_unverified=True``, and then the record lists the rows it
 over (``unverified_rows``) instead of claiming them. While it writes, the run holds the
 file's lock (:mod:`medvqa._lock`), so a second run on the same file is refused.
 
+Under a multi-process launch (``torchrun``, ``accelerate launch``) every process answers a
+shard into its own part file and rank 0 merges them (see :mod:`medvqa._distributed`); the
+run record is then checked by every process and written by rank 0, and rank 0 holds the
+output's lock for the whole job.
+
 An image that cannot be decoded stops the run with an error naming the sample and the
 file; with ``on_bad_image="skip"`` the sample is left out of the file (so that no scorer
 counts it as an answer) and listed with its error under ``bad_images`` in the run record.
@@ -26,6 +31,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from medvqa._dataloading import default_num_workers, generation_batches, restore_input_order
+from medvqa._distributed import Shard, generate_sharded, launch_shard, merge_parts, parts_dir
 from medvqa._errors import ImageLoadError, MedVQAError
 from medvqa._io import JsonlWriter, atomic_write_json, read_json, recover_jsonl
 from medvqa._lock import RunLock
@@ -37,8 +44,10 @@ from medvqa.records import Prediction, VQASample
 __all__ = [
     "PROMPT_METADATA_KEY",
     "BadImagePolicy",
+    "Shard",
     "check_run_record",
     "generate_answers",
+    "merge_parts",
     "run_record_path",
     "stop_token_ids",
 ]
@@ -53,7 +62,7 @@ BadImagePolicy = Literal["error", "skip"]
 # other key must be the same, or the file would mix two runs.
 _FREE_KEYS = frozenset(
     {"command", "n", "limit", "batch_size", "skipped_rows", "adapted_modules", "on_bad_image"}
-    | {"unverified_rows", "bad_images", "skipped_bad_images"}
+    | {"unverified_rows", "bad_images", "skipped_bad_images", "server_url"}
 )
 _PATH_KEYS = ("adapter", "data", "model")
 
@@ -71,6 +80,29 @@ def stop_token_ids(processor: Any) -> list[int]:
 
 def _prompt_name(sample: VQASample, prompt: PromptTemplate | None) -> str:
     return (prompt or default_prompt(sample)).name
+
+
+def _to_prediction(sample: VQASample, raw: str, prompt: PromptTemplate | None) -> Prediction:
+    """The prediction row of one answered sample (``raw``: the stripped generated text)."""
+    image = None
+    if sample.image is not None:
+        image = sample.image.path or sample.image.name
+    return Prediction(
+        id=sample.id,
+        question=sample.question,
+        reference=sample.answer,
+        prediction=raw,
+        answer_type=sample.answer_type,
+        extracted=_extract(raw),
+        dataset=sample.dataset,
+        split=sample.split,
+        image=image,
+        metadata={
+            **sample.metadata,
+            "answer_type_source": sample.answer_type_source,
+            PROMPT_METADATA_KEY: _prompt_name(sample, prompt),
+        },
+    )
 
 
 def _to_device(batch: dict[str, Any], model: Any) -> dict[str, Any]:
@@ -143,7 +175,9 @@ def _short(value: Any) -> str:
 
 
 def _has_rows(output: Path) -> bool:
-    return output.is_file() and output.stat().st_size > 0
+    """Whether ``output`` or one of its part files (a sharded run's) holds predictions."""
+    files = [output, *sorted(parts_dir(output).glob("part-*.jsonl"))]
+    return any(f.is_file() and f.stat().st_size > 0 for f in files)
 
 
 def check_run_record(
@@ -193,7 +227,7 @@ def _new_record(
     run: Mapping[str, Any] | None,
     template: PromptTemplate | None,
     settings: Mapping[str, Any],
-    done: Mapping[str, Prediction],
+    done: Mapping[str, Any],
     resume_unverified: bool,
 ) -> dict[str, Any]:
     """The run record to write before generating (checked against the old one first)."""
@@ -209,10 +243,10 @@ def _new_record(
     return record
 
 
-def _readable(chunk: Sequence[VQASample], bad: list[dict[str, Any]]) -> list[VQASample]:
-    """The samples of ``chunk`` whose image decodes; the others are appended to ``bad``."""
+def _readable(chunk: Sequence[VQASample], bad: list[dict[str, Any]]) -> list[int]:
+    """Indices of the samples of ``chunk`` whose image decodes; the others are appended to ``bad``."""
     keep = []
-    for sample in chunk:
+    for i, sample in enumerate(chunk):
         try:
             if sample.image is not None:
                 sample.image.open()
@@ -220,24 +254,31 @@ def _readable(chunk: Sequence[VQASample], bad: list[dict[str, Any]]) -> list[VQA
             assert sample.image is not None
             bad.append({"id": sample.id, "image": sample.image.label, "error": str(exc)})
             continue
-        keep.append(sample)
+        keep.append(i)
     return keep
 
 
-def _collate(
-    collator: GenerationCollator, chunk: list[VQASample], on_bad_image: str, bad: list[dict[str, Any]]
-) -> tuple[list[VQASample], dict[str, Any] | None]:
-    """Collate a chunk; with ``skip``, samples with unreadable images are left out and recorded."""
+def _prepare(
+    collator: GenerationCollator, on_bad_image: str, chunk: Sequence[VQASample]
+) -> tuple[list[int], dict[str, Any] | None, list[dict[str, Any]]]:
+    """Collate a chunk: ``(indices of the samples kept, batch or None, bad-image entries)``.
+
+    Runs in the DataLoader (in a worker process when there are workers), so everything it
+    learns travels back in the returned value. With ``skip``, samples whose image cannot be
+    decoded are left out and described in the entries; with ``error`` the error is raised
+    (and re-raised by the DataLoader in the main process).
+    """
     try:
-        return chunk, collator(chunk)
+        return list(range(len(chunk))), collator(chunk), []
     except ImageLoadError as exc:
         if on_bad_image != "skip":
             raise ImageLoadError(
                 f"{exc}; pass on_bad_image='skip' (command line: --on-bad-image skip) to skip such "
                 "samples and list them in the run record"
             ) from exc
+    bad: list[dict[str, Any]] = []
     keep = _readable(chunk, bad)
-    return keep, (collator(keep) if keep else None)
+    return keep, (collator([chunk[i] for i in keep]) if keep else None), bad
 
 
 def generate_answers(
@@ -253,12 +294,19 @@ def generate_answers(
     run: Mapping[str, Any] | None = None,
     resume_unverified: bool = False,
     on_bad_image: BadImagePolicy = "error",
+    shard: Shard | None = None,
+    num_workers: int | None = None,
+    sort_by_length: bool = False,
 ) -> list[Prediction]:
     """Generate one answer per sample, greedily, in batches.
 
     Args:
         model: An Idefics2 model (base, quantized, or with a LoRA adapter). It is put in
-            ``eval`` mode for the call and restored afterwards.
+            ``eval`` mode for the call and restored afterwards. A
+            :class:`medvqa.server.ServerEngine` instead sends the same prompts and images to
+            an OpenAI-compatible inference server (vLLM, SGLang, TGI); ``batch_size``,
+            ``num_workers`` and ``sort_by_length`` then do not apply (the engine's
+            ``concurrency`` does).
         processor: Its processor.
         samples: The questions; ids must be unique.
         batch_size: Samples per ``generate`` call (left-padded).
@@ -278,7 +326,18 @@ def generate_answers(
         on_bad_image: ``error`` (default): an image that cannot be decoded stops the call
             with an error naming the sample and the file. ``skip``: such samples are left
             out of the result and of ``output``, listed under ``bad_images`` in the run
-            record, and counted in a warning.
+            record (those of every process, under a multi-process launch), and counted in
+            a warning.
+        shard: This process's share of the job (see :mod:`medvqa._distributed`). ``None``:
+            the launch's own (``RANK``/``WORLD_SIZE`` of ``torchrun`` or ``accelerate launch``),
+            one process otherwise. With several processes and an ``output`` file, each
+            process answers its shard into ``OUTPUT.parts/`` and rank 0 merges the parts into
+            ``output`` in input order; every process then returns all predictions.
+        num_workers: DataLoader workers that render, tokenize and decode images while the
+            model generates (``None``: 0 on a CPU, up to 4 on CUDA; see
+            :func:`medvqa._dataloading.default_num_workers`).
+        sort_by_length: Batch the samples by prompt length (less padding). Answers are the
+            same; results are still returned, and the output file left, in input order.
 
     Returns:
         One :class:`~medvqa.records.Prediction` per sample (skipped samples excepted), in
@@ -303,33 +362,54 @@ def generate_answers(
             raise MedVQAError(f"sample id {s.id!r} appears twice; generation needs unique ids")
         seen.add(s.id)
     template = None if prompt is None else get_prompt(prompt)
+    if shard is not None and shard.world_size > 1 and output is None:
+        raise ValueError("a shard needs an output file: the processes exchange answers through its parts")
+    opts: dict[str, Any] = {
+        "batch_size": batch_size,
+        "max_new_tokens": max_new_tokens,
+        "on_bad_image": on_bad_image,
+        "num_workers": num_workers,
+        "sort_by_length": sort_by_length,
+    }
     if output is None:
-        return _generate(
-            model, processor, samples, template, None, batch_size, max_new_tokens, progress, on_bad_image
-        )
+        return _generate(model, processor, samples, template, None, progress=progress, **opts)
     out = Path(output)
+    settings = {"max_new_tokens": max_new_tokens, "decoding": "greedy", "batch_size": batch_size}
+    settings.update(n=len(samples), on_bad_image=on_bad_image)
+    launch = shard or launch_shard()
+    if launch.world_size > 1 or parts_dir(out).is_dir():
+
+        def record(answered: Mapping[str, Any]) -> dict[str, Any]:
+            return _new_record(out, run, template, settings, answered, resume_unverified)
+
+        def answer_part(job: list[VQASample], part: Path, bad: list[dict[str, Any]]) -> None:
+            # a part file is written by its rank only; its lock keeps it so across launches
+            with RunLock(part, folder=False, what="part file"):
+                done = _load_done(part, job, template)
+                show = progress and launch.rank == 0
+                _generate(model, processor, job, template, (part, done, bad), progress=show, **opts)
+
+        return generate_sharded(
+            answer_part, samples, output=out, shard=launch, prompt=template, record=record
+        )
     with RunLock(out, folder=False, what="prediction file"):
         done = _load_done(out, samples, template)
-        settings = {"max_new_tokens": max_new_tokens, "decoding": "greedy", "batch_size": batch_size}
-        settings.update(n=len(samples), on_bad_image=on_bad_image)
-        record = _new_record(out, run, template, settings, done, resume_unverified)
-        atomic_write_json(run_record_path(out), record)
+        rec = _new_record(out, run, template, settings, done, resume_unverified)
+        atomic_write_json(run_record_path(out), rec)
         bad: list[dict[str, Any]] = []
-        preds = _generate(
-            model,
-            processor,
-            samples,
-            template,
-            (out, done, bad),
-            batch_size,
-            max_new_tokens,
-            progress,
-            on_bad_image,
-        )
+        preds = _generate(model, processor, samples, template, (out, done, bad), progress=progress, **opts)
         if bad:
-            record.update(skipped_bad_images=len(bad), bad_images=bad)
-            atomic_write_json(run_record_path(out), record)
+            rec.update(skipped_bad_images=len(bad), bad_images=bad)
+            atomic_write_json(run_record_path(out), rec)
         return preds
+
+
+def _job_output(output: Path) -> Path:
+    """The job's output file of a part file (``OUT.jsonl.parts/part-00001.jsonl`` -> ``OUT.jsonl``)."""
+    folder = output.parent
+    if folder.name.endswith(".parts"):
+        return folder.with_name(folder.name[: -len(".parts")])
+    return output
 
 
 def _generate(
@@ -338,16 +418,83 @@ def _generate(
     samples: Sequence[VQASample],
     template: PromptTemplate | None,
     stream: tuple[Path, dict[str, Prediction], list[dict[str, Any]]] | None,
+    *,
     batch_size: int,
     max_new_tokens: int,
     progress: bool,
     on_bad_image: str,
+    num_workers: int | None,
+    sort_by_length: bool,
 ) -> list[Prediction]:
-    import torch
-    from tqdm.auto import tqdm
+    """The batch loop: answer what ``stream``'s ``done`` lacks, streaming rows to its file."""
+    from medvqa.server import ServerEngine
 
     output, done, bad = stream if stream is not None else (None, {}, [])
     todo = [s for s in samples if s.id not in done]
+    if isinstance(model, ServerEngine):
+        done.update(
+            (p.id, p)
+            for p in model.generate_answers(
+                samples,  # it reads back what ``output`` holds and sends only the rest
+                max_new_tokens=max_new_tokens,
+                prompt=template,
+                output=output,
+                progress=progress,
+                on_bad_image=on_bad_image,
+                bad=bad,
+            )
+        )
+    else:
+        _generate_hf(
+            model,
+            processor,
+            todo,
+            template,
+            output,
+            done,
+            bad,
+            progress=progress,
+            total=len(samples),
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            on_bad_image=on_bad_image,
+            num_workers=num_workers,
+            sort_by_length=sort_by_length,
+        )
+    if output is not None:
+        restore_input_order(output, samples)
+    if bad:
+        ids = ", ".join(repr(b["id"]) for b in bad[:5]) + (", ..." if len(bad) > 5 else "")
+        where = "" if output is None else f"; listed in {run_record_path(_job_output(output))}"
+        warnings.warn(
+            f"skipped {len(bad)} samples whose image cannot be decoded ({ids}){where}", stacklevel=3
+        )
+    return [done[s.id] for s in samples if s.id in done]
+
+
+def _generate_hf(
+    model: Any,
+    processor: Any,
+    todo: Sequence[VQASample],
+    template: PromptTemplate | None,
+    output: Path | None,
+    done: dict[str, Prediction],
+    bad: list[dict[str, Any]],
+    *,
+    progress: bool,
+    total: int,
+    batch_size: int,
+    max_new_tokens: int,
+    on_bad_image: str,
+    num_workers: int | None,
+    sort_by_length: bool,
+) -> None:
+    """Answer ``todo`` with a transformers model, batches prepared by a DataLoader."""
+    import functools
+
+    import torch
+    from tqdm.auto import tqdm
+
     collator = GenerationCollator(processor, prompt=template)
     tok = processor.tokenizer
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.unk_token_id
@@ -361,54 +508,33 @@ def _generate(
     was_training = bool(getattr(model, "training", False))
     model.eval()
     writer = JsonlWriter(output) if output is not None else None
-    bar = tqdm(total=len(samples), initial=len(done), disable=not progress, desc="generate", unit="q")
+    bar = tqdm(total=total, initial=total - len(todo), disable=not progress, desc="generate", unit="q")
     try:
-        for start in range(0, len(todo), batch_size):
-            chunk, collated = _collate(collator, todo[start : start + batch_size], on_bad_image, bad)
+        for chunk, (keep, collated, skipped) in generation_batches(
+            todo,
+            collator,
+            batch_size=batch_size,
+            num_workers=default_num_workers() if num_workers is None else num_workers,
+            sort_by_length=sort_by_length,
+            pin_memory=str(getattr(model, "device", "cpu")).startswith("cuda"),
+            prepare=functools.partial(_prepare, collator, on_bad_image),
+        ):
+            bad.extend(skipped)
             if collated is not None:
                 batch = _to_device(collated, model)
                 with torch.inference_mode():
                     out = model.generate(**batch, **gen_kwargs)
                 new_tokens = out[:, batch["input_ids"].shape[1] :]
                 texts = tok.batch_decode(new_tokens, skip_special_tokens=True)
-                for sample, text in zip(chunk, texts, strict=True):
-                    pred = _prediction(sample, text.strip(), template)
+                for i, text in zip(keep, texts, strict=True):
+                    pred = _to_prediction(chunk[i], text.strip(), template)
                     if writer is not None:
                         writer.write(pred.to_dict())
-                    done[sample.id] = pred
-            bar.update(min(batch_size, len(todo) - start))
+                    done[pred.id] = pred
+            bar.update(len(chunk))
     finally:
         bar.close()
         if writer is not None:
             writer.close()
         if was_training:
             model.train()
-    if bad:
-        ids = ", ".join(repr(b["id"]) for b in bad[:5]) + (", ..." if len(bad) > 5 else "")
-        where = "" if output is None else f"; listed in {run_record_path(output)}"
-        warnings.warn(
-            f"skipped {len(bad)} samples whose image cannot be decoded ({ids}){where}", stacklevel=3
-        )
-    return [done[s.id] for s in samples if s.id in done]
-
-
-def _prediction(sample: VQASample, raw: str, template: PromptTemplate | None) -> Prediction:
-    image = None
-    if sample.image is not None:
-        image = sample.image.path or sample.image.name
-    return Prediction(
-        id=sample.id,
-        question=sample.question,
-        reference=sample.answer,
-        prediction=raw,
-        answer_type=sample.answer_type,
-        extracted=_extract(raw),
-        dataset=sample.dataset,
-        split=sample.split,
-        image=image,
-        metadata={
-            **sample.metadata,
-            "answer_type_source": sample.answer_type_source,
-            PROMPT_METADATA_KEY: _prompt_name(sample, template),
-        },
-    )

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from medvqa._distributed import barrier, ensure_process_group, is_main_process
 from medvqa._errors import MedVQAError
 from medvqa._io import atomic_write_json, atomic_write_text, read_json
 from medvqa.training._config import (
@@ -267,14 +268,17 @@ def run_demo(
     if out.exists() and any(out.iterdir()):
         if not marker.is_file():
             raise MedVQAError(f"{out} exists and is not a medvqa demo folder; choose another --output")
-        if cfg.overwrite:
+        if cfg.overwrite and is_main_process():
             shutil.rmtree(out)
         elif read_json(marker) != cfg.to_dict():
             raise MedVQAError(
                 f"{out} holds a demo run with other settings; use --overwrite to replace it or another --output"
             )
+    ensure_process_group()
+    barrier()
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(marker, cfg.to_dict())
+    if is_main_process():
+        atomic_write_json(marker, cfg.to_dict())
     preds_dir = out / "predictions"
 
     # -- data ------------------------------------------------------------------------------
@@ -339,9 +343,10 @@ def run_demo(
         None, stage2, output_dir=sweep_dir / "size_0", stage2_samples=vqa_train, progress=progress, plot=False
     ).stage2
     histories = {r.name: list(r.loss_history) for r in (two.stage1, two.stage2) if r is not None}
-    plot_loss_curves(
-        histories, out / "loss_curves.png", title="Training loss, stage 1 then stage 2 (Figure 4)"
-    )
+    if is_main_process():
+        plot_loss_curves(
+            histories, out / "loss_curves.png", title="Training loss, stage 1 then stage 2 (Figure 4)"
+        )
 
     # -- evaluation ------------------------------------------------------------------------
     say("[4/6] answering and scoring the table rows")
@@ -407,9 +412,9 @@ def run_demo(
         seed=cfg.seed,
         n_boot=cfg.n_boot,
     )
-    sheet = export_review_sheet(
-        list(normal.predictions), out / "human_evaluation_sheet.csv", shuffle_seed=cfg.seed
-    )
+    sheet = out / "human_evaluation_sheet.csv"
+    if is_main_process():
+        export_review_sheet(list(normal.predictions), sheet, shuffle_seed=cfg.seed)
 
     # -- sweep -----------------------------------------------------------------------------
     sizes = cfg.sweep_sizes
@@ -474,9 +479,10 @@ def run_demo(
         },
         "elapsed_s": elapsed,
     }
-    atomic_write_json(out / "report.json", report)
-    md = _markdown(cfg, report, tables, abst, two, one, sweep, elapsed) + _judged_markdown(cfg, judged)
-    atomic_write_text(out / "report.md", md)
+    if is_main_process():
+        atomic_write_json(out / "report.json", report)
+        md = _markdown(cfg, report, tables, abst, two, one, sweep, elapsed) + _judged_markdown(cfg, judged)
+        atomic_write_text(out / "report.md", md)
     say(f"done in {elapsed:.0f} s")
     return DemoResult(
         output_dir=str(out),
@@ -495,6 +501,8 @@ def _judge_rows(
     from medvqa.metrics import evaluate
 
     if cfg.judge == "none" or (cfg.judge is None and not cfg.tiny):
+        return {}
+    if not is_main_process():  # the judged column goes only into the reports, which rank 0 writes
         return {}
     if cfg.judge is None:
         from medvqa.models._tiny_judge import save_tiny_judge

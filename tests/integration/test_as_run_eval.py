@@ -146,6 +146,22 @@ def test_as_run_refuses_batches_and_resuming(adapted: tuple[Any, Any], tmp_path:
         predict_and_score(model, processor, _samples(2), name="x", batch_size=1, **kwargs)
 
 
+def test_as_run_refuses_shards_and_length_sorting(
+    adapted: tuple[Any, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model, processor = adapted
+    kwargs: dict[str, Any] = {"output_dir": tmp_path, "n_boot": 0, "progress": False, "as_run": True}
+    with pytest.raises(MedVQAError, match="input order"):
+        predict_and_score(
+            model, processor, _samples(2), name="s", batch_size=1, sort_by_length=True, **kwargs
+        )
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(MedVQAError, match="one process"):
+        predict_and_score(model, processor, _samples(2), name="d", batch_size=1, **kwargs)
+    assert not list(tmp_path.iterdir()), "refused before anything is written"
+
+
 def test_as_run_loading_is_the_papers_precision() -> None:
     assert as_run_loading(None) == ("nf4", "fp16")
     assert as_run_loading("some/adapter") == ("none", "fp16")

@@ -270,6 +270,27 @@ def test_skipping_unreadable_images_lists_them_and_writes_the_rest(
     assert record["bad_images"][0]["id"] == "demo:2" and "img2.png" in record["bad_images"][0]["error"]
 
 
+def test_unreadable_images_in_dataloader_workers_are_skipped_or_named(
+    tiny: tuple[Any, Any], tmp_path: Path
+) -> None:
+    from medvqa._errors import ImageLoadError
+
+    model, processor = tiny
+    samples = _with_bad_image(tmp_path, 5, bad=3)
+    kwargs: dict[str, Any] = {"batch_size": 2, "max_new_tokens": 2, "progress": False, "num_workers": 2}
+    with pytest.raises(ImageLoadError, match=r"sample 'demo:3'.*img3\.png"):
+        generate_answers(model, processor, samples, output=tmp_path / "e.jsonl", **kwargs)
+    out = tmp_path / "s.jsonl"
+    with pytest.warns(UserWarning, match=r"skipped 1 samples"):
+        preds = generate_answers(
+            model, processor, samples, output=out, on_bad_image="skip", sort_by_length=True, **kwargs
+        )
+    assert [p.id for p in preds] == ["demo:0", "demo:1", "demo:2", "demo:4"]
+    assert [row["id"] for _, row in read_jsonl(out)] == ["demo:0", "demo:1", "demo:2", "demo:4"]
+    record = json.loads((tmp_path / "s.run.json").read_text())
+    assert [b["id"] for b in record["bad_images"]] == ["demo:3"] and record["skipped_bad_images"] == 1
+
+
 def test_a_file_without_run_record_is_resumed_only_unverified(tiny: tuple[Any, Any], tmp_path: Path) -> None:
     model, processor = tiny
     out = tmp_path / "preds.jsonl"

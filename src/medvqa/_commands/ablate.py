@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from medvqa._commands._common import DATASET_NAMES, bundled_sample
+from medvqa._commands._common import DATASET_NAMES, add_generation_loading_options, bundled_sample
 from medvqa._commands._run_options import add_run_options
 
 __all__ = ["register"]
@@ -102,6 +102,7 @@ def register(subparsers: Any) -> None:
         default=50,
         help="longest answer to nonsense questions (default: 50)",
     )
+    add_generation_loading_options(p)
     add_run_options(p)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=_run)
@@ -159,9 +160,17 @@ def _run(args: argparse.Namespace) -> int:
                 pool=tuple(pool), seed=args.seed, with_options=_NONSENSE[name]
             )(chosen)
 
+    from contextlib import nullcontext
+
+    from medvqa._distributed import is_main_process
     from medvqa._lock import RunLock
 
-    with RunLock(args.output, folder=True, what="ablation folder"):
+    # the main process holds the folder's lock; under a multi-process launch the others write
+    # only their own part files of each prediction file (locked by generate_answers)
+    lock: Any = (
+        RunLock(args.output, folder=True, what="ablation folder") if is_main_process() else nullcontext()
+    )
+    with lock:
         return _ablate(args, dataset, source, samples, transforms, nonsense)
 
 
@@ -202,6 +211,8 @@ def _ablate(
         nonsense_max_new_tokens=args.nonsense_max_new_tokens,
         prompt=args.prompt,
         progress=not args.no_progress,
+        num_workers=args.num_workers,
+        sort_by_length=args.sort_by_length,
         config=config,
         resume_unverified=args.resume_unverified,
         on_bad_image=args.on_bad_image,
@@ -231,9 +242,10 @@ def _load_model(args: argparse.Namespace) -> tuple[Any, Any]:
     from medvqa.models import load_adapter, load_idefics2
 
     quant = None if args.quantization == "none" else args.quantization
-    model, processor = load_idefics2(
-        args.model, quantization=quant, dtype=args.dtype, device_map=args.device_map
-    )
+    from medvqa._distributed import default_device_map
+
+    device_map = args.device_map if args.device_map is not None else default_device_map()
+    model, processor = load_idefics2(args.model, quantization=quant, dtype=args.dtype, device_map=device_map)
     if args.adapter is not None:
         model = load_adapter(model, args.adapter)
     return model, processor

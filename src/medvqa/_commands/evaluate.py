@@ -7,7 +7,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from medvqa._commands._common import DATASET_NAMES, load_questions, resolve_prompt
+from medvqa._commands._common import (
+    DATASET_NAMES,
+    add_engine_options,
+    add_generation_loading_options,
+    add_report_to_option,
+    load_questions,
+    resolve_prompt,
+    server_engine,
+)
 from medvqa._commands._run_options import add_run_options
 
 __all__ = ["register"]
@@ -100,6 +108,9 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--name", default="eval", help="file prefix of the outputs (default: eval)")
     p.add_argument("--output", type=Path, required=True, help="output folder")
+    add_generation_loading_options(p)
+    add_engine_options(p)
+    add_report_to_option(p, training=False)
     add_run_options(p)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_run)
@@ -109,6 +120,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be at least 1, got {args.limit}")
     prompt = resolve_prompt(args.prompt, args.instruction)
+    engine = server_engine(args)
     dataset, source, samples = load_questions(args.dataset, args.data, args.split, args.limit)
     if args.transform is not None:
         from medvqa import transforms
@@ -125,12 +137,19 @@ def _run(args: argparse.Namespace) -> int:
 
     batch_size = args.batch_size if args.batch_size is not None else (1 if args.as_run else 8)
     quantization, precision = args.quantization, args.precision
+    model: Any = engine  # the server engine stands in for the model
+    processor: Any = None
     if args.as_run:
+        if engine is not None:
+            raise ValueError(
+                "--as-run keeps the model's LoRA dropout active in this process; use --engine hf"
+            )
         quantization, precision = as_run_loading(args.adapter)
         print(f"{AS_RUN_NOTE} (quantization {quantization}, precision {precision})", file=sys.stderr)
-    model, processor = load_trained_model(
-        args.model, args.adapter, quantization=quantization, precision=precision
-    )
+    if engine is None:
+        model, processor = load_trained_model(
+            args.model, args.adapter, quantization=quantization, precision=precision
+        )
     result = predict_and_score(
         model,
         processor,
@@ -144,6 +163,9 @@ def _run(args: argparse.Namespace) -> int:
         seed=args.seed,
         n_boot=args.n_boot,
         progress=not args.no_progress,
+        num_workers=args.num_workers,
+        sort_by_length=args.sort_by_length,
+        report_to=args.report_to or "none",
         as_run=args.as_run,
         dropout_seed=args.seed,
         resume_unverified=args.resume_unverified,
@@ -161,6 +183,8 @@ def _run(args: argparse.Namespace) -> int:
             "transform": args.transform,
             "transform_seed": None if args.transform is None else args.seed,
             "prompt": None if prompt is None else prompt.to_dict(),
+            "engine": args.engine,
+            "server_model": None if engine is None else engine.model,
         },
     )
     for profile, aggs in result.scores.items():

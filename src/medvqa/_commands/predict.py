@@ -8,7 +8,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from medvqa._commands._common import DATASET_NAMES, load_questions, resolve_prompt
+from medvqa._commands._common import (
+    DATASET_NAMES,
+    add_engine_options,
+    add_generation_loading_options,
+    load_questions,
+    resolve_prompt,
+    server_engine,
+)
 from medvqa._commands._run_options import add_run_options
 
 __all__ = ["register"]
@@ -155,6 +162,8 @@ def register(subparsers: Any) -> None:
         metavar="FILE",
         help="JSON Lines file of predictions to write; if it exists, the run resumes (see below)",
     )
+    add_generation_loading_options(p)
+    add_engine_options(p)
     p.add_argument(
         "--as-run",
         action="store_true",
@@ -182,6 +191,7 @@ def _run(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace, restore: list[Any]) -> int:
     import tempfile
 
+    from medvqa._distributed import default_device_map, is_main_process
     from medvqa._lock import RunLock
     from medvqa.generation import check_run_record, generate_answers, run_record_path
     from medvqa.models import (
@@ -206,12 +216,16 @@ def _predict(args: argparse.Namespace, restore: list[Any]) -> int:
         raise ValueError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
     if args.output.is_dir():
         raise ValueError(f"--output {args.output} is a folder; give a file name such as preds.jsonl")
+    engine = server_engine(args)
     if args.adapter is not None:
         check_adapter_folder(args.adapter)  # fail before a large model is loaded
     prompt = resolve_prompt(args.prompt, args.instruction)
     dataset, source, samples = load_questions(args.dataset, args.data, args.split, args.limit)
-    lock = RunLock(args.output, folder=False, what="prediction file").acquire()  # before the model loads
-    restore.append(lock.release)
+    if is_main_process():
+        # before the model loads; under a multi-process launch rank 0 holds it for the whole job
+        # (generate_answers joins this hold) and every rank writes only its own part file
+        lock = RunLock(args.output, folder=False, what="prediction file").acquire()
+        restore.append(lock.release)
 
     quantization: QuantizationSettings | None = None
     if args.quantization != "none":
@@ -221,7 +235,7 @@ def _predict(args: argparse.Namespace, restore: list[Any]) -> int:
 
             compute = "float16" if torch.cuda.is_available() else "float32"
         quantization = QuantizationSettings(mode=args.quantization, compute_dtype=compute)
-    run = _settings(args, dataset, source, samples, prompt, quantization)
+    run = _settings(args, dataset, source, samples, prompt, quantization, engine)
     if args.as_run:
         from medvqa.training import AS_RUN_NOTE
 
@@ -230,12 +244,21 @@ def _predict(args: argparse.Namespace, restore: list[Any]) -> int:
     check_run_record(args.output, run, resume_unverified=args.resume_unverified)
     if args.no_progress:
         restore.append(_quiet_transformers())
+    model: Any = engine  # the server engine stands in for the model
+    processor: Any = None
     with tempfile.TemporaryDirectory(prefix="medvqa-tiny-") as tmp:
-        if args.model == "tiny" and quantization is None and args.dtype in ("auto", "float32"):
+        if (
+            engine is None
+            and args.model == "tiny"
+            and quantization is None
+            and args.dtype in ("auto", "float32")
+        ):
             model, processor = tiny_idefics2(args.seed)
-        else:
+        elif engine is None:
             path = save_tiny_idefics2(tmp, seed=args.seed) if args.model == "tiny" else args.model
-            model, processor = load_idefics2(path, quantization=quantization, dtype=args.dtype)
+            model, processor = load_idefics2(
+                path, quantization=quantization, dtype=args.dtype, device_map=default_device_map()
+            )
     adapter_modules = None
     if args.adapter is not None:
         model = load_adapter(model, args.adapter)
@@ -260,7 +283,11 @@ def _predict(args: argparse.Namespace, restore: list[Any]) -> int:
             run=run,
             resume_unverified=args.resume_unverified,
             on_bad_image=args.on_bad_image,
+            num_workers=args.num_workers,
+            sort_by_length=args.sort_by_length,
         )
+    if not is_main_process():
+        return 0
     print(f"wrote {len(preds)} predictions to {args.output}", file=sys.stderr)
     skipped = len(samples) - len(preds)
     if skipped:
@@ -273,7 +300,13 @@ def _predict(args: argparse.Namespace, restore: list[Any]) -> int:
 
 
 def _settings(
-    args: argparse.Namespace, dataset: Any, source: Any, samples: list[Any], prompt: Any, quantization: Any
+    args: argparse.Namespace,
+    dataset: Any,
+    source: Any,
+    samples: list[Any],
+    prompt: Any,
+    quantization: Any,
+    engine: Any,
 ) -> dict[str, Any]:
     """The run record of this prediction run (written beside the output as OUTPUT.run.json)."""
     return {
@@ -294,6 +327,9 @@ def _settings(
         "quantization": None if quantization is None else quantization.to_dict(),
         "dtype": args.dtype,
         "decoding": "greedy",
+        "engine": args.engine,
+        "server_url": None if engine is None else args.server_url,
+        "server_model": None if engine is None else engine.model,
         "on_bad_image": args.on_bad_image,
     }
 
@@ -302,12 +338,22 @@ def _as_run_settings(args: argparse.Namespace) -> None:
     """Apply ``--as-run``: the paper's precision, one question at a time, no resuming."""
     import torch
 
+    from medvqa._distributed import launch_shard
     from medvqa.training import as_run_loading
 
     if args.batch_size != 1:
         raise ValueError(
             f"--as-run answers one question at a time, as the paper did; got --batch-size {args.batch_size}"
         )
+    if launch_shard().world_size > 1:
+        raise ValueError(
+            "--as-run runs in one process: its dropout draws depend on every question answered before, "
+            "which a shard of a torchrun/accelerate launch does not see"
+        )
+    if args.sort_by_length:
+        raise ValueError("--as-run answers the questions in input order (the dropout draws depend on it)")
+    if getattr(args, "engine", "hf") != "hf":
+        raise ValueError("--as-run keeps the model's LoRA dropout active in this process; use --engine hf")
     if args.output.is_file() and args.output.stat().st_size > 0:
         raise ValueError(
             f"{args.output}: exists; an --as-run run cannot resume (its dropout draws depend on everything "

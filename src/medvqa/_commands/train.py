@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from medvqa._commands._common import add_report_to_option
 from medvqa._commands._run_options import add_run_options
 from medvqa._commands._stage_options import add_stage_options, resolve_stage
 
@@ -60,6 +61,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--no-resume", action="store_true", help="refuse to reuse or resume an existing output folder"
     )
+    add_report_to_option(p)
     p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
     add_run_options(p, resume=False)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -73,6 +75,7 @@ def _run(args: argparse.Namespace) -> int:
         model=args.model,
         data_dir=args.data,
         output_dir=None if args.output is None else str(args.output),
+        report_to=args.report_to,
     )
     if args.print_config:
         print(cfg.to_yaml(), end="")

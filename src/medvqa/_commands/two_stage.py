@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from medvqa._commands._common import add_report_to_option
 from medvqa._commands._run_options import add_run_options
 from medvqa._commands._stage_options import (
     add_two_stage_options,
@@ -47,6 +48,7 @@ def register(subparsers: Any) -> None:
     )
     add_two_stage_options(p)
     add_two_stage_sources(p)
+    add_report_to_option(p)
     p.add_argument(
         "--stage1-size", type=int, default=None, help="stage-1 pairs (nested subset); 0 skips stage 1"
     )
@@ -70,16 +72,13 @@ def register(subparsers: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     both = parse_set(args.both_set)
+    if args.report_to is not None:
+        both.setdefault("report_to", args.report_to)
     size = args.stage1_size
     if size is not None and size < 0:
         raise ValueError(f"--stage1-size must be >= 0, got {size}")
     s1, s2 = resolve_two_stages(args, both, subset_size=size or None)
     from medvqa.training import run_two_stage
-
-    if args.evaluate:
-        from medvqa.training._evaluate import require_single_process
-
-        require_single_process("--evaluate")
 
     result = run_two_stage(
         None if size == 0 else s1,
@@ -112,6 +111,7 @@ def _run(args: argparse.Namespace) -> int:
             test,
             output_dir=args.output,
             name="eval",
+            report_to=s2.report_to,
             profiles=[p for p in args.profiles.split(",") if p],
             progress=not args.no_progress,
             on_bad_image=args.on_bad_image,

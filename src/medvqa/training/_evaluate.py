@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from medvqa._errors import MedVQAError
 from medvqa._io import JsonlWriter, atomic_write_json
 from medvqa._lock import RunLock
 from medvqa.records import Prediction, VQASample
-from medvqa.training._runner import is_main_process, world_size
+from medvqa.training._runner import is_main_process
 
 __all__ = ["AS_RUN_NOTE", "EvalResult", "as_run_loading", "load_trained_model", "predict_and_score"]
 
@@ -44,19 +45,6 @@ def as_run_loading(adapter: str | os.PathLike[str] | None) -> tuple[str, str]:
     (('nf4', 'fp16'), ('none', 'fp16'))
     """
     return ("nf4", "fp16") if adapter is None else ("none", "fp16")
-
-
-def require_single_process(what: str) -> None:
-    """Refuse to run ``what`` under a multi-process launch (generation is not sharded).
-
-    Raises:
-        MedVQAError: ``WORLD_SIZE`` is greater than 1.
-    """
-    if world_size() > 1:
-        raise MedVQAError(
-            f"{what} runs in one process, but this is process {os.environ.get('RANK', '?')} of {world_size()}; "
-            "train with torchrun/accelerate, then evaluate with a plain 'python' or 'medvqa' command"
-        )
 
 
 @dataclass(frozen=True)
@@ -159,6 +147,9 @@ def predict_and_score(
     n_boot: int = 1000,
     progress: bool = True,
     info: Mapping[str, Any] | None = None,
+    num_workers: int | None = None,
+    sort_by_length: bool = False,
+    report_to: str = "none",
     as_run: bool = False,
     dropout_seed: int = 0,
     resume_unverified: bool = False,
@@ -167,7 +158,9 @@ def predict_and_score(
     """Generate answers for ``samples`` and score them under ``profiles``.
 
     Generation streams to ``<output_dir>/<name>.predictions.jsonl`` and resumes from it (a
-    rerun generates only what is missing). The model should be in ``eval`` mode (LoRA dropout
+    rerun generates only what is missing). Under ``torchrun``/``accelerate launch`` every
+    process answers a shard (see :func:`medvqa.generation.generate_answers`); every process
+    returns the same result and only the main one writes the score files. The model should be in ``eval`` mode (LoRA dropout
     off); :func:`load_trained_model` returns it so.
 
     Args:
@@ -187,12 +180,19 @@ def predict_and_score(
         info: Facts recorded with the scores (model, adapter, transforms...) and in the
             predictions' run record (``<name>.predictions.run.json``): resuming the
             predictions with other facts is refused.
+        num_workers: Data-loader workers of generation (``None``: the default of
+            :func:`medvqa.generation.generate_answers`).
+        sort_by_length: Batch by prompt length (same answers, same file order).
+        report_to: Also log the aggregates (see :mod:`medvqa._tracking`): ``none``,
+            ``tensorboard`` (to ``<output_dir>/tensorboard/<name>``), ``wandb`` or ``mlflow``.
         as_run: Reproduce the paper's evaluation *flaws* on purpose (never the default):
             every dropout module with ``p > 0`` (the LoRA dropout) stays active during
             generation, drawing its masks from ``dropout_seed`` (see
             :func:`medvqa.models.active_dropout`). Needs ``batch_size=1`` (the paper's loop;
-            padding would change the draws) and a new output name (an interrupted run cannot
-            resume: the draws depend on everything generated before). Load the model with
+            padding would change the draws), a new output name (an interrupted run cannot
+            resume: the draws depend on everything generated before), input order (no
+            ``sort_by_length``) and a single process (a shard would draw its masks in
+            another order than the whole run). Load the model with
             :func:`load_trained_model` ``(..., as_run=True)`` for the paper's precision.
             ``info`` records ``as_run``, the seed and the number of active dropout modules.
         dropout_seed: Seed of the dropout masks in ``as_run`` mode.
@@ -205,22 +205,28 @@ def predict_and_score(
         An :class:`EvalResult`.
 
     Raises:
-        MedVQAError: No samples, a multi-process launch, another run writing the same files,
-            or (``as_run``) a batch size other than 1 or an existing predictions file.
+        MedVQAError: No samples, another run writing the same files, or (``as_run``) a batch
+            size other than 1, ``sort_by_length``, a multi-process launch or an existing
+            predictions file.
     """
+    from medvqa._tracking import check_report_to, log_scalars
+
     if not samples:
         raise MedVQAError(f"evaluation {name!r}: no samples to answer")
-    require_single_process("evaluation")
+    check_report_to(report_to)
     out = Path(output_dir)
     pred_path = out / f"{name}.predictions.jsonl"
     facts = dict(info or {})
     if as_run:
-        _check_as_run(pred_path, batch_size)
+        _check_as_run(pred_path, batch_size, sort_by_length)
     out.mkdir(parents=True, exist_ok=True)
     run = {"command": "evaluate", **facts, "as_run": as_run}
     if as_run:
         run["dropout_seed"] = dropout_seed
-    with RunLock(pred_path, folder=False, what="evaluation"):
+    # one lock for the whole evaluation, held by the main process only: under a multi-process
+    # launch the other ranks write only their own part files (locked by generate_answers)
+    lock: Any = RunLock(pred_path, folder=False, what="evaluation") if is_main_process() else nullcontext()
+    with lock:
         predictions = _generate(
             model,
             processor,
@@ -233,6 +239,8 @@ def predict_and_score(
             max_new_tokens=max_new_tokens,
             prompt=prompt,
             progress=progress,
+            num_workers=num_workers,
+            sort_by_length=sort_by_length,
             run=run,
             resume_unverified=resume_unverified,
             on_bad_image=on_bad_image,
@@ -252,10 +260,24 @@ def predict_and_score(
             with JsonlWriter(out / f"{name}.items.jsonl", append=False, fsync=False) as w:
                 w.write_all(items)
             atomic_write_json(out / f"{name}.scores.json", result.to_dict())
+            log_scalars(report_to, result.flat(), log_dir=out / "tensorboard" / name)
     return result
 
 
-def _check_as_run(pred_path: Path, batch_size: int) -> None:
+def _check_as_run(pred_path: Path, batch_size: int, sort_by_length: bool) -> None:
+    from medvqa._distributed import launch_shard
+
+    if launch_shard().world_size > 1:
+        raise MedVQAError(
+            "as_run evaluation runs in one process: its dropout draws depend on the order of every "
+            "question answered before, which a shard of a multi-process launch does not see; "
+            "run it without torchrun/accelerate"
+        )
+    if sort_by_length:
+        raise MedVQAError(
+            "as_run evaluation answers the questions in input order (the dropout draws depend on it); "
+            "do not pass sort_by_length"
+        )
     if batch_size != 1:
         raise MedVQAError(
             f"as_run evaluation answers one question at a time, as the paper did (padding a batch "

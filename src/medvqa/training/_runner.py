@@ -457,6 +457,10 @@ def _training_arguments(config: StageConfig, precision: str, has_eval: bool, pro
     eval_strategy = "no"
     if has_eval:
         eval_strategy = "steps" if config.eval_steps is not None else "epoch"
+    from medvqa._dataloading import default_num_workers
+    from medvqa._tracking import trainer_report_to
+
+    workers = default_num_workers() if config.dataloader_workers is None else config.dataloader_workers
     kwargs: dict[str, Any] = {}
     if world_size() > 1 and not torch.cuda.is_available():
         kwargs["ddp_backend"] = "gloo"
@@ -484,10 +488,10 @@ def _training_arguments(config: StageConfig, precision: str, has_eval: bool, pro
         logging_steps=config.logging_steps,
         eval_strategy=eval_strategy,
         eval_steps=config.eval_steps,
-        report_to="none",
+        report_to=trainer_report_to(config.report_to),
         remove_unused_columns=False,
         label_names=["labels"],
-        dataloader_num_workers=config.dataloader_workers,
+        dataloader_num_workers=workers,
         activation_checkpointing=config.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
         disable_tqdm=not progress or not is_main_process(),
@@ -648,6 +652,10 @@ def _run_stage_locked(
         processor, mode=config.mask, prompt=_prompt_template(config), max_length=config.max_length
     )
     history = LossHistoryCallback(out, stage=config.name)
+    from medvqa._tracking import check_report_to, tracking_callbacks
+
+    check_report_to(config.report_to)
+    tracking = tracking_callbacks(config.report_to, out / "tensorboard", main=is_main_process())
     trainer = Trainer(
         model=model,
         args=args,
@@ -658,6 +666,7 @@ def _run_stage_locked(
             LogAtCheckpointsCallback(),
             CheckpointMarkerCallback(config.to_json(), config.fingerprint()),
             history,
+            *tracking,
             *callbacks,
         ],
     )
