@@ -4,7 +4,9 @@ Same tiny model (fresh LoRA adapter each run), same collator, same samples (the 
 sample), same optimizer settings. The runner adds its callbacks (loss history, checkpoint
 markers), writes its config, and saves the adapter, the trainer state and ``result.json`` at the
 end; the bare loop saves nothing. ``ratio`` = runner samples/s ÷ bare samples/s (1.0 = no
-overhead). Two configs: ``tiny`` (batch 2) and ``small`` (batch 8, gradient accumulation 2).
+overhead). Two configs: ``tiny`` (the tiny model, batch 2) and ``small`` (the ``small`` tiny
+model, batch 8, gradient accumulation 2). Both loops must do the same work: the benchmark stops
+with an error unless they ran the same number of optimizer steps and logged the same losses.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from _common import emit, skip
 
 try:
-    import torch  # noqa: F401
+    import torch
     import transformers
 except ImportError:  # pragma: no cover
     skip("needs the medvqa[train] extra (torch, transformers, peft)")
@@ -31,9 +33,9 @@ except ImportError:  # pragma: no cover
 import transformers
 
 from medvqa.collate import TrainingCollator
-from medvqa.models import add_lora, tiny_idefics2
+from medvqa.models import TinySize, add_lora, tiny_idefics2
 from medvqa.training import StageConfig, load_stage_samples, run_stage
-from medvqa.training._runner import _SampleDataset
+from medvqa.training._runner import _prompt_template, _SampleDataset
 
 transformers.logging.set_verbosity_error()
 STEPS = 12
@@ -58,23 +60,28 @@ def _config(out: Path, batch: int, accum: int) -> StageConfig:
     )
 
 
-def _fresh_model(cfg: StageConfig):  # type: ignore[no-untyped-def]
-    model, processor = tiny_idefics2(seed=0)
-    return model, processor
-
-
-def _runner(cfg: StageConfig, samples: list) -> float:  # type: ignore[type-arg]
-    model, processor = _fresh_model(cfg)
+def _runner(cfg: StageConfig, size: TinySize, samples: list) -> tuple[float, int, list[float]]:  # type: ignore[type-arg]
+    model, processor = tiny_idefics2(seed=0, size=size)
     start = time.perf_counter()
-    run_stage(cfg, model=model, processor=processor, train_samples=samples, progress=False)
-    return time.perf_counter() - start
+    result = run_stage(cfg, model=model, processor=processor, train_samples=samples, progress=False)
+    elapsed = time.perf_counter() - start
+    losses = [float(row["loss"]) for row in result.loss_history if "loss" in row]
+    return elapsed, result.global_step, losses
 
 
-def _bare(cfg: StageConfig, samples: list) -> float:  # type: ignore[type-arg]
-    model, processor = _fresh_model(cfg)
+def _bare(cfg: StageConfig, size: TinySize, samples: list) -> tuple[float, int, list[float]]:  # type: ignore[type-arg]
+    model, processor = tiny_idefics2(seed=0, size=size)
     start = time.perf_counter()
+    # The same adapter, seeded the same way, as the runner builds (see training._runner._prepare_adapter).
+    torch.manual_seed(cfg.seed)
     torch_model = add_lora(
-        model, preset="paper", r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout
+        model,
+        preset=cfg.lora_preset,
+        r=cfg.lora_r,
+        alpha=cfg.lora_alpha,
+        dropout=cfg.lora_dropout,
+        init=cfg.lora_init,
+        gradient_checkpointing=cfg.gradient_checkpointing,
     )
     args = transformers.TrainingArguments(
         output_dir=cfg.output_dir,
@@ -101,29 +108,49 @@ def _bare(cfg: StageConfig, samples: list) -> float:  # type: ignore[type-arg]
         model=torch_model,
         args=args,
         train_dataset=_SampleDataset(samples),
-        data_collator=TrainingCollator(processor, mode=cfg.mask, prompt="paper"),
+        data_collator=TrainingCollator(
+            processor, mode=cfg.mask, prompt=_prompt_template(cfg), max_length=cfg.max_length
+        ),
     )
     # The runner drops the log printer when progress=False; do the same, so both loops print nothing.
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)
     trainer.train()
-    return time.perf_counter() - start
+    elapsed = time.perf_counter() - start
+    losses = [float(row["loss"]) for row in trainer.state.log_history if "loss" in row]
+    return elapsed, trainer.state.global_step, losses
+
+
+def _same_work(
+    label: str, bare: tuple[float, int, list[float]], runner: tuple[float, int, list[float]]
+) -> None:
+    """Stop unless both loops ran the same optimizer steps on the same batches (same logged losses)."""
+    _, bare_steps, bare_losses = bare
+    _, runner_steps, runner_losses = runner
+    if bare_steps != runner_steps or len(bare_losses) != len(runner_losses):
+        raise SystemExit(f"{label}: the loops did different work ({bare_steps} vs {runner_steps} steps)")
+    worst = max((abs(a - b) for a, b in zip(bare_losses, runner_losses)), default=0.0)
+    if worst > 1e-3 * max(1.0, max(bare_losses, default=1.0)):
+        raise SystemExit(f"{label}: the loops logged different losses (largest difference {worst:.3g})")
 
 
 def main() -> int:
     samples = load_stage_samples(_config(Path("."), 2, 1))
-    for label, batch, accum in (("tiny", 2, 1), ("small", 8, 2)):
+    cases: tuple[tuple[TinySize, int, int], ...] = (("tiny", 2, 1), ("small", 8, 2))
+    for size, batch, accum in cases:
         n = STEPS * batch * accum
         runner_t, bare_t = float("inf"), float("inf")
         for _ in range(REPEAT):  # interleaved, best of REPEAT each
             with tempfile.TemporaryDirectory() as tmp:
-                bare_t = min(bare_t, _bare(_config(Path(tmp) / "bare", batch, accum), samples))
+                bare = _bare(_config(Path(tmp) / "bare", batch, accum), size, samples)
             with tempfile.TemporaryDirectory() as tmp:
-                runner_t = min(runner_t, _runner(_config(Path(tmp) / "runner", batch, accum), samples))
+                runner = _runner(_config(Path(tmp) / "runner", batch, accum), size, samples)
+            _same_work(size, bare, runner)
+            bare_t, runner_t = min(bare_t, bare[0]), min(runner_t, runner[0])
         emit(
-            f"training throughput, {label} config (batch {batch} x accumulation {accum}, {STEPS} steps, "
-            "tiny Idefics2 + LoRA, CPU)",
+            f"training throughput, {size} model (batch {batch} x accumulation {accum}, {STEPS} steps, "
+            "Idefics2 + LoRA, CPU)",
             n / runner_t,
             "samples/s",
             baseline=n / bare_t,

@@ -64,7 +64,10 @@ class Evaluation:
         max_new_tokens: Generation budget (paper: 20; 50 for nonsense questions).
         batch_size: Generation batch size (the paper: 1).
         n_boot: Bootstrap replicates.
-        seed: Seed of the transform and bootstrap.
+        seed: Seed of the transform and bootstrap (and, with ``as_run``, of the dropout masks).
+        as_run: Evaluate as the paper ran it, flaws included (LoRA dropout active, seeded;
+            an adapter on an fp16 base without quantization; batch size 1): replaces
+            ``quantization``, ``precision`` and ``batch_size``. Never the default.
     """
 
     name: str
@@ -83,6 +86,7 @@ class Evaluation:
     batch_size: int = 1
     n_boot: int = 1000
     seed: int = 0
+    as_run: bool = False
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Evaluation:
@@ -152,7 +156,7 @@ def tiny_evaluation(ev: Evaluation) -> Evaluation:
         split=split,
         limit=TINY_EVAL_LIMIT,
         n_boot=0,
-        batch_size=4,
+        batch_size=1 if ev.as_run else 4,
     )
 
 
@@ -184,8 +188,12 @@ def evaluate(ev: Evaluation, output: Path, *, progress: bool, samples: Sequence[
         samples = SwapImages(seed=ev.seed)(samples)
     elif ev.transform is not None:
         raise ValueError(f"unknown transform {ev.transform!r}; valid: swap_images")
+    stale = output / "evaluations" / f"{ev.name}.predictions.jsonl"
+    if ev.as_run and stale.exists():  # seeded, so generating again gives the same answers
+        print(f"{stale}: an as-run evaluation cannot resume; generating it again")
+        stale.unlink()
     model, processor = load_trained_model(
-        ev.model, ev.adapter, quantization=ev.quantization, precision=ev.precision
+        ev.model, ev.adapter, quantization=ev.quantization, precision=ev.precision, as_run=ev.as_run
     )
     result = predict_and_score(
         model,
@@ -196,11 +204,13 @@ def evaluate(ev: Evaluation, output: Path, *, progress: bool, samples: Sequence[
         prompt=get_prompt(ev.prompt),
         profiles=tuple(ev.profiles),
         max_new_tokens=ev.max_new_tokens,
-        batch_size=ev.batch_size,
+        batch_size=1 if ev.as_run else ev.batch_size,
         seed=ev.seed,
         n_boot=ev.n_boot,
         progress=progress,
         info={"model": ev.model, "adapter": ev.adapter, "dataset": ev.dataset, "split": ev.split},
+        as_run=ev.as_run,
+        dropout_seed=ev.seed,
     )
     for profile, aggs in result.scores.items():
         shown = ", ".join(

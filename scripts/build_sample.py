@@ -156,3 +156,19 @@ for k, (name, organ, facts) in enumerate(cands):
         fh.write(f"{rid},{name},CC0 (VQA-RAD image {name})\n")
     shrink(SRC / "vqa_rad/VQA_RAD Image Folder" / name, folder / "images" / f"{rid}.jpg")
     print(split, rid, name, cap)
+
+# Each folder declares itself a subset, so medvqa.data.load notes it as one instead of an unknown size.
+SUBSETS = {
+    "vqa_rad": ("the VQA-RAD official release",
+                "90 rows of the official JSON (61 train, 29 test) on 30 downscaled images; see ../LICENSES.md"),
+    "slake": ("the SLAKE 1.0 official release (English rows)",
+              "16 train, 8 validation and 8 test English rows of 8 images, images downscaled; see ../LICENSES.md"),
+    "captions": ("image-caption pairs in the ROCO layout made from CC0 VQA-RAD images (not ROCO data)",
+                 "16 train and 8 validation pairs; see ../LICENSES.md"),
+    "med_halt": ("the Med-HALT reasoning_fake release",
+                 "12 rows of reasoning_fake.csv, copied verbatim; see ../LICENSES.md"),
+}
+for folder, (of, description) in SUBSETS.items():
+    (DST / folder / "medvqa-subset.json").write_text(
+        json.dumps({"subset_of": of, "description": description}, indent=2) + "\n"
+    )

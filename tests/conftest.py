@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,3 +24,26 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA} (set MEDVQA_SHARED_DATA to run these tests)")
     return SHARED_DATA
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--bnb-cpu-path",
+        choices=("auto", "packed", "plain"),
+        default="auto",
+        help="CPU path of bitsandbytes' 4-bit layers: 'packed' (as on CPUs with AVX512-BF16, "
+        "forced on any CPU), 'plain' (as on CPUs without it) or 'auto' (this CPU's own)",
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _bnb_cpu_path(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Apply ``--bnb-cpu-path`` to the whole session (see tests/bnb_cpu.py)."""
+    path = request.config.getoption("--bnb-cpu-path")
+    if path == "auto":
+        yield
+        return
+    from tests.bnb_cpu import force_cpu_4bit_path
+
+    with force_cpu_4bit_path(path):
+        yield

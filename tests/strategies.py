@@ -193,3 +193,22 @@ stage_config_kwargs = st.fixed_dictionaries(
         ),
     }
 )
+
+
+# --- JSON Lines (medvqa._io) -----------------------------------------------------------------
+
+#: Text that favours the characters some reader or other treats as a line break.
+line_break_text = st.text(
+    st.one_of(
+        st.characters(exclude_categories=("Cs",)),
+        st.sampled_from("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"),
+    ),
+    max_size=60,
+)
+
+#: JSON objects of text keys and values drawn from arbitrary Unicode (lone surrogates excluded).
+jsonl_records = st.dictionaries(
+    st.one_of(any_text, line_break_text),
+    st.one_of(any_text, line_break_text, st.integers(), st.booleans(), st.none()),
+    max_size=4,
+)

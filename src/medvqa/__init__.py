@@ -27,6 +27,7 @@ _LAZY: dict[str, str] = {
     "MedVQAError": "medvqa._errors",
     "Prediction": "medvqa.records",
     "PromptTemplate": "medvqa.chat",
+    "RowRef": "medvqa._errors",
     "StageConfig": "medvqa.training",
     "SwapImages": "medvqa.transforms",
     "VQASample": "medvqa.records",
@@ -53,6 +54,7 @@ __all__ = [
     "MedVQAError",
     "Prediction",
     "PromptTemplate",
+    "RowRef",
     "StageConfig",
     "SwapImages",
     "VQASample",
@@ -73,7 +75,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from medvqa._errors import DataFormatError, ImageLoadError, MedVQAError
+    from medvqa._errors import DataFormatError, ImageLoadError, MedVQAError, RowRef
     from medvqa.answers import extract_answer
     from medvqa.chat import PromptTemplate
     from medvqa.generation import generate_answers

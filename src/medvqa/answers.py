@@ -270,6 +270,11 @@ def _vqav2_tables() -> tuple[tuple[str, ...], Mapping[str, str], frozenset[str],
     )
 
 
+@functools.cache
+def _vqav2_punct_set() -> frozenset[str]:
+    return frozenset(_vqav2_tables()[0])
+
+
 @functools.lru_cache(maxsize=65536)
 def normalize_vqav2(text: str) -> str:
     """LLaVA-Med v1.0's ``normalize_word`` (VQA v2 rules), quirks included.
@@ -302,12 +307,13 @@ def normalize_vqav2(text: str) -> str:
     punct, numbers, articles, contractions = _vqav2_tables()
     original = text
     out = text
-    has_comma_number = _COMMA_STRIP.search(original) is not None
-    for p in punct:
-        if (p + " " in original or " " + p in original) or has_comma_number:
-            out = out.replace(p, "")
-        else:
-            out = out.replace(p, " ")
+    if not _vqav2_punct_set().isdisjoint(original):  # else every replacement below is a no-op
+        has_comma_number = _COMMA_STRIP.search(original) is not None
+        for p in punct:
+            if (p + " " in original or " " + p in original) or has_comma_number:
+                out = out.replace(p, "")
+            else:
+                out = out.replace(p, " ")
     out = _PERIOD_STRIP.sub("", out, 32)
     words: list[str] = []
     for word in out.lower().split():
@@ -398,7 +404,28 @@ def _is_digit(ch: str) -> bool:
     return ch.isdecimal() and ch.isascii()
 
 
-def _strict_once(text: str) -> str:
+def _strict_char(ch: str) -> str:
+    if ch in "'’":
+        return ""
+    cat = unicodedata.category(ch)
+    if cat[0] == "P" or cat in ("Cc", "Cf", "Zl", "Zp") or ch in "`^~|+<>=$":
+        return " "
+    return ch
+
+
+# ASCII text takes a shortcut with the same result: NFKC and casefold are lower(), a "." or ","
+# not between two digits becomes a space, every other character maps as _strict_char says.
+_ASCII_TABLE = str.maketrans({chr(c): _strict_char(chr(c)) for c in range(128) if chr(c) not in ".,"})
+_LONE_SEPARATOR = re.compile(r"(?<![0-9])[.,]|[.,](?![0-9])")
+
+
+def _strict_chars(text: str) -> str:
+    if text.isascii():
+        return _LONE_SEPARATOR.sub(" ", text.lower()).translate(_ASCII_TABLE)
+    return _strict_chars_general(text)
+
+
+def _strict_chars_general(text: str) -> str:
     s = unicodedata.normalize("NFKC", text)
     s = unicodedata.normalize("NFKC", s.casefold())
     chars: list[str] = []
@@ -414,8 +441,12 @@ def _strict_once(text: str) -> str:
                 chars.append(" ")
         else:
             chars.append(ch)
+    return "".join(chars)
+
+
+def _strict_once(text: str) -> str:
     words = []
-    for word in "".join(chars).split():
+    for word in _strict_chars(text).split():
         if word in _STRICT_ARTICLES:
             continue
         words.append(_STRICT_NUMBERS.get(word, word))

@@ -36,6 +36,9 @@ __all__ = [
     "EXPERT_INSTRUCTION",
     "EXPERT_PROMPT",
     "IDEFICS2_CHAT_TEMPLATE",
+    "MEDEVALKIT_OPEN_INSTRUCTION",
+    "MEDEVALKIT_PROMPT",
+    "MEDEVALKIT_YES_NO_INSTRUCTION",
     "PAPER_VQA_PROMPT",
     "PROMPTS",
     "PROMPT_INSTRUCTION_KEY",
@@ -159,7 +162,27 @@ CAPTION_PROMPT = PromptTemplate(name="caption", instruction="", layout=("image",
 """The stage-1 caption prompt ``[image, text instruction]``: for caption samples the question
 *is* the instruction (:data:`CAPTION_INSTRUCTION` for ROCO samples)."""
 
-PROMPTS: Mapping[str, PromptTemplate] = {t.name: t for t in (PAPER_VQA_PROMPT, EXPERT_PROMPT, CAPTION_PROMPT)}
+MEDEVALKIT_YES_NO_INSTRUCTION = "\nPlease output 'yes' or 'no'(no extra output)."
+"""MedEvalKit's instruction for a question whose **truth** is yes/no (after a newline)."""
+
+MEDEVALKIT_OPEN_INSTRUCTION = "\nPlease answer the question concisely."
+"""MedEvalKit's instruction for every other question (after a newline)."""
+
+MEDEVALKIT_PROMPT = PromptTemplate(
+    name="medevalkit", instruction=MEDEVALKIT_OPEN_INSTRUCTION, layout=("image", "question", "instruction")
+)
+"""MedEvalKit's prompt layout: ``[image, question, newline + instruction]``.
+
+On its own it gives every question the open-ended instruction. MedEvalKit chooses the
+instruction from the reference answer (yes/no truth: :data:`MEDEVALKIT_YES_NO_INSTRUCTION`),
+which **leaks the answer type** to the model; that choice is made only by the
+:class:`medvqa.transforms.MedEvalKitPrompt` transform (``medvqa ablate --transforms
+medevalkit``), to reproduce MedEvalKit's numbers.
+"""
+
+PROMPTS: Mapping[str, PromptTemplate] = {
+    t.name: t for t in (PAPER_VQA_PROMPT, EXPERT_PROMPT, CAPTION_PROMPT, MEDEVALKIT_PROMPT)
+}
 """The built-in templates by name."""
 
 
@@ -171,7 +194,7 @@ def get_prompt(prompt: str | PromptTemplate) -> PromptTemplate:
     >>> get_prompt("nope")
     Traceback (most recent call last):
     ...
-    ValueError: unknown prompt 'nope'; built-in prompts are: caption, expert, paper
+    ValueError: unknown prompt 'nope'; built-in prompts are: caption, expert, medevalkit, paper
     """
     if isinstance(prompt, PromptTemplate):
         return prompt

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from medvqa._errors import MedVQAError
+from medvqa._errors import ImageLoadError, MedVQAError
 from medvqa.chat import IDEFICS2_CHAT_TEMPLATE, PromptTemplate, build_messages, get_prompt, render_messages
 from medvqa.records import VQASample
 
@@ -191,8 +191,18 @@ def _special_ids(processor: Any) -> tuple[int, int, int, int]:
     return int(image_id), int(fake_id), int(eou_id), int(pad_id)
 
 
+def _open_image(sample: VQASample) -> list[Any]:
+    """The sample's image as a one-item list (none without image); errors name the sample."""
+    if sample.image is None:
+        return []
+    try:
+        return [sample.image.open()]
+    except ImageLoadError as exc:
+        raise ImageLoadError(f"sample {sample.id!r}: {exc}") from exc
+
+
 def _images(processor: Any, samples: Sequence[VQASample]) -> dict[str, Any]:
-    nested = [[s.image.open()] if s.image is not None else [] for s in samples]
+    nested = [_open_image(s) for s in samples]
     if not any(nested):
         return {}
     out = processor.image_processor(nested, return_tensors="pt")

@@ -6,26 +6,66 @@ decodes only the new tokens (special tokens skipped), and streams every finished
 JSON Lines file of :meth:`~medvqa.records.Prediction.to_dict` rows, the format
 ``medvqa score`` reads. A run that is interrupted and started again with the same output
 file skips the items already written and loses none.
+
+Every output file gets a run record beside it, ``OUTPUT.run.json`` (the output's suffix
+replaced), holding the settings the caller passed as ``run`` plus the decoding settings.
+Resuming a file with other settings is refused; resuming a file without a record is
+refused unless ``resume_unverified=True``, and then the record lists the rows it carried
+over (``unverified_rows``) instead of claiming them. While it writes, the run holds the
+file's lock (:mod:`medvqa._lock`), so a second run on the same file is refused.
+
+Under a multi-process launch (``torchrun``, ``accelerate launch``) every process answers a
+shard into its own part file and rank 0 merges them (see :mod:`medvqa._distributed`); the
+run record is then checked by every process and written by rank 0, and rank 0 holds the
+output's lock for the whole job.
+
+An image that cannot be decoded stops the run with an error naming the sample and the
+file; with ``on_bad_image="skip"`` the sample is left out of the file (so that no scorer
+counts it as an answer) and listed with its error under ``bad_images`` in the run record.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from medvqa._errors import MedVQAError
-from medvqa._io import JsonlWriter, recover_jsonl
+from medvqa._dataloading import default_num_workers, generation_batches, restore_input_order
+from medvqa._distributed import Shard, generate_sharded, launch_shard, merge_parts, parts_dir
+from medvqa._errors import ImageLoadError, MedVQAError
+from medvqa._io import JsonlWriter, atomic_write_json, read_json, recover_jsonl
+from medvqa._lock import RunLock
 from medvqa.answers import extract_answer
 from medvqa.chat import PromptTemplate, default_prompt, get_prompt
 from medvqa.collate import GenerationCollator
 from medvqa.records import Prediction, VQASample
 
-__all__ = ["PROMPT_METADATA_KEY", "generate_answers", "stop_token_ids"]
+__all__ = [
+    "PROMPT_METADATA_KEY",
+    "BadImagePolicy",
+    "Shard",
+    "check_run_record",
+    "generate_answers",
+    "merge_parts",
+    "run_record_path",
+    "stop_token_ids",
+]
 
 PROMPT_METADATA_KEY = "prompt"
 """Prediction metadata key holding the name of the prompt template used."""
+
+BadImagePolicy = Literal["error", "skip"]
+"""What to do with a sample whose image cannot be decoded: stop with an error, or skip it (and record it)."""
+
+# Run-record keys that may change when a run resumes (counts and speed settings); every
+# other key must be the same, or the file would mix two runs.
+_FREE_KEYS = frozenset(
+    {"command", "n", "limit", "batch_size", "skipped_rows", "adapted_modules", "on_bad_image"}
+    | {"unverified_rows", "bad_images", "skipped_bad_images", "server_url"}
+)
+_PATH_KEYS = ("adapter", "data", "model")
 
 
 def _extract(text: str) -> str:
@@ -52,6 +92,29 @@ def stop_token_ids(processor: Any, family: str | None = None) -> list[int]:
 
 def _prompt_name(sample: VQASample, prompt: PromptTemplate | None) -> str:
     return (prompt or default_prompt(sample)).name
+
+
+def _to_prediction(sample: VQASample, raw: str, prompt: PromptTemplate | None) -> Prediction:
+    """The prediction row of one answered sample (``raw``: the stripped generated text)."""
+    image = None
+    if sample.image is not None:
+        image = sample.image.path or sample.image.name
+    return Prediction(
+        id=sample.id,
+        question=sample.question,
+        reference=sample.answer,
+        prediction=raw,
+        answer_type=sample.answer_type,
+        extracted=_extract(raw),
+        dataset=sample.dataset,
+        split=sample.split,
+        image=image,
+        metadata={
+            **sample.metadata,
+            "answer_type_source": sample.answer_type_source,
+            PROMPT_METADATA_KEY: _prompt_name(sample, prompt),
+        },
+    )
 
 
 def _to_device(batch: dict[str, Any], model: Any) -> dict[str, Any]:
@@ -92,13 +155,142 @@ def _load_done(
             )
         done[pred.id] = pred
     if dropped_partial:
-        import warnings
-
         warnings.warn(
             f"{path}: removed a partial last line left by an interrupted run; that item is generated again",
             stacklevel=3,
         )
     return done
+
+
+def run_record_path(output: str | os.PathLike[str]) -> Path:
+    """The run record of a prediction file: ``preds.jsonl`` -> ``preds.run.json``.
+
+    >>> run_record_path("runs/preds.jsonl").name
+    'preds.run.json'
+    """
+    return Path(output).with_suffix(".run.json")
+
+
+def _norm(key: str, value: Any) -> Any:
+    if key in _PATH_KEYS and isinstance(value, str) and value != "tiny":
+        local = Path(value).expanduser()
+        return str(local.resolve()) if local.exists() else value
+    return value
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, dict) and "name" in value:
+        return repr(value["name"])
+    if isinstance(value, dict) and "mode" in value:
+        return repr(value["mode"])
+    return repr(value)
+
+
+def _has_rows(output: Path) -> bool:
+    """Whether ``output`` or one of its part files (a sharded run's) holds predictions."""
+    files = [output, *sorted(parts_dir(output).glob("part-*.jsonl"))]
+    return any(f.is_file() and f.stat().st_size > 0 for f in files)
+
+
+def check_run_record(
+    output: str | os.PathLike[str], run: Mapping[str, Any], *, resume_unverified: bool = False
+) -> dict[str, Any] | None:
+    """Check that ``run`` may resume ``output``; return the old record (``None``: none or a fresh file).
+
+    Raises:
+        MedVQAError: The file holds predictions of a run with other settings, its record is
+            unreadable, or it has no record and ``resume_unverified`` is false.
+    """
+    out = Path(output)
+    record = run_record_path(out)
+    if not _has_rows(out):
+        return None
+    if not record.is_file():
+        if resume_unverified:
+            return None
+        raise MedVQAError(
+            f"{out} holds predictions but no run record ({record.name}), so nothing says which model and "
+            "settings wrote them; resuming could mix two runs. Use a new output file, or resume anyway "
+            "with --resume-unverified (Python: resume_unverified=True): the rows already there are then "
+            "recorded as unverified, not as rows of this run"
+        )
+    try:
+        old = read_json(record)
+    except MedVQAError as exc:
+        raise MedVQAError(
+            f"{record}: cannot read the settings of the run that wrote {out} ({exc}); use a new output file"
+        ) from None
+    if not isinstance(old, dict):
+        raise MedVQAError(f"{record}: not a run record (a JSON object); use a new output file")
+    # every setting the old record has (a key it lacks was added to records later)
+    changed = [k for k in old if k not in _FREE_KEYS and _norm(k, old.get(k)) != _norm(k, run.get(k))]
+    if changed:
+        k = changed[0]
+        raise MedVQAError(
+            f"{out} holds predictions of a run with other settings ({', '.join(changed)}; "
+            f"{k} was {_short(old.get(k))}, now {_short(run.get(k))}); resuming would mix two runs, "
+            "so use a new output file"
+        )
+    return old
+
+
+def _new_record(
+    output: Path,
+    run: Mapping[str, Any] | None,
+    template: PromptTemplate | None,
+    settings: Mapping[str, Any],
+    done: Mapping[str, Any],
+    resume_unverified: bool,
+) -> dict[str, Any]:
+    """The run record to write before generating (checked against the old one first)."""
+    record: dict[str, Any] = dict(run or {})
+    record.setdefault("prompt", None if template is None else template.to_dict())
+    for key, value in settings.items():
+        record.setdefault(key, value)
+    old = check_run_record(output, record, resume_unverified=resume_unverified) if done else None
+    if done and old is None:  # resumed without a record: the rows there are not this run's
+        record["unverified_rows"] = {"n": len(done), "ids": list(done)}
+    elif old is not None and old.get("unverified_rows"):
+        record["unverified_rows"] = old["unverified_rows"]
+    return record
+
+
+def _readable(chunk: Sequence[VQASample], bad: list[dict[str, Any]]) -> list[int]:
+    """Indices of the samples of ``chunk`` whose image decodes; the others are appended to ``bad``."""
+    keep = []
+    for i, sample in enumerate(chunk):
+        try:
+            if sample.image is not None:
+                sample.image.open()
+        except ImageLoadError as exc:
+            assert sample.image is not None
+            bad.append({"id": sample.id, "image": sample.image.label, "error": str(exc)})
+            continue
+        keep.append(i)
+    return keep
+
+
+def _prepare(
+    collator: GenerationCollator, on_bad_image: str, chunk: Sequence[VQASample]
+) -> tuple[list[int], dict[str, Any] | None, list[dict[str, Any]]]:
+    """Collate a chunk: ``(indices of the samples kept, batch or None, bad-image entries)``.
+
+    Runs in the DataLoader (in a worker process when there are workers), so everything it
+    learns travels back in the returned value. With ``skip``, samples whose image cannot be
+    decoded are left out and described in the entries; with ``error`` the error is raised
+    (and re-raised by the DataLoader in the main process).
+    """
+    try:
+        return list(range(len(chunk))), collator(chunk), []
+    except ImageLoadError as exc:
+        if on_bad_image != "skip":
+            raise ImageLoadError(
+                f"{exc}; pass on_bad_image='skip' (command line: --on-bad-image skip) to skip such "
+                "samples and list them in the run record"
+            ) from exc
+    bad: list[dict[str, Any]] = []
+    keep = _readable(chunk, bad)
+    return keep, (collator([chunk[i] for i in keep]) if keep else None), bad
 
 
 def generate_answers(
@@ -112,48 +304,232 @@ def generate_answers(
     output: str | os.PathLike[str] | None = None,
     progress: bool = True,
     family: str | None = None,
+    run: Mapping[str, Any] | None = None,
+    resume_unverified: bool = False,
+    on_bad_image: BadImagePolicy = "error",
+    shard: Shard | None = None,
+    num_workers: int | None = None,
+    sort_by_length: bool = False,
 ) -> list[Prediction]:
     """Generate one answer per sample, greedily, in batches.
 
     Args:
-        model: A model of a supported family (base, quantized, or with a LoRA adapter). It is put in
-            ``eval`` mode for the call and restored afterwards.
+        model: A model of a supported family (base, quantized, or with a LoRA adapter). It is
+            put in ``eval`` mode for the call and restored afterwards. A
+            :class:`medvqa.server.ServerEngine` instead sends the same prompts and images to
+            an OpenAI-compatible inference server (vLLM, SGLang, TGI); ``batch_size``,
+            ``num_workers`` and ``sort_by_length`` then do not apply (the engine's
+            ``concurrency`` does).
         processor: Its processor.
         samples: The questions; ids must be unique.
         batch_size: Samples per ``generate`` call (left-padded).
         max_new_tokens: Longest answer in tokens (paper: 20; 50 for nonsense questions).
         prompt: Prompt template or built-in name; ``None``: the per-sample default.
         output: JSON Lines file to stream predictions to. If it already holds predictions
-            of some of these samples (same prompt), those are kept and not generated again.
+            of some of these samples (same prompt, same run record), those are kept and not
+            generated again. The run record goes to :func:`run_record_path` and the file is
+            locked while the call runs.
         progress: Show a tqdm progress bar.
-        family: The model family (default: told by the processor).
+        family: The model family (default: told by the processor; for a
+            :class:`~medvqa.server.ServerEngine`, the engine's). It decides the chat rendering
+            and the stop tokens, and is recorded in the run record as ``family``.
+        run: Settings to record beside ``output`` (model, adapter, dataset, ...; JSON
+            values). Resuming with different values is refused, except for counts and
+            speed settings (``n``, ``limit``, ``batch_size``, ...).
+        resume_unverified: Resume an ``output`` that has no run record. Its rows are kept
+            and listed in the new record as ``unverified_rows``: nothing claims they were
+            made with this run's settings.
+        on_bad_image: ``error`` (default): an image that cannot be decoded stops the call
+            with an error naming the sample and the file. ``skip``: such samples are left
+            out of the result and of ``output``, listed under ``bad_images`` in the run
+            record (those of every process, under a multi-process launch), and counted in
+            a warning.
+        shard: This process's share of the job (see :mod:`medvqa._distributed`). ``None``:
+            the launch's own (``RANK``/``WORLD_SIZE`` of ``torchrun`` or ``accelerate launch``),
+            one process otherwise. With several processes and an ``output`` file, each
+            process answers its shard into ``OUTPUT.parts/`` and rank 0 merges the parts into
+            ``output`` in input order; every process then returns all predictions.
+        num_workers: DataLoader workers that render, tokenize and decode images while the
+            model generates (``None``: 0 on a CPU, up to 4 on CUDA; see
+            :func:`medvqa._dataloading.default_num_workers`).
+        sort_by_length: Batch the samples by prompt length (less padding). Answers are the
+            same; results are still returned, and the output file left, in input order.
 
     Returns:
-        One :class:`~medvqa.records.Prediction` per sample, in input order:
-        ``prediction`` is the raw decoded text (stripped), ``extracted`` the answer
-        extracted by :func:`medvqa.answers.extract_answer` (strict style), ``metadata``
-        the sample's metadata plus ``prompt`` (the template name).
+        One :class:`~medvqa.records.Prediction` per sample (skipped samples excepted), in
+        input order: ``prediction`` is the raw decoded text (stripped), ``extracted`` the
+        answer extracted by :func:`medvqa.answers.extract_answer` (strict style),
+        ``metadata`` the sample's metadata plus ``prompt`` (the template name).
 
     Raises:
-        MedVQAError: Duplicate sample ids, or an output file from another run.
+        MedVQAError: Duplicate sample ids, an output file from another run (or without a
+            run record), or another run writing ``output``.
+        ImageLoadError: An image cannot be decoded (``on_bad_image="error"``).
     """
-    import torch
-    from tqdm.auto import tqdm
-
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+    if on_bad_image not in ("error", "skip"):
+        raise ValueError(f"on_bad_image must be 'error' or 'skip', got {on_bad_image!r}")
     seen: set[str] = set()
     for s in samples:
         if s.id in seen:
             raise MedVQAError(f"sample id {s.id!r} appears twice; generation needs unique ids")
         seen.add(s.id)
     template = None if prompt is None else get_prompt(prompt)
-    done: dict[str, Prediction] = {}
-    if output is not None:
-        done = _load_done(Path(output), samples, template)
+    if shard is not None and shard.world_size > 1 and output is None:
+        raise ValueError("a shard needs an output file: the processes exchange answers through its parts")
+    fam = _family_name(model, processor, family)
+    opts: dict[str, Any] = {
+        "family": fam,
+        "batch_size": batch_size,
+        "max_new_tokens": max_new_tokens,
+        "on_bad_image": on_bad_image,
+        "num_workers": num_workers,
+        "sort_by_length": sort_by_length,
+    }
+    if output is None:
+        return _generate(model, processor, samples, template, None, progress=progress, **opts)
+    out = Path(output)
+    settings = {"max_new_tokens": max_new_tokens, "decoding": "greedy", "batch_size": batch_size}
+    settings.update(n=len(samples), on_bad_image=on_bad_image)
+    if fam is not None:  # the family the answers were made with, whatever the caller recorded
+        run = {**(run or {}), "family": fam}
+    launch = shard or launch_shard()
+    if launch.world_size > 1 or parts_dir(out).is_dir():
+
+        def record(answered: Mapping[str, Any]) -> dict[str, Any]:
+            return _new_record(out, run, template, settings, answered, resume_unverified)
+
+        def answer_part(job: list[VQASample], part: Path, bad: list[dict[str, Any]]) -> None:
+            # a part file is written by its rank only; its lock keeps it so across launches
+            with RunLock(part, folder=False, what="part file"):
+                done = _load_done(part, job, template)
+                show = progress and launch.rank == 0
+                _generate(model, processor, job, template, (part, done, bad), progress=show, **opts)
+
+        return generate_sharded(
+            answer_part, samples, output=out, shard=launch, prompt=template, record=record
+        )
+    with RunLock(out, folder=False, what="prediction file"):
+        done = _load_done(out, samples, template)
+        rec = _new_record(out, run, template, settings, done, resume_unverified)
+        atomic_write_json(run_record_path(out), rec)
+        bad: list[dict[str, Any]] = []
+        preds = _generate(model, processor, samples, template, (out, done, bad), progress=progress, **opts)
+        if bad:
+            rec.update(skipped_bad_images=len(bad), bad_images=bad)
+            atomic_write_json(run_record_path(out), rec)
+        return preds
+
+
+def _family_name(model: Any, processor: Any, family: str | None) -> str | None:
+    """The family the answers are made with (``None``: a processor of no family medvqa knows)."""
+    from medvqa.collate import _family
+    from medvqa.server import ServerEngine
+
+    if family is None and isinstance(model, ServerEngine):
+        return model.family_name
+    fam = _family(processor, family)
+    return None if fam is None else fam.name
+
+
+def _job_output(output: Path) -> Path:
+    """The job's output file of a part file (``OUT.jsonl.parts/part-00001.jsonl`` -> ``OUT.jsonl``)."""
+    folder = output.parent
+    if folder.name.endswith(".parts"):
+        return folder.with_name(folder.name[: -len(".parts")])
+    return output
+
+
+def _generate(
+    model: Any,
+    processor: Any,
+    samples: Sequence[VQASample],
+    template: PromptTemplate | None,
+    stream: tuple[Path, dict[str, Prediction], list[dict[str, Any]]] | None,
+    *,
+    family: str | None,
+    batch_size: int,
+    max_new_tokens: int,
+    progress: bool,
+    on_bad_image: str,
+    num_workers: int | None,
+    sort_by_length: bool,
+) -> list[Prediction]:
+    """The batch loop: answer what ``stream``'s ``done`` lacks, streaming rows to its file."""
+    from medvqa.server import ServerEngine
+
+    output, done, bad = stream if stream is not None else (None, {}, [])
     todo = [s for s in samples if s.id not in done]
+    if isinstance(model, ServerEngine):
+        done.update(
+            (p.id, p)
+            for p in model.generate_answers(
+                samples,  # it reads back what ``output`` holds and sends only the rest
+                max_new_tokens=max_new_tokens,
+                prompt=template,
+                output=output,
+                progress=progress,
+                on_bad_image=on_bad_image,
+                bad=bad,
+                family=family,
+            )
+        )
+    else:
+        _generate_hf(
+            model,
+            processor,
+            todo,
+            template,
+            output,
+            done,
+            bad,
+            progress=progress,
+            total=len(samples),
+            family=family,
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            on_bad_image=on_bad_image,
+            num_workers=num_workers,
+            sort_by_length=sort_by_length,
+        )
+    if output is not None:
+        restore_input_order(output, samples)
+    if bad:
+        ids = ", ".join(repr(b["id"]) for b in bad[:5]) + (", ..." if len(bad) > 5 else "")
+        where = "" if output is None else f"; listed in {run_record_path(_job_output(output))}"
+        warnings.warn(
+            f"skipped {len(bad)} samples whose image cannot be decoded ({ids}){where}", stacklevel=3
+        )
+    return [done[s.id] for s in samples if s.id in done]
+
+
+def _generate_hf(
+    model: Any,
+    processor: Any,
+    todo: Sequence[VQASample],
+    template: PromptTemplate | None,
+    output: Path | None,
+    done: dict[str, Prediction],
+    bad: list[dict[str, Any]],
+    *,
+    progress: bool,
+    total: int,
+    family: str | None,
+    batch_size: int,
+    max_new_tokens: int,
+    on_bad_image: str,
+    num_workers: int | None,
+    sort_by_length: bool,
+) -> None:
+    """Answer ``todo`` with a transformers model, batches prepared by a DataLoader."""
+    import functools
+
+    import torch
+    from tqdm.auto import tqdm
+
     collator = GenerationCollator(processor, prompt=template, family=family)
     tok = processor.tokenizer
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.unk_token_id
@@ -167,39 +543,29 @@ def generate_answers(
     was_training = bool(getattr(model, "training", False))
     model.eval()
     writer = JsonlWriter(output) if output is not None else None
-    bar = tqdm(total=len(samples), initial=len(done), disable=not progress, desc="generate", unit="q")
+    bar = tqdm(total=total, initial=total - len(todo), disable=not progress, desc="generate", unit="q")
     try:
-        for start in range(0, len(todo), batch_size):
-            chunk = todo[start : start + batch_size]
-            batch = _to_device(collator(chunk), model)
-            with torch.inference_mode():
-                out = model.generate(**batch, **gen_kwargs)
-            new_tokens = out[:, batch["input_ids"].shape[1] :]
-            texts = tok.batch_decode(new_tokens, skip_special_tokens=True)
-            for sample, text in zip(chunk, texts, strict=True):
-                raw = text.strip()
-                image = None
-                if sample.image is not None:
-                    image = sample.image.path or sample.image.name
-                pred = Prediction(
-                    id=sample.id,
-                    question=sample.question,
-                    reference=sample.answer,
-                    prediction=raw,
-                    answer_type=sample.answer_type,
-                    extracted=_extract(raw),
-                    dataset=sample.dataset,
-                    split=sample.split,
-                    image=image,
-                    metadata={
-                        **sample.metadata,
-                        "answer_type_source": sample.answer_type_source,
-                        PROMPT_METADATA_KEY: _prompt_name(sample, template),
-                    },
-                )
-                if writer is not None:
-                    writer.write(pred.to_dict())
-                done[sample.id] = pred
+        for chunk, (keep, collated, skipped) in generation_batches(
+            todo,
+            collator,
+            batch_size=batch_size,
+            num_workers=default_num_workers() if num_workers is None else num_workers,
+            sort_by_length=sort_by_length,
+            pin_memory=str(getattr(model, "device", "cpu")).startswith("cuda"),
+            prepare=functools.partial(_prepare, collator, on_bad_image),
+        ):
+            bad.extend(skipped)
+            if collated is not None:
+                batch = _to_device(collated, model)
+                with torch.inference_mode():
+                    out = model.generate(**batch, **gen_kwargs)
+                new_tokens = out[:, batch["input_ids"].shape[1] :]
+                texts = tok.batch_decode(new_tokens, skip_special_tokens=True)
+                for i, text in zip(keep, texts, strict=True):
+                    pred = _to_prediction(chunk[i], text.strip(), template)
+                    if writer is not None:
+                        writer.write(pred.to_dict())
+                    done[pred.id] = pred
             bar.update(len(chunk))
     finally:
         bar.close()
@@ -207,4 +573,3 @@ def generate_answers(
             writer.close()
         if was_training:
             model.train()
-    return [done[s.id] for s in samples]

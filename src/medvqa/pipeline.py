@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from medvqa._distributed import barrier, ensure_process_group, is_main_process
 from medvqa._errors import MedVQAError
 from medvqa._io import atomic_write_json, atomic_write_text, read_json
 from medvqa.training._config import (
@@ -113,6 +114,10 @@ class DemoConfig:
         seed: Seed of every random choice of the evaluation (image swaps, pairings, bootstraps).
         overwrite: Delete a previous demo in ``output_dir`` first (otherwise finished parts
             are reused and interrupted ones resumed).
+        judge: The judge of the judged column (``medevalkit`` accuracy with open answers
+            judged by a model; see :mod:`medvqa.judge`): a hub id or folder of a causal LM, or
+            ``"none"``. ``None``: a tiny random judge in the tiny run (it shows the machinery;
+            its verdicts are noise), no judged column otherwise.
     """
 
     output_dir: str = "medvqa-output/demo"
@@ -133,6 +138,7 @@ class DemoConfig:
     batch_size: int = 8
     seed: int = 0
     overwrite: bool = False
+    judge: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "output_dir", os.fspath(self.output_dir))
@@ -267,14 +273,17 @@ def run_demo(
     if out.exists() and any(out.iterdir()):
         if not marker.is_file():
             raise MedVQAError(f"{out} exists and is not a medvqa demo folder; choose another --output")
-        if cfg.overwrite:
+        if cfg.overwrite and is_main_process():
             shutil.rmtree(out)
         elif read_json(marker) != cfg.to_dict():
             raise MedVQAError(
                 f"{out} holds a demo run with other settings; use --overwrite to replace it or another --output"
             )
+    ensure_process_group()
+    barrier()
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(marker, cfg.to_dict())
+    if is_main_process():
+        atomic_write_json(marker, cfg.to_dict())
     preds_dir = out / "predictions"
 
     # -- data ------------------------------------------------------------------------------
@@ -339,9 +348,10 @@ def run_demo(
         None, stage2, output_dir=sweep_dir / "size_0", stage2_samples=vqa_train, progress=progress, plot=False
     ).stage2
     histories = {r.name: list(r.loss_history) for r in (two.stage1, two.stage2) if r is not None}
-    plot_loss_curves(
-        histories, out / "loss_curves.png", title="Training loss, stage 1 then stage 2 (Figure 4)"
-    )
+    if is_main_process():
+        plot_loss_curves(
+            histories, out / "loss_curves.png", title="Training loss, stage 1 then stage 2 (Figure 4)"
+        )
 
     # -- evaluation ------------------------------------------------------------------------
     say("[4/6] answering and scoring the table rows")
@@ -409,9 +419,9 @@ def run_demo(
         seed=cfg.seed,
         n_boot=cfg.n_boot,
     )
-    sheet = export_review_sheet(
-        list(normal.predictions), out / "human_evaluation_sheet.csv", shuffle_seed=cfg.seed
-    )
+    sheet = out / "human_evaluation_sheet.csv"
+    if is_main_process():
+        export_review_sheet(list(normal.predictions), sheet, shuffle_seed=cfg.seed)
 
     # -- sweep -----------------------------------------------------------------------------
     sizes = cfg.sweep_sizes
@@ -439,6 +449,7 @@ def run_demo(
         say("[5/6] sweep skipped (no sizes)")
 
     # -- report ----------------------------------------------------------------------------
+    judged = _judge_rows(cfg, evals, [k for k in PAPER_RESULTS if k in evals], out, say)
     say("[6/6] writing the report")
     # The paper's seven rows, then the nonsense questions (reference: Med-HALT's abstaining
     # option; the paper asked such questions but did not score them).
@@ -466,6 +477,7 @@ def run_demo(
         "abstention": {k: v.to_dict() for k, v in abst.items()},
         "visual_reliance": reliance.to_dict() if hasattr(reliance, "to_dict") else None,
         "sweep": None if sweep is None else [dict(r) for r in sweep.rows],
+        "judged": judged,
         "files": {
             "loss_curves": "loss_curves.png",
             "human_evaluation_sheet": sheet.name,
@@ -474,8 +486,10 @@ def run_demo(
         },
         "elapsed_s": elapsed,
     }
-    atomic_write_json(out / "report.json", report)
-    atomic_write_text(out / "report.md", _markdown(cfg, report, tables, abst, two, one, sweep, elapsed))
+    if is_main_process():
+        atomic_write_json(out / "report.json", report)
+        md = _markdown(cfg, report, tables, abst, two, one, sweep, elapsed) + _judged_markdown(cfg, judged)
+        atomic_write_text(out / "report.md", md)
     say(f"done in {elapsed:.0f} s")
     return DemoResult(
         output_dir=str(out),
@@ -484,6 +498,74 @@ def run_demo(
         elapsed_s=elapsed,
         rows={label: e.flat() for label, e in evals.items()},
     )
+
+
+def _judge_rows(
+    cfg: DemoConfig, evals: Mapping[str, Any], rows: Sequence[str], out: Path, say: Callable[[str], None]
+) -> dict[str, dict[str, Any]]:
+    """The judged column: ``medevalkit`` accuracy by rules and with open answers judged."""
+    from medvqa.judge import LocalJudge, judge_from_spec, judge_predictions, judge_report, judged_profile
+    from medvqa.metrics import evaluate
+
+    if cfg.judge == "none" or (cfg.judge is None and not cfg.tiny):
+        return {}
+    if not is_main_process():  # the judged column goes only into the reports, which rank 0 writes
+        return {}
+    if cfg.judge is None:
+        from medvqa.models._tiny_judge import save_tiny_judge
+
+        folder = out / "tiny_judge"
+        if not (folder / "config.json").is_file():
+            save_tiny_judge(folder, seed=cfg.seed)
+        judge: Any = LocalJudge(folder, max_new_tokens=16, batch_size=16)
+    else:
+        judge = judge_from_spec(cfg.judge)
+    say(f"      judging the open answers of {len(rows)} rows ({judge.model_id}; cache: judge_cache.jsonl)")
+    table: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        preds = list(evals[row].predictions)
+        verdicts = judge_predictions(preds, judge, cache=out / "judge_cache.jsonl")
+        audit = judge_report(preds, verdicts, profiles=("medevalkit",))
+        table[row] = {
+            "rules": evaluate(preds, profile="medevalkit", n_boot=0)["accuracy"].to_dict(),
+            "judged": evaluate(preds, profile=judged_profile(verdicts), n_boot=0)["accuracy"].to_dict(),
+            "judge_on_open": audit.judged_accuracy.to_dict(),
+            "unparseable": len(audit.unparseable),
+            "judge": audit.judge,
+        }
+    return table
+
+
+def _judged_markdown(cfg: DemoConfig, judged: Mapping[str, Mapping[str, Any]]) -> str:
+    if not judged:
+        return ""
+    first = next(iter(judged.values()))["judge"]
+    lines = [
+        "## Judged column (`medevalkit` profile)",
+        "",
+        f"Judge: `{first['model']}` (revision `{first['revision']}`, prompt `{first['prompt_version']}`); "
+        "every verdict with its exact prompt is in `judge_cache.jsonl`. Closed questions stay "
+        "rule-based; an unparseable verdict counts as wrong in the judged accuracy, as in MedEvalKit, "
+        "and is left out of the judge's own open-item accuracy.",
+        "",
+    ]
+    if cfg.judge is None:
+        lines += [
+            "> The tiny judge has random weights: its verdicts are noise (mostly unparseable). It shows "
+            "the machinery only; pass a real judge (`--judge MODEL`) for numbers.",
+            "",
+        ]
+    lines += [
+        "| run | accuracy (rules) | accuracy (judged) | judge on open items | unparseable |",
+        "|---|---|---|---|---|",
+    ]
+    for row, v in judged.items():
+        jo = v["judge_on_open"]
+        lines.append(
+            f"| {row} | {_fmt(v['rules']['value'])} | {_fmt(v['judged']['value'])} | "
+            f"{_fmt(jo['value'])} (n={jo['denominator']}) | {v['unparseable']} |"
+        )
+    return "\n" + "\n".join(lines) + "\n"
 
 
 def _markdown(

@@ -981,6 +981,10 @@ def run_ablations(
     prompt: PromptTemplate | str | None = None,
     progress: bool = True,
     config: Mapping[str, Any] | None = None,
+    num_workers: int | None = None,
+    sort_by_length: bool = False,
+    resume_unverified: bool = False,
+    on_bad_image: str = "error",
 ) -> AblationReport:
     """Run a model on the samples as they are and under each transform, then score the probes.
 
@@ -1012,7 +1016,15 @@ def run_ablations(
         nonsense_max_new_tokens: Longest answer for nonsense questions (paper: 50).
         prompt: Prompt template or name passed to generation (``None``: per-sample default).
         progress: Show progress bars.
-        config: Extra settings recorded in the report.
+        num_workers: Data-loader workers of generation (``None``: the default of
+            :func:`medvqa.generation.generate_answers`).
+        sort_by_length: Batch by prompt length (same answers, same file order).
+        config: Extra settings recorded in the report, and in each prediction file's run
+            record (resuming a file with other settings is refused).
+        resume_unverified: Resume prediction files that have no run record (see
+            :func:`medvqa.generation.generate_answers`).
+        on_bad_image: ``error`` or ``skip`` (see :func:`medvqa.generation.generate_answers`);
+            a skipped sample is missing from that run's file and listed in its run record.
 
     Returns:
         The report (also written to ``output``).
@@ -1042,7 +1054,12 @@ def run_ablations(
         "abstention_rules": rules.to_dict(),
         **dict(config or {}),
     }
-    atomic_write_json(out / "ablations.json", settings)
+    from medvqa._distributed import is_main_process
+
+    if is_main_process():
+        atomic_write_json(out / "ablations.json", settings)
+
+    described = {name: t.to_dict() for name, t in transforms.items()}
 
     def generate(name: str, items: Sequence[VQASample], tokens: int) -> list[Prediction]:
         return generate_answers(
@@ -1054,6 +1071,11 @@ def run_ablations(
             prompt=prompt,
             output=pred_dir / f"{_file_name(name)}.jsonl",
             progress=progress,
+            num_workers=num_workers,
+            sort_by_length=sort_by_length,
+            run={"command": "ablate", "run": name, "transform": described.get(name), **dict(config or {})},
+            resume_unverified=resume_unverified,
+            on_bad_image=on_bad_image,  # type: ignore[arg-type]
         )
 
     baseline = generate(_RESERVED, samples, max_new_tokens)
@@ -1074,5 +1096,6 @@ def run_ablations(
         level=level,
         config=shown,
     )
-    report.write(out)
+    if is_main_process():
+        report.write(out)
     return report

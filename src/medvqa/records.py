@@ -14,14 +14,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import numbers
 import os
+import posixpath
+import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from medvqa._errors import DataFormatError, ImageLoadError
+from medvqa._errors import DataFormatError, ImageLoadError, RowRef
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -55,6 +58,28 @@ DEFAULT_MAX_IMAGE_PIXELS = 64_000_000
 """Images with more pixels than this are refused as possible decompression bombs (8000 x 8000)."""
 
 _YES_NO = frozenset({"yes", "no"})
+
+
+def _answer_text(value: object, *, file: str | None, row: Any, field: str) -> str:
+    """An answer read from a file, as text: a string as it is, an integer as its decimal digits.
+
+    The one rule for reference answers, shared by the dataset loaders and the scorer.
+    Floats (``2.0``, ``NaN``, ``inf``), booleans, ``null``, lists and objects are refused:
+    turned into text they would be scored as ``"2.0"`` or ``"nan"``.
+
+    Raises:
+        DataFormatError: Not text or an integer (names file, row and field).
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return str(int(value))
+    kind = type(value).__name__
+    if isinstance(value, float) and value != value:  # NaN
+        kind = "NaN"
+    raise DataFormatError(
+        f"answers must be text (or an integer), got {kind} {value!r}", file=file, row=row, field=field
+    )
 
 
 def infer_answer_type(answer: str) -> AnswerType:
@@ -105,9 +130,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         scaled = np.zeros_like(arr) if hi <= lo else (arr - lo) * (255.0 / (hi - lo))
         grey = PILImage.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), mode="L")
         return grey.convert("RGB")
-    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-        mode == "P" and "transparency" in img.info
-    )
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info)
     if has_alpha:
         rgba = img.convert("RGBA")
         background = PILImage.new("RGBA", rgba.size, (0, 0, 0, 255))
@@ -170,6 +193,39 @@ def open_rgb(
         raise ImageLoadError(f"image {label} is corrupt or truncated: {exc}") from exc
 
 
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def _escape(path: str, root: str) -> str | None:
+    r"""Why ``path`` (a file under ``root`` as a dataset file names it) leaves ``root``; ``None`` if it does not.
+
+    Lexical only (no symbolic link is followed), and the same on every platform: backslashes
+    count as separators, so ``..\x``, ``C:\x`` and ``\\server\share`` are refused on POSIX too.
+    When ``path`` is ``root`` joined with a written name, that name is what is judged.
+
+    >>> _escape("/data/imgs/a/b.jpg", "/data/imgs") is None
+    True
+    >>> _escape("/data/imgs/../secret.jpg", "/data/imgs"), _escape("/data/imgs/C:\\x.jpg", "/data/imgs")
+    ('it leads out of it', 'a Windows drive or UNC path')
+    """
+    p, r = path.replace("\\", "/"), root.replace("\\", "/").rstrip("/")
+    if not p.startswith(r + "/"):
+        base = posixpath.normpath(os.path.abspath(r or "/").replace("\\", "/"))
+        target = posixpath.normpath(os.path.abspath(p).replace("\\", "/"))
+        if target == base:
+            return "it names the dataset folder itself"
+        return None if target.startswith(base.rstrip("/") + "/") else "it leads out of it"
+    written = p[len(r) + 1 :]
+    if _DRIVE.match(written) or written.startswith("/"):
+        return "a Windows drive or UNC path"
+    norm = posixpath.normpath(written) if written else "."
+    if norm == ".." or norm.startswith("../"):
+        return "it leads out of it"
+    if norm == ".":
+        return "it names the dataset folder itself"
+    return None
+
+
 @dataclass(frozen=True)
 class ImageRef:
     """A lazy reference to one image: a file under a dataset root, or encoded bytes.
@@ -178,8 +234,10 @@ class ImageRef:
 
     Attributes:
         path: Path of the image file, or ``None`` for in-memory images.
-        root: The dataset root. When set, ``path`` must resolve inside it (symbolic
-            links and ``..`` included), otherwise :meth:`open` refuses it.
+        root: The dataset root. When set, ``path`` must lie inside it as written
+            (judged lexically: ``..`` out of it, absolute and drive paths are refused),
+            otherwise :meth:`open` refuses it; symbolic links inside it are followed (see
+            :meth:`resolved_path`).
         data: Encoded image bytes (PNG, JPEG, ...) for images that live in memory,
             for example in a Hugging Face dataset. Exactly one of ``path`` and ``data``
             is set.
@@ -206,22 +264,30 @@ class ImageRef:
         return self.name or self.path or "<in-memory image>"
 
     def resolved_path(self) -> str:
-        """The real path of the file, after checking that it lies inside ``root``.
+        """The path to open, after checking that it lies inside ``root``.
+
+        The check judges the path as the dataset file wrote it, lexically, after
+        normalisation: a ``..`` that climbs out of ``root``, an absolute path, and a Windows
+        drive or UNC path (``C:\\x.jpg``, ``C:/x.jpg``, ``\\\\server\\share``) are refused on
+        every platform. Symbolic links inside ``root`` are followed wherever they point: the
+        tools that made them (``huggingface_hub.snapshot_download`` links every file of a
+        snapshot into ``../../blobs/``, ``datasets``' cache, ``ln -s``) are the user's own.
 
         Raises:
-            ImageLoadError: The reference holds bytes, or the path escapes ``root``.
+            ImageLoadError: The reference holds bytes, or the path leaves ``root``.
         """
         if self.path is None:
             raise ImageLoadError(f"{self.label} is an in-memory image and has no path")
-        real = os.path.realpath(self.path)
+        path = os.path.normpath(self.path)
         if self.root is not None:
-            root = os.path.realpath(self.root)
-            if os.path.commonpath([root, real]) != root:
+            why = _escape(self.path, self.root)
+            if why is not None:
                 raise ImageLoadError(
-                    f"image path {self.path!r} resolves to {real!r}, outside the dataset "
-                    f"root {root!r}; refusing to read it"
+                    f"image path {self.path!r} lies outside the dataset root {self.root!r} ({why}); "
+                    "image paths in dataset files must be relative and stay inside the dataset "
+                    "folder; refusing to read it"
                 )
-        return real
+        return path
 
     def exists(self) -> bool:
         """Whether the image can be found (always true for in-memory images)."""
@@ -409,7 +475,9 @@ class Prediction:
         }
 
     @classmethod
-    def from_dict(cls, row: Mapping[str, Any], *, file: str | None = None, line: int | None = None) -> Prediction:
+    def from_dict(
+        cls, row: Mapping[str, Any], *, file: str | None = None, line: int | None = None
+    ) -> Prediction:
         """Build a prediction from a dict written by :meth:`to_dict`.
 
         Raises:
@@ -417,21 +485,26 @@ class Prediction:
         """
         for key in ("id", "reference", "prediction", "answer_type"):
             if key not in row:
-                raise DataFormatError("missing required field", file=file, row=line, field=key)
+                raise DataFormatError("missing required field", file=file, line=line, field=key)
         if row["answer_type"] not in get_args(AnswerType):
             raise DataFormatError(
                 f"answer_type must be 'closed' or 'open', got {row['answer_type']!r}",
                 file=file,
-                row=line,
+                line=line,
                 field="answer_type",
             )
         meta = row.get("metadata") or {}
         if not isinstance(meta, Mapping):
-            raise DataFormatError("metadata must be an object", file=file, row=line, field="metadata")
+            raise DataFormatError("metadata must be an object", file=file, line=line, field="metadata")
         return cls(
             id=str(row["id"]),
             question=str(row.get("question", "")),
-            reference=str(row["reference"]),
+            reference=_answer_text(
+                row["reference"],
+                file=file,
+                row=None if line is None else RowRef.line(line),
+                field="reference",
+            ),
             prediction=str(row["prediction"]),
             answer_type=row["answer_type"],
             extracted=None if row.get("extracted") is None else str(row["extracted"]),

@@ -94,24 +94,38 @@ class ResultsTable:
         if self.digits < 0:
             raise ValueError(f"digits must be >= 0, got {self.digits}")
 
+    def _shared_n(self) -> bool:
+        """Whether every row's cells share one denominator (then one ``n`` column says it)."""
+        return all(len({c.denominator for c in cells if c is not None}) <= 1 for _, cells in self.rows)
+
     @staticmethod
     def _n(cells: Sequence[Aggregate | None]) -> str:
-        ns = sorted({c.denominator for c in cells if c is not None})
-        return "/".join(str(n) for n in ns)
+        ns = {c.denominator for c in cells if c is not None}
+        return str(ns.pop()) if ns else ""
 
-    def _cell(self, agg: Aggregate | None) -> str:
-        return "" if agg is None else agg.format(self.digits)
+    def _cell(self, agg: Aggregate | None, *, with_n: bool = False) -> str:
+        return "" if agg is None else agg.format(self.digits, n=with_n)
+
+    def _layout(self) -> tuple[list[str], list[tuple[str, list[str]]]]:
+        """Headers and cell texts: an ``n`` column when each row has one denominator, else each
+        cell carries its own ``(n=...)`` (a list such as ``13/16/29`` reads as a fraction)."""
+        if self._shared_n():
+            headers = ["n", *self.headers]
+            rows = [(label, [self._n(cells), *(self._cell(c) for c in cells)]) for label, cells in self.rows]
+        else:
+            headers = list(self.headers)
+            rows = [(label, [self._cell(c, with_n=True) for c in cells]) for label, cells in self.rows]
+        return headers, rows
 
     def to_markdown(self) -> str:
-        """A Markdown (GitHub) table; ``n`` lists the denominators of the row's cells."""
+        """A Markdown (GitHub) table with an ``n`` column, or each cell's own n where they differ."""
+        headers, rows = self._layout()
         lines = [
-            "| run | n | " + " | ".join(_md(h) for h in self.headers) + " |",
-            "|" + "---|" * (len(self.headers) + 2),
+            "| run | " + " | ".join(_md(h) for h in headers) + " |",
+            "|" + "---|" * (len(headers) + 1),
         ]
-        for label, cells in self.rows:
-            lines.append(
-                f"| {_md(label)} | {self._n(cells)} | " + " | ".join(self._cell(c) for c in cells) + " |"
-            )
+        for label, cells in rows:
+            lines.append(f"| {_md(label)} | " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
     def to_csv(self) -> str:
@@ -160,22 +174,19 @@ class ResultsTable:
 
     def to_latex(self) -> str:
         """A ``tabular`` (booktabs rules) with intervals as ``value [lo, hi]``."""
-        spec = "l" + "r" * (len(self.headers) + 1)
+        headers, rows = self._layout()
+        spec = "l" + "r" * len(headers)
         lines = []
         if self.title:
             lines.append(f"% {_latex(self.title)}")
         lines += [
             f"\\begin{{tabular}}{{{spec}}}",
             "\\toprule",
-            "Run & $n$ & " + " & ".join(_latex(h) for h in self.headers) + " \\\\",
+            "Run & " + " & ".join("$n$" if h == "n" else _latex(h) for h in headers) + " \\\\",
             "\\midrule",
         ]
-        for label, cells in self.rows:
-            lines.append(
-                f"{_latex(label)} & {self._n(cells)} & "
-                + " & ".join(_latex(self._cell(c)) for c in cells)
-                + " \\\\"
-            )
+        for label, cells in rows:
+            lines.append(f"{_latex(label)} & " + " & ".join(_latex(c) for c in cells) + " \\\\")
         lines += ["\\bottomrule", "\\end{tabular}"]
         return "\n".join(lines)
 

@@ -158,10 +158,10 @@ def read_review_sheet(path: str | os.PathLike[str], *, require_complete: bool = 
         row = reader.line_num
         ident = (record.get("id") or "").strip()
         if not ident:
-            raise DataFormatError("empty id", file=file, row=row, field="id")
+            raise DataFormatError("empty id", file=file, line=row, field="id")
         if ident in seen:
             raise DataFormatError(
-                f"duplicate id {ident!r} (first at row {seen[ident]})", file=file, row=row, field="id"
+                f"duplicate id {ident!r} (first at line {seen[ident]})", file=file, line=row, field="id"
             )
         seen[ident] = row
         raw = (record.get("correct") or "").strip()
@@ -177,7 +177,7 @@ def read_review_sheet(path: str | os.PathLike[str], *, require_complete: bool = 
                     "not reviewed (empty); fill it with 1/0 (or yes/no, correct/wrong), "
                     "or pass require_complete=False (--allow-incomplete) to count it as unreviewed",
                     file=file,
-                    row=row,
+                    line=row,
                     field="correct",
                 )
             correct = None
@@ -185,7 +185,7 @@ def read_review_sheet(path: str | os.PathLike[str], *, require_complete: bool = 
             raise DataFormatError(
                 f"bad value {raw!r}; use 1/0, yes/no, true/false, correct/wrong (or leave empty)",
                 file=file,
-                row=row,
+                line=row,
                 field="correct",
             )
         out.append(ReviewItem(ident, correct, (record.get("justification") or "").strip(), row))

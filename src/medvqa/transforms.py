@@ -58,6 +58,7 @@ __all__ = [
     "BlankImage",
     "BlankKind",
     "Compose",
+    "MedEvalKitPrompt",
     "NoImage",
     "NonsenseQuestions",
     "PromptMode",
@@ -695,6 +696,36 @@ class PromptVariant(Transform):
         return out
 
 
+@dataclass(frozen=True)
+class MedEvalKitPrompt(Transform):
+    """MedEvalKit's prompts: the instruction is chosen from the **reference answer**.
+
+    A sample whose answer is ``yes``/``no`` (lowercased, stripped) gets
+    :data:`medvqa.chat.MEDEVALKIT_YES_NO_INSTRUCTION`, every other one
+    :data:`medvqa.chat.MEDEVALKIT_OPEN_INSTRUCTION`, through ``metadata["prompt_instruction"]``.
+    Use it with the ``medevalkit`` prompt template (question, then newline and instruction).
+    Choosing the prompt from the truth **leaks the answer type** to the model: it exists only
+    to reproduce numbers made with MedEvalKit, never for a fair evaluation.
+
+    >>> s = VQASample(id="a", question="Is it normal?", answer="No", answer_type="closed",
+    ...               answer_type_source="annotation", dataset="d", split="test")
+    >>> MedEvalKitPrompt()([s])[0].metadata["prompt_instruction"]
+    "\\nPlease output 'yes' or 'no'(no extra output)."
+    """
+
+    name: ClassVar[str] = "medevalkit_prompt"
+
+    def _apply(self, samples: list[VQASample]) -> list[VQASample]:
+        from medvqa.chat import MEDEVALKIT_OPEN_INSTRUCTION, MEDEVALKIT_YES_NO_INSTRUCTION
+
+        out = []
+        for s in samples:
+            yes_no = s.answer.lower().strip() in ("yes", "no")
+            text = MEDEVALKIT_YES_NO_INSTRUCTION if yes_no else MEDEVALKIT_OPEN_INSTRUCTION
+            out.append(_record(s, self.tag, **{PROMPT_KEY: text}))
+        return out
+
+
 # --- nonsense questions --------------------------------------------------------------------------
 
 
@@ -954,7 +985,8 @@ def made_up_questions(
 # --- registry ------------------------------------------------------------------------------------
 
 _TYPES: dict[str, type[Transform]] = {
-    cls.name: cls for cls in (Compose, SwapImages, BlankImage, NoImage, PromptVariant, NonsenseQuestions)
+    cls.name: cls
+    for cls in (Compose, SwapImages, BlankImage, NoImage, PromptVariant, MedEvalKitPrompt, NonsenseQuestions)
 }
 
 
@@ -996,6 +1028,7 @@ _NAMED: dict[str, Callable[[int], Transform]] = {
     "noimage": lambda seed: NoImage(),
     "expert": lambda seed: PromptVariant.expert(),
     "expert_prepend": lambda seed: PromptVariant.expert(mode="prepend"),
+    "medevalkit": lambda seed: MedEvalKitPrompt(),
 }
 
 TRANSFORM_NAMES: tuple[str, ...] = tuple(_NAMED)
@@ -1007,8 +1040,9 @@ def parse_transforms(spec: str, *, seed: int = 0) -> dict[str, Transform]:
 
     Names are those of :data:`TRANSFORM_NAMES`: ``swap`` (content derangement), ``swap_index``
     (the paper's rule), ``blank`` (black 378x378), ``noise`` (seeded noise), ``noimage``
-    (text only), ``expert`` (the expert instruction replacing the paper's) and
-    ``expert_prepend``. Join names with ``+`` to compose them, in order.
+    (text only), ``expert`` (the expert instruction replacing the paper's),
+    ``expert_prepend`` and ``medevalkit`` (MedEvalKit's prompts, chosen from the truth: they
+    leak the answer type; use the ``medevalkit`` prompt template with it). Join names with ``+`` to compose them, in order.
 
     Returns:
         ``{name as written: transform}``, in the order given.

@@ -157,3 +157,52 @@ def test_predict_help_explains_every_option_with_examples(capsys: pytest.Capture
     for option in options:
         assert option in text
     assert text.count("  medvqa predict --model") >= 3 and "resumes" in text
+
+
+def test_a_second_predict_on_the_same_output_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "preds.jsonl"
+    holder = (
+        "import sys\nfrom medvqa._lock import RunLock\n"
+        "with RunLock(sys.argv[1]):\n    print('locked', flush=True)\n    sys.stdin.readline()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    first = subprocess.Popen(
+        [sys.executable, "-c", holder, str(out)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert first.stdout is not None and first.stdout.readline().strip() == "locked"
+        argv = ["predict", "--model", "tiny", "--dataset", "vqa_rad", "--limit", "1", "--no-progress"]
+        assert main([*argv, "--output", str(out)]) == 1
+        line = _error_line(capsys)
+        assert f"{out}: this prediction file is being written by another run (pid {first.pid}" in line
+        assert f"{out}.lock" in line
+    finally:
+        assert first.stdin is not None
+        first.stdin.close()
+        first.wait(timeout=30)
+    assert not out.exists() and not (tmp_path / "preds.run.json").exists()
+
+
+def test_resuming_a_file_without_run_record_needs_resume_unverified(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "preds.jsonl"
+    argv = ["predict", "--model", "tiny", "--dataset", "vqa_rad", "--max-new-tokens", "2", "--no-progress"]
+    assert main([*argv, "--limit", "1", "--output", str(out)]) == 0
+    (tmp_path / "preds.run.json").unlink()
+    capsys.readouterr()
+    assert main([*argv, "--limit", "2", "--output", str(out)]) == 1
+    assert "no run record (preds.run.json)" in _error_line(capsys)
+    assert main([*argv, "--limit", "2", "--resume-unverified", "--output", str(out)]) == 0
+    run = json.loads((tmp_path / "preds.run.json").read_text())
+    assert run["unverified_rows"]["n"] == 1 and run["n"] == 2 and len(_rows(out)) == 2

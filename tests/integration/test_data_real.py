@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from medvqa._errors import DataFormatError, RowRef
 from medvqa.data import audit, load
 
 pytestmark = pytest.mark.data
@@ -47,11 +48,11 @@ def test_slake_counts_per_language(shared_data: Path) -> None:
     }
     # 4,919 English training rows in the release; one of them has an empty answer (qid 1622)
     assert [len(d) + d.skipped for d in counts.values()] == [4919, 1053, 1061]
-    assert counts["train"].skipped == 1 and counts["train"].skipped_rows[0].row == 1622
+    assert counts["train"].skipped == 1 and counts["train"].skipped_rows[0].row == RowRef.record(1622)
     both = load("slake", root, split="validation", language="both")
     assert len(both) == 2099
     assert {s.metadata["modality"] for s in counts["test"]} == {"CT", "MRI", "X-Ray"}
-    with pytest.raises(ValueError, match="row 1622, field 'answer': empty answer"):
+    with pytest.raises(ValueError, match=r"train\.json, record 1622, field 'answer': empty answer"):
         load("slake", root)
 
 
@@ -66,6 +67,11 @@ def test_path_vqa_imagefolder_sample_decodes_cmyk_and_l_as_rgb(shared_data: Path
 
     ds = load("path_vqa", shared_data / "pathvqa" / "imagefolder_sample", split="train")
     assert len(ds) == 3998 and len({s.image.path for s in ds if s.image}) == 400
+    # a sample of the Hugging Face train split, not the whole split: its size is noted
+    assert ds.notes == (
+        "3,998 rows: not a known PathVQA train split size "
+        "(official 19,755/6,279/6,761, Hugging Face 19,654/6,259/6,719)",
+    )
     modes: dict[str, str] = {}
     for s in ds:
         assert s.image is not None and s.image.path is not None
@@ -86,3 +92,54 @@ def test_roco_and_med_halt_counts(shared_data: Path) -> None:
     halt = load("med_halt", shared_data / "medhalt")
     assert len(halt) == 1858
     assert Counter(s.metadata["abstain_rule"] for s in halt)["exact"] > 1800
+
+
+def test_full_releases_match_a_known_split_size(shared_data: Path) -> None:
+    loads = (
+        [("vqa_rad", shared_data / "vqa_rad", s, {}) for s in ("train", "test")]
+        + [("vqa_rad", shared_data / "vqa_rad", s, {"layout": "mevf"}) for s in ("train", "test")]
+        + [
+            ("slake", shared_data / "slake", s, {"language": lang, "on_empty_answer": "skip"})
+            for s in ("train", "validation", "test")
+            for lang in ("en", "zh", "both")
+        ]
+        + [("path_vqa", shared_data / "pathvqa", s, {}) for s in ("train", "validation", "test")]
+        + [("roco", shared_data / "roco", s, {}) for s in ("validation", "test")]
+        + [("med_halt", shared_data / "medhalt", "train", {})]
+    )
+    for name, root, split, opts in loads:
+        ds = load(name, root, split=split, strict_size=True, **opts)
+        assert not any("rows:" in n for n in ds.notes), (name, split, opts, ds.notes)
+
+
+def test_pathvqa_imagefolder_loaded_as_vqa_rad_is_flagged(shared_data: Path) -> None:
+    folder = shared_data / "pathvqa" / "imagefolder_sample"
+    ds = load("vqa_rad", folder, split="train")
+    assert ds.notes == (
+        "3,998 rows: not a known VQA-RAD train split size (official 1,797/451, MEVF split 3,064/451, "
+        "Hugging Face 1,793/451); the path names PathVQA",
+    )
+    with pytest.raises(DataFormatError, match="3,998 rows: not a known VQA-RAD train split size"):
+        load("vqa_rad", folder, split="train", strict_size=True)
+
+
+def test_real_release_loads_from_a_hub_cache_snapshot(shared_data: Path, tmp_path: Path) -> None:
+    """The official VQA-RAD release laid out as huggingface_hub leaves it: links into ../../blobs/."""
+    import hashlib
+    import os
+
+    src = shared_data / "vqa_rad"
+    snap = tmp_path / "datasets--someone--vqa-rad" / "snapshots" / ("0" * 40)
+    for path in [src / "VQA_RAD Dataset Public.json", *sorted((src / "VQA_RAD Image Folder").iterdir())]:
+        blob = (
+            tmp_path / "datasets--someone--vqa-rad" / "blobs" / hashlib.sha256(str(path).encode()).hexdigest()
+        )
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(path, blob)  # the blob stands for the downloaded file
+        link = snap / path.relative_to(src)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(os.path.relpath(blob, link.parent), link)
+    train = load("vqa_rad", snap, strict_size=True)
+    test = load("vqa_rad", snap, split="test", strict_size=True)
+    assert (len(train), len(test), train.skipped, test.skipped) == (1797, 451, 0, 0)
+    assert test[0].image is not None and test[0].image.open().mode == "RGB"

@@ -118,3 +118,17 @@ def test_demo_refuses_a_foreign_folder(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["demo", "--output", str(tmp_path), "--no-progress"]) == 1
     assert "not a medvqa demo folder" in capsys.readouterr().err
     assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_report_has_a_judged_column(demo: tuple[Path, str]) -> None:
+    out, _ = demo
+    report = json.loads((out / "report.json").read_text())
+    assert list(report["judged"]) == ROWS  # the paper's seven rows
+    for row, v in report["judged"].items():
+        n_open = v["judge_on_open"]["denominator"] + v["unparseable"]
+        assert v["rules"]["denominator"] == v["judged"]["denominator"] == report["rows"][row]["n"]
+        assert n_open > 0
+    lines = (out / "judge_cache.jsonl").read_text().splitlines()
+    assert lines and all(json.loads(line)["prompt"][0]["role"] == "user" for line in lines)
+    md = (out / "report.md").read_text()
+    assert "## Judged column (`medevalkit` profile)" in md and "random weights" in md

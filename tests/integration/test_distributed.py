@@ -35,7 +35,12 @@ def test_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
     common = {"max_steps": 4, "grad_accum": 1, "lora_dropout": 0.0, "save_steps": 2}
     ddp_cfg = tiny_config(tmp_path / "ddp", batch_size=1, **common)
     cfg_file = ddp_cfg.save(tmp_path / "ddp.json")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "OMP_NUM_THREADS": "1"}
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root)]),
+        "OMP_NUM_THREADS": "1",
+    }
     proc = subprocess.run(
         [
             sys.executable,

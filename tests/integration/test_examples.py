@@ -117,3 +117,25 @@ def test_every_tiny_path_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         "evaluations/swapped_images.scores.json",
     ):
         assert (tmp_path / name).is_file(), name
+
+
+def test_only_the_as_run_recipe_evaluates_as_run() -> None:
+    from _recipes import load_recipe
+
+    flagged = {p.name for p in EXAMPLES.glob("*.yaml") if (ev := load_recipe(p).evaluation) and ev.as_run}
+    assert flagged == {"single_stage_as_run.yaml"}
+    ev = load_recipe(EXAMPLES / "single_stage_as_run.yaml").evaluation
+    assert ev is not None and (ev.quantization, ev.precision, ev.batch_size) == ("none", "fp16", 1)
+
+
+@pytest.mark.train
+@pytest.mark.slow
+def test_the_as_run_recipe_runs_tiny_and_records_the_mode(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    import json
+
+    module = importlib.import_module("single_stage")
+    config = EXAMPLES / "single_stage_as_run.yaml"
+    module.main(["--tiny", "--config", str(config), "--output", str(tmp_path), "--no-progress"])
+    info = json.loads((tmp_path / "evaluations" / "single_stage_as_run.scores.json").read_text())["info"]
+    assert info["as_run"] is True and info["dropout_seed"] == 42 and info["active_dropout_modules"] > 0

@@ -217,3 +217,147 @@ def test_training_mode_is_restored(tiny: tuple[Any, Any]) -> None:
         assert model.training
     finally:
         model.eval()
+
+
+def _with_bad_image(tmp_path: Path, n: int, bad: int) -> list[VQASample]:
+    """``n`` samples on image files, the ``bad``-th a truncated PNG (the first bytes of a real one)."""
+    from PIL import Image
+
+    out = []
+    for i, s in enumerate(_samples(n)):
+        path = tmp_path / f"img{i}.png"
+        Image.new("RGB", (32, 32), (10 * i, 80, 200)).save(path)
+        if i == bad:
+            path.write_bytes(path.read_bytes()[:40])
+        out.append(VQASample(**{**s.__dict__, "image": ImageRef(path=str(path), root=str(tmp_path))}))
+    return out
+
+
+def test_an_unreadable_image_names_the_sample_and_the_file(tiny: tuple[Any, Any], tmp_path: Path) -> None:
+    from medvqa._errors import ImageLoadError
+
+    model, processor = tiny
+    samples = _with_bad_image(tmp_path, 3, bad=1)
+    with pytest.raises(ImageLoadError) as info:
+        generate_answers(
+            model, processor, samples, max_new_tokens=2, output=tmp_path / "p.jsonl", progress=False
+        )
+    msg = str(info.value)
+    assert "sample 'demo:1'" in msg and "img1.png" in msg and "on_bad_image='skip'" in msg
+
+
+def test_skipping_unreadable_images_lists_them_and_writes_the_rest(
+    tiny: tuple[Any, Any], tmp_path: Path
+) -> None:
+    model, processor = tiny
+    samples = _with_bad_image(tmp_path, 4, bad=2)
+    out = tmp_path / "p.jsonl"
+    with pytest.warns(UserWarning, match=r"skipped 1 samples whose image cannot be decoded \('demo:2'\)"):
+        preds = generate_answers(
+            model,
+            processor,
+            samples,
+            batch_size=2,
+            max_new_tokens=2,
+            output=out,
+            progress=False,
+            on_bad_image="skip",
+        )
+    assert [p.id for p in preds] == ["demo:0", "demo:1", "demo:3"]
+    assert [row["id"] for _, row in read_jsonl(out)] == ["demo:0", "demo:1", "demo:3"]
+    record = json.loads((tmp_path / "p.run.json").read_text())
+    assert record["n"] == 4 and record["skipped_bad_images"] == 1
+    assert record["bad_images"][0]["id"] == "demo:2" and "img2.png" in record["bad_images"][0]["error"]
+
+
+def test_unreadable_images_in_dataloader_workers_are_skipped_or_named(
+    tiny: tuple[Any, Any], tmp_path: Path
+) -> None:
+    from medvqa._errors import ImageLoadError
+
+    model, processor = tiny
+    samples = _with_bad_image(tmp_path, 5, bad=3)
+    kwargs: dict[str, Any] = {"batch_size": 2, "max_new_tokens": 2, "progress": False, "num_workers": 2}
+    with pytest.raises(ImageLoadError, match=r"sample 'demo:3'.*img3\.png"):
+        generate_answers(model, processor, samples, output=tmp_path / "e.jsonl", **kwargs)
+    out = tmp_path / "s.jsonl"
+    with pytest.warns(UserWarning, match=r"skipped 1 samples"):
+        preds = generate_answers(
+            model, processor, samples, output=out, on_bad_image="skip", sort_by_length=True, **kwargs
+        )
+    assert [p.id for p in preds] == ["demo:0", "demo:1", "demo:2", "demo:4"]
+    assert [row["id"] for _, row in read_jsonl(out)] == ["demo:0", "demo:1", "demo:2", "demo:4"]
+    record = json.loads((tmp_path / "s.run.json").read_text())
+    assert [b["id"] for b in record["bad_images"]] == ["demo:3"] and record["skipped_bad_images"] == 1
+
+
+def test_a_file_without_run_record_is_resumed_only_unverified(tiny: tuple[Any, Any], tmp_path: Path) -> None:
+    model, processor = tiny
+    out = tmp_path / "preds.jsonl"
+    generate_answers(model, processor, _samples(2), max_new_tokens=2, output=out, progress=False)
+    (tmp_path / "preds.run.json").unlink()  # a file from elsewhere, or from an older version
+    before = out.read_text()
+    with pytest.raises(MedVQAError, match=r"no run record \(preds.run.json\).*--resume-unverified"):
+        generate_answers(model, processor, _samples(3), max_new_tokens=2, output=out, progress=False)
+    assert out.read_text() == before and not (tmp_path / "preds.run.json").exists()
+
+    run = {"model": "tiny", "adapter": None}
+    generate_answers(
+        model,
+        processor,
+        _samples(3),
+        max_new_tokens=2,
+        output=out,
+        progress=False,
+        run=run,
+        resume_unverified=True,
+    )
+    record = json.loads((tmp_path / "preds.run.json").read_text())
+    assert record["unverified_rows"] == {"n": 2, "ids": ["demo:0", "demo:1"]}
+    assert record["model"] == "tiny" and record["n"] == 3
+    # a later verified resume keeps saying which rows were not this run's
+    generate_answers(model, processor, _samples(4), max_new_tokens=2, output=out, progress=False, run=run)
+    record = json.loads((tmp_path / "preds.run.json").read_text())
+    assert record["unverified_rows"]["ids"] == ["demo:0", "demo:1"] and record["n"] == 4
+    with pytest.raises(MedVQAError, match=r"other settings \(model; model was 'tiny', now 'other'\)"):
+        generate_answers(
+            model,
+            processor,
+            _samples(4),
+            max_new_tokens=2,
+            output=out,
+            progress=False,
+            run={"model": "other"},
+        )
+
+
+def test_a_file_being_written_by_another_process_is_refused(tiny: tuple[Any, Any], tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    model, processor = tiny
+    out = tmp_path / "preds.jsonl"
+    holder = (
+        "import sys\nfrom medvqa._lock import RunLock\n"
+        "with RunLock(sys.argv[1]):\n    print('locked', flush=True)\n    sys.stdin.readline()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", holder, str(out)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+        with pytest.raises(
+            MedVQAError, match=rf"preds.jsonl: this prediction file is being written.*pid {proc.pid}"
+        ):
+            generate_answers(model, processor, _samples(2), max_new_tokens=2, output=out, progress=False)
+        assert not out.exists()
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(timeout=30)

@@ -74,3 +74,31 @@ def test_exception_mid_stage_then_resume(tmp_path: Path) -> None:
     resumed = run_stage(cfg, train_samples=samples, progress=False)
     assert resumed.resumed_from is not None and resumed.resumed_from.endswith("checkpoint-2")
     assert max_abs_diff(adapter_weights(straight.adapter_dir), adapter_weights(resumed.adapter_dir)) == 0.0
+    # the mean loss covers all 6 steps, not the 4 after the resume
+    assert resumed.train_loss == straight.train_loss
+
+
+def test_mean_loss_after_a_resume_equals_the_uninterrupted_runs(tmp_path: Path) -> None:
+    """Logging every 4 steps, saving every 2: the steps between a log and a checkpoint still count."""
+    import json
+
+    samples = vqa_samples(tmp_path / "data", 8)
+    cfg = _cfg(tmp_path / "a").replace(logging_steps=4)
+    straight = run_stage(cfg, train_samples=samples, progress=False)
+    trainer_mean = json.loads((tmp_path / "a" / "trainer_state.json").read_text())["log_history"][-1][
+        "train_loss"
+    ]
+    assert straight.train_loss == pytest.approx(trainer_mean, rel=1e-6)  # the Trainer's own mean, unresumed
+
+    def crash(step: int) -> None:
+        if step == 3:
+            raise RuntimeError("interrupted")
+
+    cfg = cfg.replace(output_dir=str(tmp_path / "b"))
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run_stage(cfg, train_samples=samples, callbacks=[StepCallback(crash)], progress=False)
+    resumed = run_stage(cfg, train_samples=samples, progress=False)
+    assert resumed.resumed_from is not None and resumed.resumed_from.endswith("checkpoint-2")
+    assert resumed.train_loss == straight.train_loss
+    saved = json.loads((tmp_path / "b" / "result.json").read_text())
+    assert saved["train_loss"] == straight.train_loss

@@ -159,3 +159,68 @@ def test_lora_settings_of_the_config_reach_the_adapter(tmp_path: Path) -> None:
         peft_cfg = _prepare_adapter(model, cfg, None).peft_config["default"]
         assert peft_cfg.init_lora_weights == (True if init == "kaiming" else "gaussian")
         assert (peft_cfg.r, peft_cfg.lora_alpha, peft_cfg.lora_dropout) == (4, 16, 0.2)
+
+
+def _truncate(path: str | None) -> None:
+    assert path is not None
+    data = Path(path).read_bytes()
+    Path(path).write_bytes(data[: len(data) // 3])  # a download cut short
+
+
+def test_an_unreadable_training_image_names_the_sample_and_the_file(tmp_path: Path) -> None:
+    from medvqa._errors import ImageLoadError
+
+    samples = vqa_samples(tmp_path / "data", 4)
+    assert samples[1].image is not None
+    _truncate(samples[1].image.path)
+    with pytest.raises(ImageLoadError) as info:
+        run_stage(tiny_config(tmp_path / "run", max_steps=2), train_samples=samples, progress=False)
+    msg = str(info.value)
+    assert "sample 'toy:train:1'" in msg and "img1.png" in msg and "on_bad_image='skip'" in msg
+
+
+def test_skipping_unreadable_training_images_records_them(tmp_path: Path) -> None:
+    samples = vqa_samples(tmp_path / "data", 6)
+    assert samples[2].image is not None
+    _truncate(samples[2].image.path)
+    cfg = tiny_config(tmp_path / "run", max_steps=2)
+    with pytest.warns(
+        UserWarning, match=r"left out 1 samples whose image cannot be decoded \('toy:train:2'\)"
+    ):
+        result = run_stage(cfg, train_samples=samples, progress=False, on_bad_image="skip")
+    assert result.train_samples == 5 and result.global_step == 2
+    saved = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert saved["skipped_bad_images"] == 1
+    assert saved["bad_images"][0]["id"] == "toy:train:2" and "img2.png" in saved["bad_images"][0]["error"]
+    assert StageResult.from_dict(saved).bad_images[0]["id"] == "toy:train:2"
+
+
+def test_a_folder_being_trained_by_another_process_is_refused(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    holder = (
+        "import sys\nfrom medvqa._lock import RunLock\n"
+        "with RunLock(sys.argv[1], folder=True):\n    print('locked', flush=True)\n    sys.stdin.readline()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", holder, str(out)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+        with pytest.raises(
+            MedVQAError, match=rf"this training folder is being written by another run \(pid {proc.pid}"
+        ):
+            run_stage(tiny_config(out), train_samples=vqa_samples(tmp_path / "data", 4), progress=False)
+        assert not (out / "stage_config.json").exists()
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(timeout=30)

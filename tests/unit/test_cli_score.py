@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -43,9 +42,20 @@ def test_score_default_profile_table(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["score", str(path), "--n-boot", "50"]) == 0
     out, err = capsys.readouterr()
     lines = out.splitlines()
-    assert lines[0].split()[:4] == ["file", "profile", "n", "accuracy"]
-    assert "strict" in lines[2] and "(n=6)" in lines[2] and "1/6" in lines[2]
+    assert lines[0].endswith("preds.jsonl: strict (6 items)")
+    assert lines[1].split() == ["metric", "value", "95%", "interval", "n"]
+    rows = {line.split()[0]: line.split() for line in lines[3:]}
+    assert rows["accuracy"][-1] == "6" and rows["empty_predictions"][1:] == ["1", "6"]
+    assert max(len(line) for line in lines[1:]) <= 80  # the table fits 80 columns (the title holds the path)
     assert "1 of 6 predictions are empty" in err
+
+
+def test_score_all_profiles_fit_80_columns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _library_file(tmp_path)
+    assert main(["score", str(path), "--profile", "all", "--n-boot", "20", "--by", "answer_type"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines if not line.endswith("items)")) <= 80
+    assert sum(line.endswith("(6 items)") for line in lines) == 6  # one block per profile
 
 
 def test_score_all_profiles_json_and_details(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -76,13 +86,14 @@ def test_score_all_profiles_json_and_details(tmp_path: Path, capsys: pytest.Capt
         "llava_med",
         "lmms_eval",
         "multimedeval",
+        "medevalkit",
         "strict",
     ]
     paper = data["runs"][0]["aggregates"]
     assert paper["containment"]["denominator"] == 6
     assert "containment/modality=CT" in paper
     rows = [json.loads(line) for line in details.read_text().splitlines()]
-    assert len(rows) == 5 * 6
+    assert len(rows) == 6 * 6
     first = rows[0]
     assert first["profile"] == "paper" and first["prediction"] == "Yes."
     assert first["extracted"] == "yes." and first["rule"] == "paper_verbatim"
@@ -139,10 +150,10 @@ def test_read_predictions_errors_name_row_and_field(tmp_path: Path) -> None:
             {"id": "b", "reference": " ", "prediction": "no"},
         ],
     )
-    with pytest.raises(DataFormatError, match=r"row 2, field 'reference': item 'b' has an empty"):
+    with pytest.raises(DataFormatError, match=r"line 2, field 'reference': item 'b' has an empty"):
         read_predictions(bad)
     missing = _write_jsonl(tmp_path / "missing.jsonl", [{"id": "a", "answer": "yes", "prediction": "yes"}])
-    with pytest.raises(DataFormatError, match=r"row 1, field 'reference': missing field .*--reference-field"):
+    with pytest.raises(DataFormatError, match=r"line 1, field 'reference': missing field .*--reference-field"):
         read_predictions(missing)
     kind = _write_jsonl(
         tmp_path / "kind.jsonl", [{"reference": "yes", "prediction": "y", "answer_type": "yn"}]
@@ -157,7 +168,7 @@ def test_read_predictions_errors_name_row_and_field(tmp_path: Path) -> None:
         read_predictions(dup)
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"id": 1, "reference": "a", "prediction": "a"}\n{oops\n', encoding="utf-8")
-    with pytest.raises(DataFormatError, match="row 2"):
+    with pytest.raises(DataFormatError, match="line 2"):
         read_predictions(broken)
 
 
@@ -261,7 +272,7 @@ def test_score_by_a_field_no_item_has_is_reported(tmp_path: Path, capsys: pytest
     assert "'modality'" not in err
 
 
-def test_score_subprocess_is_fast_and_imports_no_torch(tmp_path: Path) -> None:
+def test_score_subprocess_imports_no_torch(tmp_path: Path) -> None:
     refs = ["yes", "no", "left lung", "liver"]
     rows = [
         {"id": i, "reference": refs[i % 4], "prediction": refs[(i * 7) % 4] + ".", "answer_type": "open"}
@@ -274,12 +285,9 @@ def test_score_subprocess_is_fast_and_imports_no_torch(tmp_path: Path) -> None:
         "bad = [m for m in ('torch', 'transformers', 'nltk') if m in sys.modules];"
         "print('HEAVY', bad); sys.exit(rc)"
     )
-    start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    elapsed = time.perf_counter() - start
     assert proc.returncode == 0, proc.stderr
-    assert "HEAVY []" in proc.stdout
-    assert elapsed < 5.0  # generous for loaded CI machines; the benchmark measures the real figure
+    assert "HEAVY []" in proc.stdout  # its speed is measured in benchmarks/bench_scoring.py, not here
 
 
 def test_report_refuses_two_runs_with_one_label(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from medvqa._errors import DataFormatError, ImageLoadError
+from medvqa._errors import DataFormatError, ImageLoadError, RowRef
 from medvqa.data import load
 from tests.unit.test_data_layouts import (
     MED_HALT_CSV,
@@ -69,8 +69,8 @@ def test_bad_fields_name_row_and_field(
     make_vqa_rad(tmp_path, rows)
     with pytest.raises(DataFormatError) as info:
         load("vqa_rad", tmp_path)
-    assert info.value.row == 1 and info.value.field == field and message in str(info.value)
-    assert "VQA_RAD Dataset Public.json" in str(info.value)
+    assert info.value.row == RowRef.record(1) and info.value.field == field and message in str(info.value)
+    assert "VQA_RAD Dataset Public.json, record 1, field" in str(info.value)
 
 
 def test_missing_field_lists_fields_present(tmp_path: Path) -> None:
@@ -78,7 +78,8 @@ def test_missing_field_lists_fields_present(tmp_path: Path) -> None:
     del rows[0]["answer"]
     make_vqa_rad(tmp_path, rows)
     with pytest.raises(
-        DataFormatError, match=r"row 0, field 'answer': missing required field \(fields present: answer_type"
+        DataFormatError,
+        match=r"record 0, field 'answer': missing required field \(fields present: answer_type",
     ):
         load("vqa_rad", tmp_path)
 
@@ -91,13 +92,14 @@ def test_empty_answer_can_be_skipped_and_is_counted(tmp_path: Path) -> None:
         load("vqa_rad", tmp_path)
     ds = load("vqa_rad", tmp_path, on_empty_answer="skip")
     assert ds.ids() == ["vqa_rad:1"] and ds.skipped == 1
-    assert ds.skipped_rows[0].row == 0 and ds.skipped_rows[0].reason == "empty answer"
+    assert ds.skipped_rows[0].row == RowRef.record(0) and ds.skipped_rows[0].reason == "empty answer"
+    assert ds.skipped_rows[0].to_dict()["row"] == "record 0"
 
 
 def test_missing_image_error_or_counted_skip(tmp_path: Path) -> None:
     make_vqa_rad(tmp_path)
     (tmp_path / "VQA_RAD Image Folder" / "b.jpg").unlink()
-    with pytest.raises(DataFormatError, match=r"row 1, field 'image_name': image file not found: .*b.jpg"):
+    with pytest.raises(DataFormatError, match=r"record 1, field 'image_name': image file not found: .*b.jpg"):
         load("vqa_rad", tmp_path)
     ds = load("vqa_rad", tmp_path, on_missing_image="skip")
     assert ds.ids() == ["vqa_rad:0"] and ds.skipped == 1 and "b.jpg" in ds.skipped_rows[0].reason
@@ -112,13 +114,14 @@ def test_image_outside_root_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(DataFormatError, match="outside the dataset root"):
         load("vqa_rad", tmp_path / "rad")
-    # a symbolic link that points out of the root is refused when opened, too
+    # the path is judged as written: a link made inside the root is followed, wherever it points
     link = tmp_path / "rad" / "VQA_RAD Image Folder" / "link.jpg"
     os.symlink(tmp_path / "rad" / "secret.jpg", link)
     from medvqa.records import ImageRef
 
+    assert ImageRef(path=str(link), root=str(link.parent)).open().mode == "RGB"
     with pytest.raises(ImageLoadError, match="outside the dataset root"):
-        ImageRef(path=str(link), root=str(link.parent)).open()
+        ImageRef(path=str(link.parent / ".." / "secret.jpg"), root=str(link.parent)).open()
 
 
 def test_corrupt_image_fails_when_opened_not_when_indexed(tmp_path: Path) -> None:
@@ -147,7 +150,9 @@ def test_malformed_csv_rows(tmp_path: Path) -> None:
     make_imagefolder(tmp_path, fmt="csv")
     meta = tmp_path / "train" / "metadata.csv"
     meta.write_text(meta.read_text() + "a.jpg,too,many,cells\n")
-    with pytest.raises(DataFormatError, match=r"metadata.csv, row 4: row has more cells"):
+    with pytest.raises(
+        DataFormatError, match=r"metadata.csv, line 6: row has 4 cells, more than the header's 3"
+    ):
         load("vqa_rad", tmp_path, split="train")
     (tmp_path / "reasoning_fake.csv").write_text(MED_HALT_CSV.replace(",question,options", ",question,opts"))
     with pytest.raises(DataFormatError, match=r"missing column\(s\) options; columns present: id, .*opts"):
@@ -159,7 +164,7 @@ def test_med_halt_options_are_never_evaluated(tmp_path: Path) -> None:
         "\"{'0': 'Vagus', '1': 'None of the above'}\"", "\"__import__('os').system('exit 3')\""
     )
     (tmp_path / "reasoning_fake.csv").write_text(bad)
-    with pytest.raises(DataFormatError, match=r"row 2, field 'options': not a literal dict or list"):
+    with pytest.raises(DataFormatError, match=r"csv, line 4, field 'options': not a literal dict or list"):
         load("med_halt", tmp_path)
 
 
@@ -171,14 +176,14 @@ def test_path_vqa_and_roco_malformed_records(tmp_path: Path) -> None:
     qa.write_text(json.dumps(recs))
     with pytest.raises(
         DataFormatError,
-        match=r"pvqa_train.json, row 1, field 'labelf': sentf.pvqa and labelf.pvqa must be lists of equal length",
+        match=r"pvqa_train.json, record 1, field 'labelf': sentf.pvqa and labelf.pvqa must be lists of equal length",
     ):
         load("path_vqa", root)
     roco = make_roco(tmp_path / "r")
     cap = roco / "validation" / "radiology" / "captions.txt"
     cap.write_text(cap.read_text() + "ROCO_00009 no tab here\n")
     with pytest.raises(
-        DataFormatError, match=r"captions.txt, row line 3, field 'captions': expected 'ROCO_id<TAB>caption'"
+        DataFormatError, match=r"captions.txt, line 3, field 'captions': expected 'ROCO_id<TAB>caption'"
     ):
         load("roco", roco, split="validation")
     with pytest.raises(ValueError, match=r"no 'train' split .*splits present: validation"):

@@ -76,7 +76,14 @@ def test_decompression_bomb_is_refused(tmp_path: Path) -> None:
 def test_dataset_is_a_sequence_with_lookup(tmp_path: Path) -> None:
     ds = load("vqa_rad", sample_root() / "vqa_rad", split="test")
     assert isinstance(ds, VQADataset)
-    assert ds[1:3] == [ds[1], ds[2]] and next(iter(ds)) == ds[0] and ds.to_list()[-1] == ds[-1]
+    assert list(ds[1:3]) == [ds[1], ds[2]] and next(iter(ds)) == ds[0] and ds.to_list()[-1] == ds[-1]
+    head = ds[::2]
+    assert isinstance(head, VQADataset) and (head.name, head.split, head.layout) == (
+        ds.name,
+        ds.split,
+        ds.layout,
+    )
+    assert head.ids() == ds.ids()[::2] and "a slice of the split" in head.notes[-1]
     assert ds.by_id(ds[2].id) == ds[2]
     with pytest.raises(KeyError, match="no sample with id 'nope'"):
         ds.by_id("nope")

@@ -57,3 +57,10 @@ def test_paired_comparison_rejects_different_items_and_unknown_metric() -> None:
         paired_comparison(a, b)
     with pytest.raises(ValueError, match="no aggregate 'bleu9'"):
         paired_comparison(a, a, metric="bleu9")
+
+
+def test_paired_comparison_refuses_runs_with_different_references() -> None:
+    a = _run(["yes", "no", "liver"], ["yes", "no", "liver"])
+    b = [a[0], Prediction(a[1].id, "q", "yes", "no", "closed"), a[2]]
+    with pytest.raises(ValueError, match=r"different references for 1 of 3 items \('q1': A 'no', B 'yes'\)"):
+        paired_comparison(a, b)

@@ -26,8 +26,8 @@ def item(profile: str, ref: str, pred: str, kind: str = "open", **meta: object) 
     return evaluate([P("x", ref, pred, kind, **meta)], profile=profile, n_boot=0).per_item[0]
 
 
-def test_profiles_are_the_five_named_ones() -> None:
-    assert sorted(PROFILES) == ["llava_med", "lmms_eval", "multimedeval", "paper", "strict"]
+def test_profiles_are_the_six_named_ones() -> None:
+    assert sorted(PROFILES) == ["llava_med", "lmms_eval", "medevalkit", "multimedeval", "paper", "strict"]
     with pytest.raises(ValueError, match="valid profiles: paper, llava_med"):
         get_profile("vqa")
 
@@ -164,11 +164,14 @@ def test_multimedeval_no_matches_not() -> None:
     assert row["closed_correct"] == 1.0
 
 
-def test_multimedeval_widens_no_before_every_set_metric() -> None:
+def test_multimedeval_set_metrics_use_the_original_truth_set() -> None:
     row = item("multimedeval", "no", "No.")
-    assert row["recall"] == 0.5 and row["precision"] == 1.0
-    assert row["f1"] == 2 * 0.5 / (1.5 + 1e-8)
+    assert row["recall"] == 1.0 and row["precision"] == 1.0
+    assert row["f1"] == 2 / (2 + 1e-8)
     assert row["closed_correct"] == 1.0
+    row = item("multimedeval", "no", "Not seen.")
+    assert row["recall"] == 0.0 and row["precision"] == 0.0 and row["f1"] == 0.0
+    assert row["closed_correct"] == 1.0  # only the closed decision widens no to {no, not}
 
 
 def test_multimedeval_closed_yes_needs_yes() -> None:
@@ -323,3 +326,19 @@ def test_breakdown_by_dataset_field() -> None:
     assert r["accuracy/dataset=vqa_rad"].value == 1.0
     assert r["accuracy/dataset=slake"].value == 0.0
     assert not any("organ" in k for k in r.aggregates)
+
+
+def test_evaluate_takes_one_profile_or_a_sequence() -> None:
+    from medvqa.metrics import PROFILES, evaluate
+    from medvqa.records import Prediction
+
+    preds = [Prediction("1", "q", "no", "No.", "closed"), Prediction("2", "q", "left lung", "lung", "open")]
+    one = evaluate(preds, profile="paper", n_boot=0)
+    several = evaluate(preds, profile=("strict", "paper"), n_boot=0)
+    assert list(several) == ["strict", "paper"]
+    assert several["paper"].aggregates == one.aggregates
+    assert list(evaluate(preds, profile=["all"], n_boot=0)) == sorted(PROFILES)
+    with pytest.raises(ValueError, match="'paper' given twice"):
+        evaluate(preds, profile=["paper", "paper"], n_boot=0)
+    with pytest.raises(ValueError, match="at least one profile"):
+        evaluate(preds, profile=[], n_boot=0)

@@ -31,11 +31,16 @@ LIGHT_MODULES = [
     "medvqa.chat",
     "medvqa.reports",
     "medvqa.review",
+    "medvqa.export",
+    "medvqa.server",
+    "medvqa.judge",
     "medvqa.training",
     "medvqa.cli",
 ]
 HEAVY_MODULES = ["medvqa.models", "medvqa.collate", "medvqa.generation"]
-PUBLIC_MODULES = [m for m in LIGHT_MODULES if m not in ("medvqa", "medvqa.cli")] + HEAVY_MODULES + ["medvqa.plots"]
+PUBLIC_MODULES = (
+    [m for m in LIGHT_MODULES if m not in ("medvqa", "medvqa.cli")] + HEAVY_MODULES + ["medvqa.plots"]
+)
 
 
 def _isort_key(name: str) -> tuple[int, str]:
@@ -81,7 +86,9 @@ def test_light_core_does_not_import_torch(module_name: str) -> None:
     assert out.stdout.strip() == "", f"importing {module_name} imported {out.stdout.strip()}"
 
 
-def test_missing_training_extra_is_one_clear_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_training_extra_is_one_clear_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A command that needs the [train] extra says which extra to install, in one line."""
     from medvqa import cli
 

@@ -103,5 +103,5 @@ def test_prediction_round_trip_and_errors() -> None:
     p = Prediction(id="x", question="q", reference="yes", prediction="Yes.", answer_type="closed",
                    metadata={"transforms": "swap"})
     assert Prediction.from_dict(p.to_dict()) == p
-    with pytest.raises(DataFormatError, match=r"f\.jsonl, row 3, field 'reference'"):
+    with pytest.raises(DataFormatError, match=r"f\.jsonl, line 3, field 'reference'"):
         Prediction.from_dict({"id": "x", "prediction": "", "answer_type": "open"}, file="f.jsonl", line=3)

@@ -48,7 +48,8 @@ def test_csv_json_and_latex_carry_values_and_intervals() -> None:
     assert data["rows"][1]["values"]["human"]["denominator"] == 400
     assert data["rows"][0]["values"]["human"] is None
     latex = t.render("latex")
-    assert "\\toprule" in latex and "two-stage & 2/400 &" in latex
+    assert "\\toprule" in latex and "two-stage & 1.000 [1.000, 1.000] (n=2) &" in latex  # own n per cell
+    assert "$n$" not in latex  # denominators differ (2 and 400): no shared n column
     assert "0.627 [0.580, 0.670]" in latex
 
 

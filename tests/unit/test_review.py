@@ -75,14 +75,14 @@ def test_round_trip_and_agreement(tmp_path: Path) -> None:
 def test_bad_value_names_row_and_field(tmp_path: Path) -> None:
     path = export_review_sheet(PREDS, tmp_path / "sheet.csv")
     _fill(path, ["1", "maybe", "0"])
-    with pytest.raises(DataFormatError, match=r"row 3, field 'correct': bad value 'maybe'"):
+    with pytest.raises(DataFormatError, match=r"line 3, field 'correct': bad value 'maybe'"):
         read_review_sheet(path)
 
 
 def test_empty_cells_need_allow_incomplete(tmp_path: Path) -> None:
     path = export_review_sheet(PREDS, tmp_path / "sheet.csv")
     _fill(path, ["1", "", "0"])
-    with pytest.raises(DataFormatError, match=r"row 3, field 'correct': not reviewed"):
+    with pytest.raises(DataFormatError, match=r"line 3, field 'correct': not reviewed"):
         read_review_sheet(path)
     items = read_review_sheet(path, require_complete=False)
     h = human_evaluation(items)
@@ -96,7 +96,7 @@ def test_missing_column_and_duplicate_ids(tmp_path: Path) -> None:
         read_review_sheet(bad)
     dup = tmp_path / "dup.csv"
     dup.write_text("id,correct\na,1\na,0\n", encoding="utf-8")
-    with pytest.raises(DataFormatError, match="row 3, field 'id': duplicate id 'a'"):
+    with pytest.raises(DataFormatError, match="line 3, field 'id': duplicate id 'a'"):
         read_review_sheet(dup)
     with pytest.raises(DataFormatError, match="file not found"):
         read_review_sheet(tmp_path / "none.csv")

@@ -180,17 +180,6 @@ def test_config_is_frozen() -> None:
         cfg.data_options["x"] = 1  # type: ignore[index]
 
 
-def test_evaluation_refuses_multi_process_launches(monkeypatch: pytest.MonkeyPatch) -> None:
-    from medvqa._errors import MedVQAError
-    from medvqa.training._evaluate import require_single_process
-
-    require_single_process("evaluation")  # a plain run is fine
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("RANK", "1")
-    with pytest.raises(MedVQAError, match="process 1 of 2"):
-        require_single_process("evaluation")
-
-
 def test_yaml_numbers_without_a_dot_are_numbers() -> None:
     pytest.importorskip("yaml")
     cfg = StageConfig.from_yaml("learning_rate: 1e-4\nweight_decay: 1e-2\nepochs: 2\n")

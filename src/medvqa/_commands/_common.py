@@ -13,15 +13,119 @@ if TYPE_CHECKING:
 __all__ = [
     "DATASET_NAMES",
     "SAMPLE_DIRS",
+    "add_engine_options",
+    "add_generation_loading_options",
+    "add_report_to_option",
     "bundled_sample",
     "load_questions",
     "read_prediction_file",
     "resolve_prompt",
+    "server_engine",
 ]
 
 DATASET_NAMES = ("vqa_rad", "slake", "path_vqa", "roco", "med_halt")
 # dataset name -> its folder under medvqa.data.sample_root() (path_vqa has no bundled sample)
 SAMPLE_DIRS = {"vqa_rad": "vqa_rad", "slake": "slake", "roco": "captions", "med_halt": "med_halt"}
+
+
+def add_generation_loading_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--num-workers`` and ``--sort-by-length`` (data preparation of generation)."""
+    parser.add_argument(
+        "--num-workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="data-loader workers that decode and preprocess images while the model generates "
+        "(default: 0 on a CPU, up to 4 per process on CUDA)",
+    )
+    parser.add_argument(
+        "--sort-by-length",
+        action="store_true",
+        help="batch questions of similar prompt length together (less padding); answers and the "
+        "order of the output file are unchanged",
+    )
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--engine`` and the options of the ``server`` engine."""
+    parser.add_argument(
+        "--engine",
+        choices=("hf", "server"),
+        default="hf",
+        help="hf: the model in this process with transformers (default); server: an OpenAI-compatible "
+        "chat-completions server (vLLM, SGLang, TGI) serving --model, at --server-url",
+    )
+    parser.add_argument(
+        "--server-url",
+        default=None,
+        metavar="URL",
+        help="server of --engine server, e.g. http://127.0.0.1:8000",
+    )
+    parser.add_argument(
+        "--server-model",
+        default=None,
+        metavar="NAME",
+        help="model name the server serves (default: --model); the API key is read from $MEDVQA_SERVER_API_KEY",
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=8, metavar="N", help="requests in flight at once (default: 8)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=120.0, metavar="S", help="seconds per request attempt (default: 120)"
+    )
+    parser.add_argument(
+        "--max-retries",
+        type=int,
+        default=5,
+        metavar="N",
+        help="retries with exponential backoff on 429, 5xx and connection errors (default: 5)",
+    )
+
+
+def server_engine(args: argparse.Namespace) -> Any:
+    """The :class:`medvqa.server.ServerEngine` of ``--engine server``, or ``None`` for ``hf``.
+
+    Raises:
+        ValueError: ``--engine server`` without ``--server-url``, or an adapter (the server serves
+            one model; merge the adapter or let the server load it, then name it in --server-model).
+    """
+    if args.engine != "server":
+        return None
+    if not args.server_url:
+        raise ValueError("--engine server needs --server-url (for example http://127.0.0.1:8000)")
+    if getattr(args, "adapter", None) is not None:
+        raise ValueError(
+            "--engine server sends requests to the model the server serves; start the server with the "
+            "adapter (vLLM: --enable-lora --lora-modules NAME=FOLDER) and pass --server-model NAME instead"
+        )
+    if args.concurrency < 1:
+        raise ValueError(f"--concurrency must be at least 1, got {args.concurrency}")
+    from medvqa._commands.models import known_family
+    from medvqa.server import ServerEngine
+
+    family = known_family(args.model, getattr(args, "family", None))
+    if family is None and args.server_model:
+        family = known_family(args.server_model, None)
+    return ServerEngine(
+        args.server_url,
+        args.server_model or args.model,
+        concurrency=args.concurrency,
+        timeout_s=args.timeout,
+        max_retries=args.max_retries,
+        family=family,
+    )
+
+
+def add_report_to_option(parser: argparse.ArgumentParser, *, training: bool = True) -> None:
+    """Add ``--report-to`` (tracking of training logs and evaluation summaries)."""
+    what = "training logs and evaluation summaries" if training else "evaluation summaries"
+    parser.add_argument(
+        "--report-to",
+        choices=("none", "tensorboard", "wandb", "mlflow"),
+        default=None,
+        help=f"send {what} to TensorBoard (OUTPUT/.../tensorboard), Weights & Biases or MLflow "
+        "(default: none; each needs its package)",
+    )
 
 
 def bundled_sample(name: str) -> Path | None:

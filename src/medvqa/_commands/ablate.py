@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from medvqa._commands._common import DATASET_NAMES, bundled_sample
+from medvqa._commands._common import DATASET_NAMES, add_generation_loading_options, bundled_sample
+from medvqa._commands._run_options import add_run_options
 
 __all__ = ["register"]
 _NONSENSE = {"nonsense": True, "nonsense_plain": False}
@@ -32,7 +33,9 @@ examples:
       the paper's ablations (first 400 test questions), seeded, with intervals and abstention
 
 Writes OUTPUT/predictions/baseline.jsonl and OUTPUT/predictions/<transform>.jsonl, OUTPUT/ablations.json
-and OUTPUT/report.md + report.json. Running again with the same OUTPUT resumes unfinished files.
+and OUTPUT/report.md + report.json. Running again with the same OUTPUT resumes unfinished files
+(each prediction file has its settings beside it as <file>.run.json; other settings are
+refused). While a run writes OUTPUT, OUTPUT/medvqa.lock names it and a second run is refused.
 """
 
 
@@ -102,6 +105,8 @@ def register(subparsers: Any) -> None:
         default=50,
         help="longest answer to nonsense questions (default: 50)",
     )
+    add_generation_loading_options(p)
+    add_run_options(p)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=_run)
 
@@ -125,7 +130,6 @@ def _limit(items: list[Any], limit: int | None, what: str) -> list[Any]:
 
 def _run(args: argparse.Namespace) -> int:
     from medvqa.data import load
-    from medvqa.probes import run_ablations
     from medvqa.transforms import TRANSFORM_NAMES, NonsenseQuestions, parse_transforms
 
     names = [n.strip() for n in args.transforms.split(",") if n.strip()]
@@ -159,11 +163,36 @@ def _run(args: argparse.Namespace) -> int:
                 pool=tuple(pool), seed=args.seed, with_options=_NONSENSE[name]
             )(chosen)
 
+    from contextlib import nullcontext
+
+    from medvqa._distributed import is_main_process
+    from medvqa._lock import RunLock
+
+    # the main process holds the folder's lock; under a multi-process launch the others write
+    # only their own part files of each prediction file (locked by generate_answers)
+    lock: Any = (
+        RunLock(args.output, folder=True, what="ablation folder") if is_main_process() else nullcontext()
+    )
+    with lock:
+        return _ablate(args, dataset, source, samples, transforms, nonsense)
+
+
+def _ablate(
+    args: argparse.Namespace,
+    dataset: Any,
+    source: Path,
+    samples: list[Any],
+    transforms: dict[str, Any],
+    nonsense: dict[str, list[Any]],
+) -> int:
+    from medvqa.probes import run_ablations
+
     model, processor = _load_model(args)
     config = {
         "model": args.model,
         "adapter": None if args.adapter is None else str(args.adapter),
         "quantization": args.quantization,
+        "dtype": args.dtype,
         "dataset": args.dataset,
         "data": str(source),
         "split": args.split,
@@ -185,7 +214,11 @@ def _run(args: argparse.Namespace) -> int:
         nonsense_max_new_tokens=args.nonsense_max_new_tokens,
         prompt=args.prompt,
         progress=not args.no_progress,
+        num_workers=args.num_workers,
+        sort_by_length=args.sort_by_length,
         config=config,
+        resume_unverified=args.resume_unverified,
+        on_bad_image=args.on_bad_image,
     )
     for r in report.reliance:
         headline = next((d for d in r.differences if d.subset == "all" and d.drop is not None), None)
@@ -212,8 +245,11 @@ def _load_model(args: argparse.Namespace) -> tuple[Any, Any]:
     from medvqa.models import load_adapter, load_model
 
     quant = None if args.quantization == "none" else args.quantization
+    from medvqa._distributed import default_device_map
+
+    device_map = args.device_map if args.device_map is not None else default_device_map()
     model, processor = load_model(
-        args.model, family=args.family, quantization=quant, dtype=args.dtype, device_map=args.device_map
+        args.model, family=args.family, quantization=quant, dtype=args.dtype, device_map=device_map
     )
     if args.adapter is not None:
         model = load_adapter(model, args.adapter)

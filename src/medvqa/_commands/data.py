@@ -24,6 +24,11 @@ examples:
 
 With PATH omitted, the sample bundled with the package is used (vqa_rad, slake, roco, med_halt).
 Splits a source does not hold are reported as absent when --split is not given.
+
+A split whose size matches no known release of the dataset is noted ("3,998 rows: not a known
+VQA-RAD train split size (official 1,797/451, ...)"): another dataset in the same layout, a
+partial download or a subset. --strict-size makes that an error. A folder with a
+medvqa-subset.json file ({"subset_of": "..."}) is a declared subset and is not checked.
 """
 
 
@@ -96,6 +101,11 @@ def register(subparsers: Any) -> None:
         metavar="KEY=VALUE",
         help="any other dataset option, e.g. --option subset=non-radiology (roco); repeatable",
     )
+    s.add_argument(
+        "--strict-size",
+        action="store_true",
+        help="fail when a split's size matches no known release of the dataset (declared subsets pass)",
+    )
     s.add_argument("--no-audit", action="store_true", help="skip the train/test audit")
     s.add_argument(
         "--no-hash", action="store_true", help="audit questions only; do not read image bytes to hash them"
@@ -149,7 +159,7 @@ def _summary(args: argparse.Namespace) -> int:
                 f"dataset {args.name!r} has no {split!r} split; valid splits: {', '.join(spec.splits)}"
             )
         try:
-            loaded[split] = load(args.name, source, split=split, **options)
+            loaded[split] = load(args.name, source, split=split, strict_size=args.strict_size, **options)
         except SplitNotFoundError:
             if args.split:
                 raise

@@ -96,6 +96,13 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--n-boot", type=int, default=200, help="bootstrap replicates (default: 200)")
     p.add_argument("--seed", type=int, default=0, help="seed of the evaluation's random choices (default: 0)")
+    p.add_argument(
+        "--judge",
+        default=None,
+        metavar="MODEL",
+        help="judge of the judged column: a causal LM hub id or folder, or 'none' (default: a tiny "
+        "random judge in the tiny run, none otherwise)",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=_run)
 
@@ -130,6 +137,7 @@ def _run(args: argparse.Namespace) -> int:
         n_boot=args.n_boot,
         seed=args.seed,
         overwrite=args.overwrite,
+        judge=args.judge,
     )
     result = run_demo(cfg, progress=not args.no_progress)
     print(f"report: {Path(result.report_md).resolve()}")

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-__all__ = ["FAMILY_HELP", "add_family_option", "register"]
+__all__ = ["FAMILY_HELP", "add_family_option", "known_family", "register"]
 
 _EPILOG = """\
 examples:
@@ -29,6 +29,25 @@ def add_family_option(parser: argparse.ArgumentParser) -> None:
     from medvqa.models import FAMILIES
 
     parser.add_argument("--family", default=None, choices=sorted(FAMILIES), metavar="NAME", help=FAMILY_HELP)
+
+
+def known_family(model: str, family: str | None) -> str | None:
+    """The family of ``--model``/``--family`` as far as it is known before loading (``None``: not known).
+
+    ``--family`` wins; ``tiny`` is Idefics2; otherwise the checkpoint's ``config.json`` tells
+    (a local folder, or a hub id in the Hugging Face cache).
+    """
+    from medvqa._errors import MedVQAError
+    from medvqa.models import detect_family
+
+    if family is not None:
+        return family
+    if model == "tiny":
+        return "idefics2"
+    try:
+        return detect_family(model).name
+    except MedVQAError:
+        return None
 
 
 def register(subparsers: Any) -> None:

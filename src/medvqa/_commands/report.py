@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,7 +48,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--profile",
         default="paper",
-        choices=("paper", "llava_med", "lmms_eval", "multimedeval", "strict"),
+        choices=("paper", "llava_med", "lmms_eval", "multimedeval", "medevalkit", "strict"),
         help="profile whose metrics fill the table (default: paper)",
     )
     parser.add_argument(
@@ -95,29 +94,65 @@ def _split(spec: str) -> tuple[str, Path]:
     return path.stem, path
 
 
-def _load_run(label: str, path: Path, args: argparse.Namespace) -> list[tuple[str, dict[str, Aggregate]]]:
+Run = tuple[str, "dict[str, Aggregate]", "frozenset[str] | None", "int | None"]
+"""A table row: its label, its aggregates, its item ids when known (prediction files) and its n."""
+
+
+def _load_run(label: str, path: Path, args: argparse.Namespace) -> list[Run]:
     from medvqa._errors import DataFormatError
+    from medvqa._io import read_json
     from medvqa.metrics import Aggregate, evaluate
 
     if path.suffix == ".json":
-        try:
-            data = json.loads(path.read_text(encoding="utf-8-sig"))
-        except FileNotFoundError as exc:
-            raise DataFormatError("file not found", file=str(path)) from exc
-        except json.JSONDecodeError as exc:
-            raise DataFormatError(f"malformed JSON: {exc.msg}", file=str(path)) from exc
+        data = read_json(path)
         if isinstance(data, dict) and str(data.get("format", "")).startswith("medvqa.scores/"):
             runs = [r for r in data.get("runs", []) if r.get("profile") == args.profile]
             if not runs:
                 raise DataFormatError(f"no run scored under profile {args.profile!r}", file=str(path))
-            out = []
+            out: list[Run] = []
             for r in runs:
                 name = label if len(runs) == 1 else f"{label}:{Path(str(r.get('file', ''))).stem}"
-                out.append((name, {k: Aggregate.from_dict(v) for k, v in r["aggregates"].items()}))
+                aggregates = {k: Aggregate.from_dict(v) for k, v in r["aggregates"].items()}
+                n = r.get("n")
+                out.append((name, aggregates, None, n if isinstance(n, int) else None))
             return out
     preds = read_prediction_file(path, args)
     result = evaluate(preds, profile=args.profile, seed=args.seed, n_boot=args.n_boot, by=())
-    return [(label, dict(result.aggregates))]
+    return [(label, dict(result.aggregates), frozenset(p.id for p in preds), len(preds))]
+
+
+def _items_warning(runs: list[Run]) -> str | None:
+    """A warning when the runs do not hold the same items.
+
+    Prediction files are compared by their item ids; when a row comes from ``medvqa score``
+    JSON, which keeps no ids, the rows are compared by their number of items.
+    """
+    if any(ids is None for _, _, ids, _ in runs):
+        sizes = {label: n for label, _, _, n in runs if n is not None}
+        if len(set(sizes.values())) < 2:
+            return None
+        listed = ", ".join(f"{label} {n}" for label, n in sizes.items())
+        return (
+            f"the runs do not hold the same items: they score {listed} items; their rows are not comparable"
+        )
+    known = [(label, ids) for label, _, ids, _ in runs if ids is not None]
+    if len(known) < 2:
+        return None
+    first_label, first = known[0]
+    differ = []
+    for label, ids in known[1:]:
+        if ids != first:
+            differ.append(
+                f"{label} has {len(ids)} ({len(ids - first)} not in {first_label}, "
+                f"{len(first - ids)} of {first_label}'s missing)"
+            )
+    if not differ:
+        return None
+    return (
+        f"the runs do not hold the same items: {first_label} has {len(first)}, "
+        + "; ".join(differ)
+        + "; their rows are not comparable"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -125,10 +160,14 @@ def run(args: argparse.Namespace) -> int:
     from medvqa.reports import results_table
     from medvqa.review import human_evaluation, read_review_sheet
 
-    rows: list[tuple[str, dict[str, Aggregate]]] = []
+    runs: list[Run] = []
     for spec in args.runs:
         label, path = _split(spec)
-        rows.extend(_load_run(label, path, args))
+        runs.extend(_load_run(label, path, args))
+    warning = _items_warning(runs)
+    if warning is not None:
+        print(f"medvqa: WARNING: {warning}", file=sys.stderr)
+    rows = [(label, aggregates) for label, aggregates, _, _ in runs]
     labels = [label for label, _ in rows]
     repeated = sorted({label for label in labels if labels.count(label) > 1})
     if repeated:

@@ -64,7 +64,7 @@ def register(subparsers: Any) -> None:
     im.add_argument(
         "--profile",
         action="append",
-        choices=("paper", "llava_med", "lmms_eval", "multimedeval", "strict"),
+        choices=("paper", "llava_med", "lmms_eval", "multimedeval", "medevalkit", "strict"),
         default=None,
         help="profiles to compare with (repeatable; default: paper and strict)",
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-_PROFILE_NAMES = ("paper", "llava_med", "lmms_eval", "multimedeval", "strict")
+_PROFILE_NAMES = ("paper", "llava_med", "lmms_eval", "multimedeval", "medevalkit", "strict")
 
 _EPILOG = """\
 examples:
@@ -29,10 +30,12 @@ examples:
   medvqa score results.json --reference-field true_answer --prediction-field predicted_answer
       the paper's result files (a JSON list; no answer type: closed = yes/no answers)
   medvqa score run.jsonl --by modality --by organ --details run.details.jsonl
+  medvqa score run.jsonl --profile medevalkit --judge http://127.0.0.1:8000/v1 --judge-model NAME
+      open answers judged by a model (cached in run.jsonl.judge.jsonl), with an audit report
 
 Every metric is shown with its n (the items it averages); empty predictions are scored as
 wrong and counted in empty_predictions. Profiles: paper, llava_med, lmms_eval,
-multimedeval, strict (see the metric cards in the documentation).
+multimedeval, medevalkit, strict (see the metric cards in the documentation).
 """
 
 
@@ -66,7 +69,10 @@ def register(subparsers: Any) -> None:
         "--format",
         choices=("table", "json", "csv", "md"),
         default="table",
-        help="output: aligned text table (default), Markdown, tidy CSV (a row per metric) or JSON",
+        help=(
+            "output: 'table' (default) prints one block per file and profile, a line per metric with "
+            "its own n; 'md' one wide Markdown table; 'csv' a row per metric; 'json' everything"
+        ),
     )
     parser.add_argument("--id-field", default="id", help="field holding the item id (default: id)")
     parser.add_argument(
@@ -104,7 +110,51 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--output", "-o", type=Path, help="write the output to this file instead of standard output"
     )
+    _judge_options(parser)
     parser.set_defaults(func=run)
+
+
+def _judge_options(parser: Any) -> None:
+    parser.add_argument(
+        "--medevalkit-swapped-labels",
+        action="store_true",
+        help="parity mode: report MedEvalKit's swapped labels (its precision is F1, its recall is "
+        "precision, its f1 is recall); default: the true values",
+    )
+    group = parser.add_argument_group("model-judged scoring (medevalkit profile)")
+    group.add_argument(
+        "--judge",
+        metavar="MODEL_OR_URL",
+        help="judge open answers with a local causal LM (hub id or folder; needs medvqa[train]) or "
+        "an OpenAI-compatible endpoint URL; the medevalkit row then uses the verdicts",
+    )
+    group.add_argument("--judge-model", metavar="NAME", help="model name to request from a judge URL")
+    group.add_argument(
+        "--judge-revision",
+        metavar="REV",
+        help="judge revision (hub commit or API snapshot), part of the cache key",
+    )
+    group.add_argument(
+        "--judge-cache",
+        type=Path,
+        metavar="PATH",
+        help="verdict cache (JSON Lines; default: FILE.judge.jsonl next to each prediction file)",
+    )
+    group.add_argument(
+        "--judge-api-key-env",
+        default="OPENAI_API_KEY",
+        metavar="VAR",
+        help="environment variable holding the endpoint's API key (default: OPENAI_API_KEY)",
+    )
+    group.add_argument(
+        "--judge-review",
+        type=Path,
+        metavar="SHEET",
+        help="a filled `medvqa review` sheet: adds judge-vs-expert agreement to the report",
+    )
+    group.add_argument(
+        "--judge-report", type=Path, metavar="OUT.json", help="also write the judge audit report as JSON"
+    )
 
 
 def _profiles(requested: list[str] | None) -> list[str]:
@@ -115,19 +165,117 @@ def _profiles(requested: list[str] | None) -> list[str]:
     return list(dict.fromkeys(requested))
 
 
+def run_record_shortfall(path: Path, n_read: int) -> str | None:
+    """A warning when ``path`` holds fewer predictions than its run record (``.run.json``) promised.
+
+    ``medvqa predict`` writes the number of questions of the run (``n``) beside its output;
+    a shorter file is an interrupted or truncated run, whose scores cover only part of the
+    questions. ``None`` when there is no readable record or nothing is missing.
+    """
+    from medvqa._io import read_json
+
+    record_path = path.with_suffix(".run.json")
+    if record_path == path or not record_path.is_file():
+        return None
+    try:
+        record = read_json(record_path)
+    except ValueError:
+        return None
+    expected = record.get("n") if isinstance(record, dict) else None
+    if not isinstance(expected, int) or isinstance(expected, bool) or n_read >= expected:
+        return None
+    return (
+        f"{path}: {expected - n_read} of {expected} predictions are missing: the file holds "
+        f"{n_read}, its run record {record_path.name} says the run has {expected} questions "
+        "(an interrupted run? rerun the same predict command to finish it); these scores cover "
+        f"only {n_read} of them"
+    )
+
+
 def score_files(args: argparse.Namespace) -> list[tuple[str, list[Prediction], ProfileResult]]:
     """Read every file and score it under every requested profile."""
-    from medvqa.metrics import evaluate
+    from medvqa.metrics import MedEvalKitProfile, Profile, evaluate
 
+    names = _profiles(args.profile)
+    judge = _make_judge(args, names)
+    args.judge_reports = {}
     out = []
     for path in args.files:
         preds = read_prediction_file(path, args)
         if not preds:
             raise ValueError(f"{path}: no predictions to score")
-        for name in _profiles(args.profile):
-            result = evaluate(preds, profile=name, seed=args.seed, n_boot=args.n_boot, by=args.by)
+        warning = run_record_shortfall(path, len(preds))
+        if warning is not None:
+            print(f"medvqa: WARNING: {warning}", file=sys.stderr)
+        for name in names:
+            profile: str | Profile = name
+            if judge is not None and name == "medevalkit":
+                profile = _judged(args, path, preds, judge)
+            elif name == "medevalkit" and args.medevalkit_swapped_labels:
+                profile = MedEvalKitProfile(swapped_labels=True)
+            result = evaluate(preds, profile=profile, seed=args.seed, n_boot=args.n_boot, by=args.by)
+            if args.details is None:  # per-item values are only written with --details
+                result = dataclasses.replace(result, per_item=[])
             out.append((str(path), preds, result))
     return out
+
+
+def _make_judge(args: argparse.Namespace, names: list[str]) -> Any:
+    if not getattr(args, "judge", None):
+        return None
+    if "medevalkit" not in names:
+        raise ValueError("--judge needs the medevalkit profile: add --profile medevalkit (or --profile all)")
+    import os
+
+    from medvqa.judge import judge_from_spec
+
+    return judge_from_spec(
+        args.judge,
+        model=args.judge_model,
+        revision=args.judge_revision,
+        api_key=os.environ.get(args.judge_api_key_env) or None,
+    )
+
+
+def _judged(args: argparse.Namespace, path: Path, preds: list[Prediction], judge: Any) -> Any:
+    from medvqa.judge import judge_predictions, judge_report, judged_profile
+
+    cache = args.judge_cache or path.with_name(path.name + ".judge.jsonl")
+    if args.judge_cache is not None and len(args.files) > 1:
+        print(f"medvqa: note: one judge cache {cache} shared by {len(args.files)} files", file=sys.stderr)
+    verdicts = judge_predictions(preds, judge, cache=cache)
+    args.judge_reports[str(path)] = judge_report(preds, verdicts, review_sheet=args.judge_review)
+    fresh = sum(not v.cached for v in verdicts)
+    print(
+        f"medvqa: note: {path}: {len(verdicts)} open items judged ({fresh} new, "
+        f"{len(verdicts) - fresh} from {cache})",
+        file=sys.stderr,
+    )
+    return judged_profile(verdicts, swapped_labels=args.medevalkit_swapped_labels)
+
+
+def _blocks(rows: list[tuple[str, list[Prediction], ProfileResult]]) -> str:
+    """One block per file and profile, one line per metric with its own n: fits 80 columns."""
+    out = []
+    for file, _, result in rows:
+        body = []
+        for agg in result.aggregates.values():
+            label = agg.key if "=" not in agg.subset else f"{agg.name} [{agg.subset}]"
+            if agg.key == "empty_predictions":
+                value, interval = f"{int(agg.numerator)}", ""
+            else:
+                value = "n/a" if agg.value is None else f"{agg.value:.3f}"
+                interval = (
+                    ""
+                    if agg.ci_low is None or agg.ci_high is None
+                    else f"[{agg.ci_low:.3f}, {agg.ci_high:.3f}]"
+                )
+            body.append([label, value, interval, str(agg.denominator)])
+        out.append(
+            f"{file}: {result.profile} ({result.n} items)\n"
+            + _render(["metric", "value", "95% interval", "n"], body, markdown=False)
+        )
+    return "\n\n".join(out)
 
 
 def _table(rows: list[tuple[str, list[Prediction], ProfileResult]], *, markdown: bool) -> str:
@@ -222,11 +370,14 @@ def _json(rows: list[tuple[str, list[Prediction], ProfileResult]], args: argpars
         },
         "runs": [{"file": file, **result.to_dict()} for file, _, result in rows],
     }
+    reports = getattr(args, "judge_reports", {})
+    if reports:
+        payload["judge"] = {f: r.to_dict() for f, r in reports.items()}
     return json.dumps(payload, indent=2, ensure_ascii=False)
 
 
 def _write_details(path: Path, rows: list[tuple[str, list[Prediction], ProfileResult]]) -> None:
-    from medvqa._io import atomic_write_text
+    from medvqa._io import atomic_write_jsonl
 
     lines = []
     for file, preds, result in rows:
@@ -245,8 +396,8 @@ def _write_details(path: Path, rows: list[tuple[str, list[Prediction], ProfileRe
                 "empty": bool(item["empty"]),
                 "scores": {m: item[m] for m in result.metric_names},
             }
-            lines.append(json.dumps(record, ensure_ascii=False))
-    atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
+            lines.append(record)
+    atomic_write_jsonl(path, lines)
 
 
 def _note_missing_breakdowns(
@@ -273,12 +424,21 @@ def run(args: argparse.Namespace) -> int:
     if args.n_boot < 0:
         raise ValueError(f"--n-boot must be >= 0, got {args.n_boot}")
     rows = score_files(args)
+    reports = getattr(args, "judge_reports", {})
     if args.format == "json":
         text = _json(rows, args)
     elif args.format == "csv":
         text = _csv(rows)
+    elif args.format == "md":
+        text = _table(rows, markdown=True)
     else:
-        text = _table(rows, markdown=args.format == "md")
+        text = _blocks(rows)
+        for file, report in reports.items():
+            text += f"\n\n{file}\n" + report.to_markdown().rstrip("\n")
+    if reports and args.judge_report is not None:
+        from medvqa._io import atomic_write_json
+
+        atomic_write_json(args.judge_report, {f: r.to_dict() for f, r in reports.items()})
     if args.details is not None:
         _write_details(args.details, rows)
     if args.output is not None:

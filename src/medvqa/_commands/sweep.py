@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from medvqa._commands._common import add_report_to_option
 from medvqa._commands._stage_options import (
     add_two_stage_options,
     add_two_stage_sources,
@@ -47,6 +48,7 @@ def register(subparsers: Any) -> None:
         "--sizes", default="0,7000,20000,55000", help="stage-1 sizes, comma-separated (default: the paper's)"
     )
     add_two_stage_sources(p)
+    add_report_to_option(p)
     p.add_argument(
         "--eval-limit", type=int, default=None, help="score only the first N test questions (paper: 400)"
     )
@@ -73,7 +75,10 @@ def _sizes(text: str) -> list[int]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    s1, s2 = resolve_two_stages(args, parse_set(args.both_set))
+    both = parse_set(args.both_set)
+    if args.report_to is not None:
+        both.setdefault("report_to", args.report_to)
+    s1, s2 = resolve_two_stages(args, both)
     from medvqa.training import run_sweep
 
     result = run_sweep(

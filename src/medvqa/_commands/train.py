@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from medvqa._commands._common import add_report_to_option
+from medvqa._commands._run_options import add_run_options
 from medvqa._commands._stage_options import add_stage_options, resolve_stage
 
 __all__ = ["register"]
@@ -30,7 +32,9 @@ examples:
 
 Running the same command again resumes: a finished stage is reused, an interrupted one
 restarts from its last complete checkpoint. The folder gets stage_config.json, checkpoints/,
-adapter/, trainer_state.json, loss_history.json/.csv and result.json (written last).
+adapter/, trainer_state.json, loss_history.json/.csv and result.json (written last). The
+mean train loss covers every step of the stage, resumed or not. While a run trains,
+OUTPUT/medvqa.lock names it and a second run on the same folder is refused.
 """
 
 
@@ -60,7 +64,9 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--no-resume", action="store_true", help="refuse to reuse or resume an existing output folder"
     )
+    add_report_to_option(p)
     p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
+    add_run_options(p, resume=False)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_run)
 
@@ -73,6 +79,7 @@ def _run(args: argparse.Namespace) -> int:
         family=args.family,
         data_dir=args.data,
         output_dir=None if args.output is None else str(args.output),
+        report_to=args.report_to,
     )
     if args.print_config:
         print(cfg.to_yaml(), end="")
@@ -80,10 +87,20 @@ def _run(args: argparse.Namespace) -> int:
     from medvqa.training import run_stage
 
     result = run_stage(
-        cfg, init_adapter=args.init_adapter, resume=not args.no_resume, progress=not args.no_progress
+        cfg,
+        init_adapter=args.init_adapter,
+        resume=not args.no_resume,
+        progress=not args.no_progress,
+        on_bad_image=args.on_bad_image,
     )
     state = "reused (already finished)" if result.reused else f"{result.global_step} steps"
     loss = "n/a" if result.train_loss is None else f"{result.train_loss:.4f}"
     print(f"stage {result.name}: {state}, mean train loss {loss}", file=sys.stderr)
+    if result.bad_images:
+        print(
+            f"left out {len(result.bad_images)} samples whose image cannot be decoded; they are listed "
+            f"under 'bad_images' in {Path(result.output_dir) / 'result.json'}",
+            file=sys.stderr,
+        )
     print(result.adapter_dir)
     return 0

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from medvqa._commands._common import add_report_to_option
+from medvqa._commands._run_options import add_run_options
 from medvqa._commands._stage_options import (
     add_two_stage_options,
     add_two_stage_sources,
@@ -46,6 +48,7 @@ def register(subparsers: Any) -> None:
     )
     add_two_stage_options(p)
     add_two_stage_sources(p)
+    add_report_to_option(p)
     p.add_argument(
         "--stage1-size", type=int, default=None, help="stage-1 pairs (nested subset); 0 skips stage 1"
     )
@@ -62,22 +65,20 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--no-resume", action="store_true", help="refuse to reuse or resume existing stage folders"
     )
+    add_run_options(p, resume=False)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     both = parse_set(args.both_set)
+    if args.report_to is not None:
+        both.setdefault("report_to", args.report_to)
     size = args.stage1_size
     if size is not None and size < 0:
         raise ValueError(f"--stage1-size must be >= 0, got {size}")
     s1, s2 = resolve_two_stages(args, both, subset_size=size or None)
     from medvqa.training import run_two_stage
-
-    if args.evaluate:
-        from medvqa.training._evaluate import require_single_process
-
-        require_single_process("--evaluate")
 
     result = run_two_stage(
         None if size == 0 else s1,
@@ -85,11 +86,18 @@ def _run(args: argparse.Namespace) -> int:
         output_dir=args.output,
         resume=not args.no_resume,
         progress=not args.no_progress,
+        on_bad_image=args.on_bad_image,
     )
     for r in (result.stage1, result.stage2):
         if r is not None:
             loss = "n/a" if r.train_loss is None else f"{r.train_loss:.4f}"
             print(f"{r.name}: {r.global_step} steps, mean train loss {loss}", file=sys.stderr)
+            if r.bad_images:
+                print(
+                    f"{r.name}: left out {len(r.bad_images)} samples whose image cannot be decoded "
+                    f"(listed in {Path(r.output_dir) / 'result.json'})",
+                    file=sys.stderr,
+                )
     if args.evaluate:
         from medvqa.training import load_stage_samples, load_trained_model, predict_and_score
 
@@ -103,8 +111,11 @@ def _run(args: argparse.Namespace) -> int:
             test,
             output_dir=args.output,
             name="eval",
+            report_to=s2.report_to,
             profiles=[p for p in args.profiles.split(",") if p],
             progress=not args.no_progress,
+            on_bad_image=args.on_bad_image,
+            info={"model": s2.model, "adapter": result.adapter_dir, "quantization": s2.quantization},
         )
         for profile, aggs in ev.scores.items():
             for key, agg in aggs.items():

@@ -3,7 +3,9 @@
 Every dataset loads from its official release layout and from the Hugging Face layouts
 (a ``datasets.Dataset``/``DatasetDict``, a ``save_to_disk`` folder, parquet files, an
 ``imagefolder``) through one entry point, :func:`load`. Building an index never decodes an
-image; images open lazily, always as RGB.
+image; images open lazily, always as RGB. A split whose size matches no known release of its
+dataset is noted in :attr:`VQADataset.notes` (``strict_size=True`` refuses it), so that another
+dataset in a shared layout is not silently relabelled.
 
 >>> from medvqa.data import load, sample_root
 >>> ds = load("vqa_rad", sample_root() / "vqa_rad", split="train")
@@ -28,15 +30,18 @@ from medvqa.data._med_halt import abstain_option, parse_options
 from medvqa.data._registry import DATASETS, DatasetName, DatasetSpec, load
 from medvqa.data._roco import STAGE1_INSTRUCTION
 from medvqa.data._sample import nested_subset, pair_with_images, sample_root
+from medvqa.data._sizes import SUBSET_FILE, KnownRelease
 
 __all__ = [
     "BREAKDOWN_FIELDS",
     "DATASETS",
     "SPLITS",
     "STAGE1_INSTRUCTION",
+    "SUBSET_FILE",
     "AuditReport",
     "DatasetName",
     "DatasetSpec",
+    "KnownRelease",
     "OnEmptyAnswer",
     "OnMissingImage",
     "SkippedRow",

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import os
+import sys
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from pathlib import Path
+from typing import Any, Literal, TypeAlias, get_args
 
-from medvqa._errors import DataFormatError
+from medvqa._errors import DataFormatError, ImageLoadError, RowRef
 from medvqa.records import AnswerType, AnswerTypeSource, ImageRef, MetadataValue, infer_answer_type
+
+Where: TypeAlias = RowRef | int | str
+"""Where a row sits in its file: a :class:`~medvqa._errors.RowRef` (``line 3``, ``record 2``)."""
 
 Split = Literal["train", "validation", "test"]
 """The split names every adapter accepts."""
@@ -67,10 +73,11 @@ def text_field(
     key: str,
     *,
     file: str,
-    index: int | str,
+    index: Where,
     allow_empty: bool = False,
 ) -> str:
-    """A required text field: numbers become strings, whitespace is stripped, empty is refused."""
+    """A required text field: integers become their digits, floats (``2.0``, NaN) are refused,
+    whitespace is stripped, empty is refused."""
     if key not in row:
         present = ", ".join(sorted(map(str, row))) or "none"
         raise DataFormatError(
@@ -81,13 +88,15 @@ def text_field(
         raise DataFormatError(
             f"expected text, got {type(value).__name__} {value!r}", file=file, row=index, field=key
         )
-    text = str(value).strip()
+    from medvqa.records import _answer_text  # the one rule for answers: integers as digits, floats refused
+
+    text = _answer_text(value, file=file, row=index, field=key).strip()
     if not text and not allow_empty:
         raise DataFormatError(f"empty {key}", file=file, row=index, field=key)
     return text
 
 
-def annotated_answer_type(raw: object, *, file: str, index: int | str, field: str) -> AnswerType:
+def annotated_answer_type(raw: object, *, file: str, index: Where, field: str) -> AnswerType:
     """Read an OPEN/CLOSED annotation (case and surrounding whitespace ignored)."""
     norm = str(raw).strip().lower() if isinstance(raw, str) else None
     if norm == "closed":
@@ -169,17 +178,22 @@ class SkippedRow:
 
     Attributes:
         file: The file the row came from.
-        row: Its index (or key) in that file.
+        row: Where it sits in that file (``line 3`` of a line format, ``record 2`` of a
+            JSON array; see :class:`~medvqa._errors.RowRef`).
         reason: Why it was skipped, for example ``image file not found: ...``.
     """
 
     file: str
-    row: int | str
+    row: Where
     reason: str
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-friendly dict."""
-        return {"file": self.file, "row": self.row, "reason": self.reason}
+        """A JSON-friendly dict (the row as its text, ``line 3`` or ``record 2``)."""
+        return {
+            "file": self.file,
+            "row": self.row if isinstance(self.row, int) else str(self.row),
+            "reason": self.reason,
+        }
 
 
 OnEmptyAnswer = Literal["error", "skip"]
@@ -198,9 +212,9 @@ class ImageCheck:
             on_empty_answer, get_args(OnEmptyAnswer), option="on_empty_answer", dataset=dataset
         )
         self.skipped: list[SkippedRow] = []
-        self._exists: dict[str, bool] = {}
+        self._reasons: dict[str, str | None] = {}
 
-    def answer(self, row: Mapping[str, Any], key: str, *, file: str, index: int | str) -> str | None:
+    def answer(self, row: Mapping[str, Any], key: str, *, file: str, index: Where) -> str | None:
         """The row's answer text, or ``None`` (recorded as skipped) when it is empty and skipping was asked."""
         text = text_field(row, key, file=file, index=index, allow_empty=True)
         if text:
@@ -216,19 +230,26 @@ class ImageCheck:
             field=key,
         )
 
-    def keep(self, ref: ImageRef | None, *, file: str, index: int | str, field: str = "image") -> bool:
-        """True when the row can be kept; records a skip or raises when its image is missing."""
+    def keep(self, ref: ImageRef | None, *, file: str, index: Where, field: str = "image") -> bool:
+        """True when the row can be kept; records a skip or raises when its image is missing.
+
+        A path that leaves the dataset folder as written (``..``, absolute, drive paths) is
+        refused like a missing file; symbolic links inside the folder are followed (see
+        :meth:`~medvqa.records.ImageRef.resolved_path`).
+        """
         if ref is None or ref.data is not None:
             return True
         path = ref.path or ""
-        ok = self._exists.get(path)
-        if ok is None:
-            ok = self._exists[path] = ref.exists()
-        if ok:
+        if path not in self._reasons:
+            try:
+                ref.resolved_path()
+            except ImageLoadError as exc:
+                self._reasons[path] = str(exc)
+            else:
+                self._reasons[path] = None if ref.exists() else f"image file not found: {path}"
+        reason = self._reasons[path]
+        if reason is None:
             return True
-        reason = f"image file not found: {path}"
-        if ref.root is not None and os.path.isfile(path):
-            reason = f"image path {path!r} resolves outside the dataset root {ref.root!r}"
         if self.policy == "skip":
             self.skipped.append(SkippedRow(file=file, row=index, reason=reason))
             return False
@@ -251,3 +272,85 @@ def scalar_metadata(row: Mapping[str, Any], skip: Iterable[str] = ()) -> dict[st
         if value is None or isinstance(value, str | int | float | bool):
             out[key] = value
     return out
+
+
+class UniqueIds:
+    """Refuses a sample id seen before, naming the file and row of both occurrences.
+
+    >>> ids = UniqueIds()
+    >>> ids.add("vqa_rad:7", file="a.json", row=RowRef.record(3), field="qid")
+    >>> ids.add("vqa_rad:7", file="a.json", row=RowRef.record(9), field="qid")
+    Traceback (most recent call last):
+    ...
+    medvqa._errors.DataFormatError: a.json, record 9, field 'qid': duplicate ... first seen at a.json, record 3
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[str, Where]] = {}
+
+    def add(self, sample_id: str, *, file: str, row: Where, field: str | None = None) -> None:
+        """Record ``sample_id`` as seen at ``file``/``row``; raise if it was seen before.
+
+        Raises:
+            DataFormatError: The id was seen before (the message names both places).
+        """
+        first = self._seen.get(sample_id)
+        if first is not None:
+            where = f"{first[0]}, {first[1] if not isinstance(first[1], int) else f'row {first[1]}'}"
+            raise DataFormatError(
+                f"duplicate sample id {sample_id!r}: first seen at {where}", file=file, row=row, field=field
+            )
+        self._seen[sample_id] = (file, row)
+
+
+def read_csv_rows(path: Path) -> tuple[list[str], Iterator[tuple[RowRef, dict[str, str]]]]:
+    """The header of a CSV file and its data rows, each with its 1-based starting line.
+
+    Blank lines are skipped; a row with more or fewer cells than the header is an error
+    naming its line. A cell may hold newlines (quoted); the line is where its row starts.
+
+    Raises:
+        DataFormatError: The file is missing, not UTF-8, or a row does not fit the header.
+    """
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    file = str(path)
+    try:
+        fh = path.open(encoding="utf-8-sig", newline="")
+    except FileNotFoundError as exc:
+        raise DataFormatError("file not found", file=file) from exc
+    reader = csv.reader(fh)
+    try:
+        header = next(reader, [])
+    except (UnicodeDecodeError, csv.Error) as exc:
+        fh.close()
+        raise DataFormatError(f"not a readable UTF-8 CSV file: {exc}", file=file, line=1) from exc
+
+    def rows() -> Iterator[tuple[RowRef, dict[str, str]]]:
+        with fh:
+            while True:
+                start = reader.line_num + 1
+                try:
+                    cells = next(reader, None)
+                except (UnicodeDecodeError, csv.Error) as exc:
+                    raise DataFormatError(f"not readable CSV: {exc}", file=file, line=start) from exc
+                if cells is None:
+                    return
+                if not cells:
+                    continue
+                where = RowRef.line(start)
+                if len(cells) > len(header):
+                    raise DataFormatError(
+                        f"row has {len(cells)} cells, more than the header's {len(header)} columns",
+                        file=file,
+                        row=where,
+                    )
+                if len(cells) < len(header):
+                    raise DataFormatError(
+                        f"row has {len(cells)} cells, fewer than the header's {len(header)} columns",
+                        file=file,
+                        row=where,
+                        field=header[len(cells)],
+                    )
+                yield where, dict(zip(header, cells))
+
+    return header, rows()

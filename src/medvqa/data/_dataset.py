@@ -79,11 +79,32 @@ class VQADataset(Sequence[VQASample]):
     def __getitem__(self, index: int) -> VQASample: ...
 
     @overload
-    def __getitem__(self, index: slice) -> list[VQASample]: ...
+    def __getitem__(self, index: slice) -> VQADataset: ...
 
-    def __getitem__(self, index: int | slice) -> VQASample | list[VQASample]:
+    def __getitem__(self, index: int | slice) -> VQASample | VQADataset:
+        """One sample, or a slice as a dataset of the same name, split, layout and source.
+
+        A slice keeps the load's skipped rows and notes and adds a note saying which rows it
+        holds, so that a summary of ``test[:40]`` cannot pass for the whole split.
+
+        >>> from medvqa.data import load, sample_root
+        >>> test = load("vqa_rad", sample_root() / "vqa_rad", split="test")
+        >>> head = test[:3]
+        >>> type(head).__name__, head.name, head.split, len(head), head.notes[-1]
+        ('VQADataset', 'vqa_rad', 'test', 3, 'rows [0:3] of 29 (a slice of the split)')
+        """
         if isinstance(index, slice):
-            return list(self._samples[index])
+            start, stop, step = index.indices(len(self._samples))
+            where = f"[{start}:{stop}]" if step == 1 else f"[{start}:{stop}:{step}]"
+            return VQADataset(
+                self._samples[index],
+                name=self.name,
+                split=self.split,
+                layout=self.layout,
+                source=self.source,
+                skipped_rows=self.skipped_rows,
+                notes=(*self.notes, f"rows {where} of {len(self._samples)} (a slice of the split)"),
+            )
         return self._samples[index]
 
     def __iter__(self) -> Iterator[VQASample]:

@@ -10,14 +10,13 @@ read without decoding (``Image(decode=False)``): rows hold lazy :class:`~medvqa.
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medvqa._errors import DataFormatError
+from medvqa._errors import DataFormatError, RowRef
 from medvqa._io import read_jsonl
 from medvqa.data._common import (
     SPLIT_ALIASES,
@@ -25,9 +24,11 @@ from medvqa.data._common import (
     ImageIdentity,
     Occurrences,
     SplitNotFoundError,
+    UniqueIds,
     annotated_answer_type,
     answer_type_of,
     content_id,
+    read_csv_rows,
     scalar_metadata,
     split_of,
     text_field,
@@ -49,6 +50,8 @@ class HFTable:
         columns: The column names.
         rows: One dict per row; the image column holds an ``ImageRef`` or ``None``.
         image_column: The column that held images, if any.
+        lines: For line formats (``metadata.jsonl``/``metadata.csv``), the 1-based line of
+            each row; empty for tables, whose rows are 0-based records.
     """
 
     layout: str
@@ -56,6 +59,11 @@ class HFTable:
     columns: list[str]
     rows: list[dict[str, Any]] = field(default_factory=list)
     image_column: str | None = None
+    lines: list[int] = field(default_factory=list)
+
+    def where(self, index: int) -> RowRef:
+        """Where row ``index`` sits in the source: ``line N`` (line formats) or ``record N``."""
+        return RowRef.line(self.lines[index]) if self.lines else RowRef.record(index)
 
     def require_column(self, choices: Iterable[str], *, what: str) -> str:
         """The first of ``choices`` present as a column, else an error listing what exists."""
@@ -92,7 +100,14 @@ def looks_like_hf_folder(path: Path) -> bool:
     return next(path.rglob("*.parquet"), None) is not None
 
 
-def _image_ref(value: Any, *, base: Path | None, file: str, index: int, column: str) -> ImageRef | None:
+def _image_ref(value: Any, *, base: Path | None, file: str, index: RowRef, column: str) -> ImageRef | None:
+    """The image of one cell: encoded bytes, or a file path.
+
+    Paths read from files on disk (``base`` set) must stay inside ``base`` as written: the
+    reference carries ``base`` as its root, so ``..``, absolute and drive paths are refused
+    (symbolic links, as in a Hugging Face cache snapshot, are followed). Paths in a
+    ``datasets`` object in memory (``base`` is ``None``) are the library's own cache paths.
+    """
     if value is None:
         return None
     if isinstance(value, Mapping):
@@ -106,10 +121,9 @@ def _image_ref(value: Any, *, base: Path | None, file: str, index: int, column: 
     if isinstance(value, str):
         if not value.strip():
             raise DataFormatError("empty image file name", file=file, row=index, field=column)
-        p = Path(value)
-        if base is not None and not p.is_absolute():
-            return ImageRef(path=str(base / p), root=str(base), name=value)
-        return ImageRef(path=str(p), name=p.name)
+        if base is not None:
+            return ImageRef(path=os.path.join(str(base), value), root=str(base), name=value)
+        return ImageRef(path=value, name=os.path.basename(value))
     raise DataFormatError(
         f"image must be encoded bytes or a file path (read with decode=False), got {type(value).__name__}",
         file=file,
@@ -133,7 +147,7 @@ def _from_columns(
         row = {name: columns[name][i] for name in names}
         if image_column is not None:
             row[image_column] = _image_ref(
-                row[image_column], base=base, file=file, index=i, column=image_column
+                row[image_column], base=base, file=file, index=RowRef.record(i), column=image_column
             )
         table.rows.append(row)
     return table
@@ -243,40 +257,27 @@ def _imagefolder_dir(path: Path, split: str) -> Path:
 
 def _read_imagefolder(path: Path, split: str) -> HFTable:
     folder = _imagefolder_dir(path, split)
-    rows: list[dict[str, Any]] = []
+    located: list[tuple[RowRef, dict[str, Any]]]
     meta = folder / "metadata.jsonl"
     if meta.is_file():
-        rows = [obj for _, obj in read_jsonl(meta)]
+        located = [(RowRef.line(n), obj) for n, obj in read_jsonl(meta)]
     else:
         meta = folder / "metadata.csv"
-        with meta.open(encoding="utf-8-sig", newline="") as fh:
-            reader = csv.DictReader(fh)
-            for i, row in enumerate(reader):
-                if None in row:
-                    raise DataFormatError(
-                        f"row has more cells than the header's {len(reader.fieldnames or [])} columns",
-                        file=str(meta),
-                        row=i,
-                    )
-                missing = [k for k, v in row.items() if v is None]
-                if missing:
-                    raise DataFormatError(
-                        "row has fewer cells than the header", file=str(meta), row=i, field=missing[0]
-                    )
-                rows.append(dict(row))
+        located = list(read_csv_rows(meta)[1])
     columns: list[str] = []
-    for row in rows:
+    for _, row in located:
         columns.extend(k for k in row if k not in columns)
     table = HFTable(layout="imagefolder", file=str(meta), columns=columns, image_column="file_name")
-    if rows and "file_name" not in columns:
+    if located and "file_name" not in columns:
         table.require_column(("file_name",), what="image file name")
-    for i, row in enumerate(rows):
+    for where, row in located:
         if "file_name" not in row:
-            raise DataFormatError("missing required field", file=str(meta), row=i, field="file_name")
+            raise DataFormatError("missing required field", file=str(meta), row=where, field="file_name")
         row["file_name"] = _image_ref(
-            row["file_name"], base=folder, file=str(meta), index=i, column="file_name"
+            row["file_name"], base=folder, file=str(meta), index=where, column="file_name"
         )
         table.rows.append(row)
+        table.lines.append(where.number)
     return table
 
 
@@ -354,28 +355,33 @@ def hf_vqa_samples(
     has_types = type_column is not None and type_column in table.columns
     identity = ImageIdentity()
     occurrences = Occurrences()
+    ids = UniqueIds()
     used = {c for c in (q_col, a_col, table.image_column, id_column) if c}
     samples: list[VQASample] = []
     for i, row in enumerate(table.rows):
         if keep is not None and not keep(row):
             continue
+        where = table.where(i)
         question = (
             fixed_question
             if fixed_question is not None
-            else text_field(row, q_col or "", file=table.file, index=i)
+            else text_field(row, q_col or "", file=table.file, index=where)
         )
-        answer = check.answer(row, a_col, file=table.file, index=i)
+        answer = check.answer(row, a_col, file=table.file, index=where)
         if answer is None:
             continue
         ref = row.get(table.image_column) if table.image_column else None
-        if not check.keep(ref, file=table.file, index=i, field=table.image_column or "image"):
+        if not check.keep(ref, file=table.file, index=where, field=table.image_column or "image"):
             continue
         annotation: AnswerType | None = None
         if has_types and type_column is not None:
-            annotation = annotated_answer_type(row[type_column], file=table.file, index=i, field=type_column)
+            annotation = annotated_answer_type(
+                row[type_column], file=table.file, index=where, field=type_column
+            )
         answer_type, source = answer_type_of(answer, annotation)
         if has_ids and id_column is not None:
-            sid = f"{dataset}:{text_field(row, id_column, file=table.file, index=i)}"
+            sid = f"{dataset}:{text_field(row, id_column, file=table.file, index=where)}"
+            ids.add(sid, file=table.file, row=where, field=id_column)
         else:
             key = identity(ref)
             sid = content_id(

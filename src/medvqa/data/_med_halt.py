@@ -13,35 +13,56 @@ with images with :func:`medvqa.data.pair_with_images`.
 from __future__ import annotations
 
 import ast
-import csv
 import json
 import os
 import re
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from medvqa._errors import DataFormatError
-from medvqa.data._common import ImageCheck, SplitNotFoundError, check_split, split_of, text_field
+from medvqa._errors import DataFormatError, RowRef
+from medvqa.data._common import (
+    ImageCheck,
+    SplitNotFoundError,
+    UniqueIds,
+    check_split,
+    read_csv_rows,
+    split_of,
+    text_field,
+)
 from medvqa.data._dataset import VQADataset
+from medvqa.data._sizes import KnownRelease
 from medvqa.records import MetadataValue, VQASample
 
 FILE = "reasoning_fake.csv"
+
+KNOWN_SIZES = (
+    KnownRelease(
+        "official",
+        {"train": 1858},
+        source="counted in reasoning_fake.csv (every row has split_type 'train')",
+    ),
+)
+"""Split sizes of Med-HALT reasoning_fake."""
 REQUIRED = ("id", "question", "options")
 _EXACT = frozenset({"i do not know", "i don't know", "i dont know", "i do not know at all"})
 _CONTAINS = re.compile(r"\bi (?:do not|don't|dont) know\b")
 
 
-def parse_options(raw: str, *, file: str, row: int) -> dict[str, str]:
+def parse_options(raw: str, *, file: str, row: RowRef | int) -> dict[str, str]:
     """Parse an options cell (JSON, or a Python literal dict/list) into ``{key: text}``.
 
-    >>> parse_options("{'0': 'Yes', '1': 'I do not know'}", file="f.csv", row=0)
+    Args:
+        raw: The cell text.
+        file: The file, for error messages.
+        row: Where the row is, for error messages (``RowRef.line(n)`` for a CSV line).
+
+    >>> parse_options("{'0': 'Yes', '1': 'I do not know'}", file="f.csv", row=RowRef.line(2))
     {'0': 'Yes', '1': 'I do not know'}
-    >>> parse_options("__import__('os')", file="f.csv", row=3)
+    >>> parse_options("__import__('os')", file="f.csv", row=RowRef.line(4))
     Traceback (most recent call last):
     ...
-    medvqa._errors.DataFormatError: f.csv, row 3, field 'options': not a literal dict or list of options ...
+    medvqa._errors.DataFormatError: f.csv, line 4, field 'options': not a literal dict or list of options ...
     """
     try:
         value: Any = json.loads(raw)
@@ -92,6 +113,38 @@ def abstain_option(options: dict[str, str]) -> tuple[str, str]:
     return list(options)[-1], "last_option"
 
 
+def _sample(
+    rid: str,
+    question: str,
+    answer: str,
+    options: dict[str, str],
+    key: str,
+    rule: str,
+    row: dict[str, str],
+    split: str,
+) -> VQASample:
+    meta: dict[str, MetadataValue] = {
+        "options": json.dumps(list(options.values()), ensure_ascii=False),
+        "option_keys": json.dumps(list(options), ensure_ascii=False),
+        "abstain_option": key,
+        "abstain_rule": rule,
+        "layout": "official",
+    }
+    for col in ("subject_name", "topic_name", "dataset", "exam_name", "year"):
+        if row.get(col):
+            meta["source_dataset" if col == "dataset" else col] = row[col]
+    return VQASample(
+        id=f"med_halt:{rid}",
+        question=question,
+        answer=answer.strip(),
+        answer_type="open",
+        answer_type_source="inferred",
+        dataset="med_halt",
+        split=split,
+        metadata=meta,
+    )
+
+
 def load_med_halt(
     source: Any,
     *,
@@ -113,71 +166,42 @@ def load_med_halt(
             f"file not found (expected the Med-HALT {FILE} or a folder holding it)", file=str(path)
         )
     file = str(path)
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     out: list[VQASample] = []
     rules: Counter[str] = Counter()
     splits_seen: Counter[str] = Counter()
-    with path.open(encoding="utf-8-sig", newline="") as fh:
-        reader = csv.DictReader(fh)
-        header = reader.fieldnames or []
-        missing = [c for c in REQUIRED if c not in header]
-        if missing:
+    ids = UniqueIds()
+    header, rows = read_csv_rows(path)
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise DataFormatError(
+            f"missing column(s) {', '.join(missing)}; columns present: {', '.join(header) or 'none'} "
+            f"(required: {', '.join(REQUIRED)})",
+            file=file,
+            field=missing[0],
+        )
+    for where, row in rows:
+        raw_split = (row.get("split_type") or "").strip()
+        row_split = split_of(raw_split) if raw_split else "test"
+        if row_split is None:
             raise DataFormatError(
-                f"missing column(s) {', '.join(missing)}; columns present: {', '.join(header) or 'none'} "
-                f"(required: {', '.join(REQUIRED)})",
+                f"unknown split_type {raw_split!r}; expected train, validation or test",
                 file=file,
-                field=missing[0],
+                row=where,
+                field="split_type",
             )
-        for i, row in enumerate(reader):
-            if None in row:
-                raise DataFormatError(
-                    f"row has more cells than the {len(header)} header columns", file=file, row=i
-                )
-            short = [k for k, v in row.items() if v is None]
-            if short:
-                raise DataFormatError("row has fewer cells than the header", file=file, row=i, field=short[0])
-            raw_split = (row.get("split_type") or "").strip()
-            row_split = split_of(raw_split) if raw_split else "test"
-            if row_split is None:
-                raise DataFormatError(
-                    f"unknown split_type {raw_split!r}; expected train, validation or test",
-                    file=file,
-                    row=i,
-                    field="split_type",
-                )
-            splits_seen[row_split] += 1
-            if row_split != split:
-                continue
-            rid = text_field(row, "id", file=file, index=i)
-            question = text_field(row, "question", file=file, index=i)
-            options = parse_options(row["options"], file=file, row=i)
-            key, rule = abstain_option(options)
-            answer = check.answer({"options": options[key]}, "options", file=file, index=i)
-            if answer is None:
-                continue
-            rules[rule] += 1
-            meta: dict[str, MetadataValue] = {
-                "options": json.dumps(list(options.values()), ensure_ascii=False),
-                "option_keys": json.dumps(list(options), ensure_ascii=False),
-                "abstain_option": key,
-                "abstain_rule": rule,
-                "layout": "official",
-            }
-            for col in ("subject_name", "topic_name", "dataset", "exam_name", "year"):
-                if row.get(col):
-                    meta["source_dataset" if col == "dataset" else col] = row[col]
-            out.append(
-                VQASample(
-                    id=f"med_halt:{rid}",
-                    question=question,
-                    answer=answer.strip(),
-                    answer_type="open",
-                    answer_type_source="inferred",
-                    dataset="med_halt",
-                    split=split,
-                    metadata=meta,
-                )
-            )
+        splits_seen[row_split] += 1
+        rid = text_field(row, "id", file=file, index=where)
+        ids.add(f"med_halt:{rid}", file=file, row=where, field="id")
+        if row_split != split:
+            continue
+        question = text_field(row, "question", file=file, index=where)
+        options = parse_options(row["options"], file=file, row=where)
+        key, rule = abstain_option(options)
+        answer = check.answer({"options": options[key]}, "options", file=file, index=where)
+        if answer is None:
+            continue
+        rules[rule] += 1
+        out.append(_sample(rid, question, answer, options, key, rule, row, split))
     if not out and not check.skipped:
         raise SplitNotFoundError(
             f"{file}: no rows in split {split!r}; splits present (split_type column): "

@@ -10,16 +10,38 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from medvqa._errors import DataFormatError
+from medvqa._errors import DataFormatError, RowRef
 from medvqa._io import read_json
-from medvqa.data._common import ImageCheck, SplitNotFoundError, answer_type_of, check_choice, check_split
+from medvqa.data._common import (
+    ImageCheck,
+    SplitNotFoundError,
+    UniqueIds,
+    answer_type_of,
+    check_choice,
+    check_split,
+)
 from medvqa.data._dataset import VQADataset
 from medvqa.data._hf import hf_vqa_samples, is_hf_object, looks_like_hf_folder, read_hf
+from medvqa.data._sizes import KnownRelease
 from medvqa.records import ImageRef, VQASample
 
 FILES = {"train": "pvqa_train.json", "validation": "pvqa_val.json", "test": "pvqa_test.json"}
 IMAGE_SPLIT_DIRS = {"train": "train", "validation": "val", "test": "test"}
 LAYOUTS = ("auto", "official", "hf")
+
+KNOWN_SIZES = (
+    KnownRelease(
+        "official",
+        {"train": 19755, "validation": 6279, "test": 6761},
+        source="counted in pvqa_train/val/test.json (questions per image record)",
+    ),
+    KnownRelease(
+        "Hugging Face",
+        {"train": 19654, "validation": 6259, "test": 6719},
+        source="the flaviagiammarino/path-vqa dataset card (num_examples per split)",
+    ),
+)
+"""Split sizes of the PathVQA releases and copies this loader reads."""
 
 
 def _official_dir(path: Path) -> Path | None:
@@ -31,7 +53,7 @@ def _official_dir(path: Path) -> Path | None:
     return None
 
 
-def _answer(label: Any, *, file: str, index: str) -> str:
+def _answer(label: Any, *, file: str, index: RowRef) -> str:
     if not isinstance(label, dict) or not label:
         raise DataFormatError(
             f"expected an answer object like {{'yes': 1}}, got {label!r}",
@@ -75,14 +97,16 @@ def _load_official(
             "naming the missing file"
         )
     out: list[VQASample] = []
+    ids = UniqueIds()
     for i, rec in enumerate(data):
         if not isinstance(rec, dict):
-            raise DataFormatError(f"expected an object, got {type(rec).__name__}", file=file, row=i)
+            raise DataFormatError(f"expected an object, got {type(rec).__name__}", file=file, record=i)
         img_id = rec.get("img_id")
         if not isinstance(img_id, str) or not img_id.strip():
             raise DataFormatError(
-                f"img_id must be a non-empty string, got {img_id!r}", file=file, row=i, field="img_id"
+                f"img_id must be a non-empty string, got {img_id!r}", file=file, record=i, field="img_id"
             )
+        ids.add(f"path_vqa:{img_id}", file=file, row=RowRef.record(i, img_id), field="img_id")
         try:
             questions = rec["sentf"]["pvqa"]
             labels = rec["labelf"]["pvqa"]
@@ -90,14 +114,14 @@ def _load_official(
             field = (
                 "sentf" if not isinstance(rec.get("sentf"), dict) or "pvqa" not in rec["sentf"] else "labelf"
             )
-            raise DataFormatError("expected {'pvqa': [...]}", file=file, row=i, field=field) from None
+            raise DataFormatError("expected {'pvqa': [...]}", file=file, record=i, field=field) from None
         if not isinstance(questions, list) or not isinstance(labels, list) or len(questions) != len(labels):
             raise DataFormatError(
                 f"sentf.pvqa and labelf.pvqa must be lists of equal length, got "
                 f"{len(questions) if isinstance(questions, list) else questions!r} and "
                 f"{len(labels) if isinstance(labels, list) else labels!r}",
                 file=file,
-                row=i,
+                record=i,
                 field="labelf",
             )
         if not questions:
@@ -105,7 +129,7 @@ def _load_official(
         name = f"{img_id}.jpg"
         ref = ImageRef(path=str(split_dir / name), root=str(split_dir), name=name)
         for k, (question, label) in enumerate(zip(questions, labels)):
-            loc = f"{i} ({img_id}, question {k})"
+            loc = RowRef.record(i, f"{img_id}, question {k}")
             # one check per question, so that a skipped image counts every question it drops
             if check_images and not check.keep(ref, file=file, index=loc, field="img_id"):
                 continue

@@ -15,18 +15,20 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from medvqa._errors import DataFormatError
+from medvqa._errors import DataFormatError, RowRef
 from medvqa._io import read_json, read_jsonl
 from medvqa.data._common import (
     SPLIT_ALIASES,
     ImageCheck,
     SplitNotFoundError,
+    UniqueIds,
     check_choice,
     check_split,
     text_field,
 )
 from medvqa.data._dataset import VQADataset
 from medvqa.data._hf import hf_vqa_samples, is_hf_object, looks_like_hf_folder, read_hf
+from medvqa.data._sizes import KnownRelease
 from medvqa.records import ImageRef, MetadataValue, VQASample
 
 STAGE1_INSTRUCTION = "The following image is a radiology scan. Deeply analyze and diagnose this image."
@@ -34,6 +36,17 @@ STAGE1_INSTRUCTION = "The following image is a radiology scan. Deeply analyze an
 
 LAYOUTS = ("auto", "official", "instruct", "hf")
 SUBSETS = ("radiology", "non-radiology")
+
+KNOWN_SIZES = (
+    KnownRelease(
+        "official",
+        {"validation": 8180, "test": 8179},
+        {"subset": "radiology"},
+        source="counted in <split>/radiology/captions.txt of the release; the train size is not "
+        "recorded, so train loads are not checked",
+    ),
+)
+"""Split sizes of the ROCO release (radiology captions)."""
 
 
 def _split_dir(root: Path, split: str, subset: str) -> Path | None:
@@ -91,23 +104,20 @@ def _load_official(folder: Path, split: str, check: ImageCheck) -> tuple[list[VQ
             else f"no image folder {images}: captions indexed, opening an image raises an error naming the file"
         )
     out: list[VQASample] = []
-    seen: set[str] = set()
-    with path.open(encoding="utf-8-sig") as fh:
+    ids = UniqueIds()
+    with path.open(encoding="utf-8-sig", newline="\n") as fh:
         for line_no, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
-            roco_id, tab, rest = line.rstrip("\n").partition("\t")
+            where = RowRef.line(line_no)
+            roco_id, tab, rest = line.rstrip("\r\n").partition("\t")
             roco_id = roco_id.strip()
             if not tab or not roco_id:
                 raise DataFormatError(
-                    "expected 'ROCO_id<TAB>caption'", file=file, row=f"line {line_no}", field="captions"
+                    "expected 'ROCO_id<TAB>caption'", file=file, row=where, field="captions"
                 )
-            if roco_id in seen:
-                raise DataFormatError(
-                    f"duplicate ROCO id {roco_id!r}", file=file, row=f"line {line_no}", field="id"
-                )
-            seen.add(roco_id)
-            caption = check.answer({"caption": rest}, "caption", file=file, index=f"line {line_no}")
+            ids.add(f"roco:{roco_id}", file=file, row=where, field="id")
+            caption = check.answer({"caption": rest}, "caption", file=file, index=where)
             if caption is None:
                 continue
             ref = ImageRef(path=str(images / f"{roco_id}.jpg"), root=str(images), name=f"{roco_id}.jpg")
@@ -115,7 +125,7 @@ def _load_official(folder: Path, split: str, check: ImageCheck) -> tuple[list[VQ
                 alt = ImageRef(path=str(images / pmc[roco_id]), root=str(images), name=pmc[roco_id])
                 if alt.exists():
                     ref = alt
-            if check_images and not check.keep(ref, file=file, index=f"line {line_no}", field="image"):
+            if check_images and not check.keep(ref, file=file, index=where, field="image"):
                 continue
             meta: dict[str, MetadataValue] = {
                 "roco_id": roco_id,
@@ -130,18 +140,21 @@ def _load_official(folder: Path, split: str, check: ImageCheck) -> tuple[list[VQ
 
 def _load_instruct(path: Path, split: str, image_dir: Path, check: ImageCheck) -> list[VQASample]:
     file = str(path)
+    rows: list[tuple[RowRef, Any]]
     if path.suffix == ".jsonl":
-        rows: list[tuple[int | str, Any]] = [(f"line {n}", obj) for n, obj in read_jsonl(path)]
+        rows = [(RowRef.line(n), obj) for n, obj in read_jsonl(path)]
     else:
         data = read_json(path)
         if not isinstance(data, list):
             raise DataFormatError(f"expected a JSON list of records, got {type(data).__name__}", file=file)
-        rows = list(enumerate(data))
+        rows = [(RowRef.record(i), obj) for i, obj in enumerate(data)]
     out: list[VQASample] = []
+    ids = UniqueIds()
     for index, row in rows:
         if not isinstance(row, dict):
             raise DataFormatError(f"expected an object, got {type(row).__name__}", file=file, row=index)
         rid = text_field(row, "id", file=file, index=index)
+        ids.add(f"roco:{rid}", file=file, row=index, field="id")
         name = text_field(row, "image", file=file, index=index)
         turns = row.get("conversations")
         if not isinstance(turns, list):

@@ -12,11 +12,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from medvqa._errors import DataFormatError
+from medvqa._errors import DataFormatError, RowRef
 from medvqa._io import read_json
 from medvqa.data._common import (
     ImageCheck,
     SplitNotFoundError,
+    UniqueIds,
+    Where,
     annotated_answer_type,
     check_choice,
     check_split,
@@ -26,6 +28,7 @@ from medvqa.data._common import (
 )
 from medvqa.data._dataset import VQADataset
 from medvqa.data._hf import hf_vqa_samples, is_hf_object, looks_like_hf_folder, read_hf
+from medvqa.data._sizes import KnownRelease
 from medvqa.records import ImageRef, MetadataValue, VQASample
 
 OFFICIAL_JSON = "VQA_RAD Dataset Public.json"
@@ -36,6 +39,26 @@ SPLITS = ("train", "test")
 _PHRASE_SPLIT = {"freeform": "train", "para": "train", "test_freeform": "test", "test_para": "test"}
 _NULL = (None, "", "NULL")
 
+KNOWN_SIZES = (
+    KnownRelease(
+        "official",
+        {"train": 1797, "test": 451},
+        source="counted in the OSF release: phrase types freeform 1,206 + para 591; "
+        "test_freeform 308 + test_para 143 (2,248 rows)",
+    ),
+    KnownRelease(
+        "MEVF split",
+        {"train": 3064, "test": 451},
+        source="counted in the MEVF trainset.json / testset.json",
+    ),
+    KnownRelease(
+        "Hugging Face",
+        {"train": 1793, "test": 451},
+        source="the flaviagiammarino/vqa-rad dataset card (de-duplicated copy)",
+    ),
+)
+"""Split sizes of the VQA-RAD releases and copies this loader reads."""
+
 
 def _rows(path: Path) -> list[dict[str, Any]]:
     data = read_json(path)
@@ -45,11 +68,11 @@ def _rows(path: Path) -> list[dict[str, Any]]:
         )
     for i, row in enumerate(data):
         if not isinstance(row, dict):
-            raise DataFormatError(f"expected an object, got {type(row).__name__}", file=str(path), row=i)
+            raise DataFormatError(f"expected an object, got {type(row).__name__}", file=str(path), record=i)
     return data
 
 
-def _qid(row: Mapping[str, Any], *, file: str, index: int) -> int:
+def _qid(row: Mapping[str, Any], *, file: str, index: Where) -> int:
     raw = row.get("qid")
     try:
         if isinstance(raw, bool):
@@ -98,7 +121,7 @@ def _sample(
     sid: str,
     split: str,
     file: str,
-    index: int,
+    index: Where,
     image_dir: Path,
     check: ImageCheck,
     meta: dict[str, MetadataValue],
@@ -131,24 +154,28 @@ def _sample(
 def _load_official(path: Path, split: str, image_dir: Path, check: ImageCheck) -> list[VQASample]:
     file = str(path)
     out: list[VQASample] = []
+    ids = UniqueIds()
     for i, row in enumerate(_rows(path)):
+        where = RowRef.record(i)
         phrase = row.get("phrase_type")
         if phrase not in _PHRASE_SPLIT:
             raise DataFormatError(
                 f"unknown phrase_type {phrase!r}; expected one of {', '.join(_PHRASE_SPLIT)}",
                 file=file,
-                row=i,
+                row=where,
                 field="phrase_type",
             )
+        qid = _qid(row, file=file, index=where)
+        # qids are unique across the whole file, whichever split is asked for
+        ids.add(f"vqa_rad:{qid}", file=file, row=where, field="qid")
         if _PHRASE_SPLIT[phrase] != split:
             continue
-        qid = _qid(row, file=file, index=i)
         s = _sample(
             row,
             sid=f"vqa_rad:{qid}",
             split=split,
             file=file,
-            index=i,
+            index=where,
             image_dir=image_dir,
             check=check,
             meta={**_official_meta(row, qid), "layout": "official"},
@@ -173,11 +200,13 @@ def _load_mevf(
     used: set[tuple[str, int]] = set()
     file = str(path)
     out: list[VQASample] = []
+    ids = UniqueIds()
     unjoined = 0
     for i, row in enumerate(_rows(path)):
-        question = text_field(row, "question", file=file, index=i)
-        name = text_field(row, "image_name", file=file, index=i)
-        answer = normalize_question(text_field(row, "answer", file=file, index=i))
+        where = RowRef.record(i)
+        question = text_field(row, "question", file=file, index=where)
+        name = text_field(row, "image_name", file=file, index=where)
+        answer = normalize_question(text_field(row, "answer", file=file, index=where))
         is_frame = row.get("phrase_type") == "frame"
         pool = frames if is_frame else main
         cands = [
@@ -196,7 +225,7 @@ def _load_mevf(
         if best:
             j = best[0]
             used.add(("f" if is_frame else "m", j))
-            qid = _qid(official_rows[j], file=str(official), index=j)
+            qid = _qid(official_rows[j], file=str(official), index=RowRef.record(j))
             meta = _official_meta(official_rows[j], qid)
             meta["official_split"] = _PHRASE_SPLIT.get(official_rows[j].get("phrase_type", ""), "")
             sid = f"vqa_rad:{qid}:frame" if is_frame else f"vqa_rad:{qid}"
@@ -216,12 +245,13 @@ def _load_mevf(
             meta["question_type"] = row["question_type"].strip()
         if isinstance(row.get("image_organ"), str):
             meta["organ"] = row["image_organ"].strip()
+        ids.add(sid, file=file, row=where, field="question")
         s = _sample(
             row,
             sid=sid,
             split=split,
             file=file,
-            index=i,
+            index=where,
             image_dir=image_dir,
             check=check,
             meta=meta,

@@ -2,7 +2,8 @@
 
 One prediction file can be scored under every rule the field cites, side by side:
 ``paper`` (the Med-Idefics paper), ``llava_med`` (LLaVA-Med v1.0), ``lmms_eval``
-(lmms-eval's SLAKE task), ``multimedeval`` (MultiMedEval's VQA family) and ``strict``
+(lmms-eval's SLAKE task), ``multimedeval`` (MultiMedEval's VQA family), ``medevalkit``
+(MedEvalKit, behind the MedGemma and Lingshu tables) and ``strict``
 (medvqa's own, the default). Every aggregate carries its numerator and denominator; the
 bootstrap intervals are seeded. This package is part of the light core (NumPy and the
 standard library; rapidfuzz for the strict profile's fuzzy column).
@@ -14,7 +15,7 @@ standard library; rapidfuzz for the strict profile's fuzzy column).
 >>> r["f1"].value, r["containment"].numerator, r["containment"].n
 (0.6666666666666666, 2.0, 2)
 >>> sorted(PROFILES)
-['llava_med', 'lmms_eval', 'multimedeval', 'paper', 'strict']
+['llava_med', 'lmms_eval', 'medevalkit', 'multimedeval', 'paper', 'strict']
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from medvqa.metrics._items import (
     vqa_word_exact,
 )
 from medvqa.metrics._loading import read_predictions
+from medvqa.metrics._medevalkit import MedEvalKitProfile
 from medvqa.metrics._profiles import (
     PROFILES,
     AggregateSpec,
@@ -54,6 +56,7 @@ __all__ = [
     "AggregateSpec",
     "LlavaMedProfile",
     "LmmsEvalProfile",
+    "MedEvalKitProfile",
     "MultiMedEvalProfile",
     "PairedComparison",
     "PaperProfile",

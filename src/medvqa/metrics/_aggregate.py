@@ -8,7 +8,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Aggregate", "bootstrap_means", "percentile_interval", "wilson_interval"]
+__all__ = [
+    "Aggregate",
+    "bootstrap_mean_interval",
+    "bootstrap_means",
+    "percentile_interval",
+    "wilson_interval",
+]
 
 
 @dataclass(frozen=True)
@@ -122,7 +128,8 @@ def bootstrap_means(
         n_boot: Number of bootstrap replicates.
         seed: Seed of the draws; ``label`` (e.g. the subset name) is mixed into it.
         label: Distinguishes independent streams under one seed.
-        chunk: Replicates drawn per block (bounds memory at ``chunk × m``).
+        chunk: Replicates drawn per block at most (bounds memory at ``chunk × m``; fewer
+            for large ``m``).
 
     Returns:
         A NumPy array ``n_boot × k`` of resampled means.
@@ -143,6 +150,9 @@ def bootstrap_means(
     if m == 0:
         out.fill(np.nan)
         return out
+    # At most about 2**21 draws per block (16 MB per array), whatever m is; the draws form one
+    # sequence, so the block size does not change the result.
+    chunk = max(1, min(chunk, (1 << 21) // m))
     for start in range(0, n_boot, chunk):
         stop = min(n_boot, start + chunk)
         rows = stop - start
@@ -154,6 +164,51 @@ def bootstrap_means(
             counts = np.bincount(flat, minlength=rows * m).reshape(rows, m).astype(np.float64)
             out[start:stop] = (counts @ arr) / m
     return out
+
+
+def bootstrap_mean_interval(
+    values: Any, *, n_boot: int, seed: int, label: str = "", level: float = 0.95
+) -> tuple[float, float]:
+    """The percentile bootstrap interval of the mean of one column of per-item values.
+
+    The mean of a resample depends only on how many draws fall on each distinct value, and
+    those counts follow a multinomial law with the values' frequencies. When the column has
+    few distinct values (0/1 metrics have two), the counts are drawn directly: ``n_boot``
+    multinomial draws over ``d`` values instead of ``n_boot × m`` item indices, the same
+    bootstrap distribution at a cost that does not grow with ``m``. Columns with many
+    distinct values resample item indices (:func:`bootstrap_means`). The draws depend only
+    on ``seed``, ``label`` and the values, so one column's interval does not depend on
+    which other columns are computed.
+
+    Args:
+        values: The ``m`` per-item values, in a stable order (items sorted by id).
+        n_boot: Number of bootstrap replicates.
+        seed: Seed of the draws; ``label`` is mixed into it.
+        label: Names the stream (e.g. the subset and metric).
+        level: Confidence level.
+
+    Returns:
+        ``(low, high)``.
+
+    >>> lo, hi = bootstrap_mean_interval([1.0, 0.0] * 50, n_boot=500, seed=0)
+    >>> 0.35 < lo < 0.5 < hi < 0.65
+    True
+    """
+    import numpy as np
+
+    arr = np.asarray(values, dtype=np.float64).ravel()
+    m = arr.size
+    if m == 0:
+        return (math.nan, math.nan)
+    distinct, counts = np.unique(arr, return_counts=True)
+    if distinct.size * 8 > m:
+        column: Any = arr[:, None]
+        return percentile_interval(
+            bootstrap_means(column, n_boot=n_boot, seed=seed, label=label)[:, 0], level
+        )
+    rng = np.random.default_rng(_rng_seed(seed, label))
+    draws = rng.multinomial(m, counts / m, size=n_boot)
+    return percentile_interval(draws @ distinct / m, level)
 
 
 def percentile_interval(samples: Any, level: float = 0.95) -> tuple[float, float]:

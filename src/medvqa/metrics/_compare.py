@@ -84,7 +84,8 @@ def paired_comparison(
 ) -> PairedComparison:
     """Compare two runs on the same items: bootstrap difference and exact McNemar.
 
-    Both runs must hold exactly the same ids (any order). The subset of ``metric`` (e.g.
+    Both runs must hold exactly the same ids (any order), with the same reference answer
+    for each id. The subset of ``metric`` (e.g.
     the closed items of ``accuracy/closed``) is taken from run A's per-item values.
 
     Args:
@@ -97,7 +98,8 @@ def paired_comparison(
         level: Confidence level.
 
     Raises:
-        ValueError: The id sets differ, or ``metric`` is not an aggregate of the profile.
+        ValueError: The id sets differ, an id has different references in the two runs,
+            or ``metric`` is not an aggregate of the profile.
 
     >>> from medvqa.records import Prediction
     >>> ref = ["yes", "no", "yes", "no"]
@@ -119,6 +121,16 @@ def paired_comparison(
             f"the runs do not hold the same items: only in A {missing}, only in B {extra} (first 5 shown)"
         )
     b_aligned = [ids_b[i] for i in ids_a]
+    differing = [
+        (pa.id, pa.reference, pb.reference) for pa, pb in zip(a, b_aligned) if pa.reference != pb.reference
+    ]
+    if differing:
+        shown = "; ".join(f"{i!r}: A {ra!r}, B {rb!r}" for i, ra, rb in differing[:3])
+        raise ValueError(
+            f"the runs give different references for {len(differing)} of {len(ids_a)} items "
+            f"({shown}{'; ...' if len(differing) > 3 else ''}): they were not run on the same "
+            "questions, so a paired comparison would be meaningless"
+        )
     ra = evaluate(a, profile=prof, n_boot=0, by=())
     rb = evaluate(b_aligned, profile=prof, n_boot=0, by=())
     if metric not in ra.aggregates:

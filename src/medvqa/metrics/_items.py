@@ -17,6 +17,7 @@ __all__ = [
     "ngram_counts",
     "paper_f1",
     "sentence_bleu",
+    "sentence_bleus",
     "set_precision_recall_f1",
     "squad_f1",
     "token_recall",
@@ -108,6 +109,42 @@ def sentence_bleu(
         logs.append(w * math.log(p))
     bp = 1.0 if hyp_len > ref_len else math.exp(1 - ref_len / hyp_len)
     return bp * math.exp(math.fsum(logs))
+
+
+def sentence_bleus(
+    reference: Sequence[str],
+    hypothesis: Sequence[str],
+    weight_sets: Sequence[Sequence[float]],
+) -> tuple[float, ...]:
+    """:func:`sentence_bleu` under several weight sets, counting the n-grams once.
+
+    Each value equals ``sentence_bleu(reference, hypothesis, weights)`` exactly (the same
+    arithmetic on the same modified precisions).
+
+    >>> sentence_bleus(["left", "lung"], ["left", "lung", "."], [(1, 0, 0, 0), (0, 1, 0, 0)])
+    (0.6666666666666666, 0.5)
+    """
+    hyp_len = len(hypothesis)
+    if hyp_len == 0:
+        return tuple(0.0 for _ in weight_sets)
+    ref1 = Counter(reference)
+    first_numerator = sum(min(c, ref1[g]) for g, c in Counter(hypothesis).items())
+    if first_numerator == 0:
+        return tuple(0.0 for _ in weight_sets)
+    precisions: dict[int, float] = {1: first_numerator / hyp_len}
+    for n in range(2, max((len(w) for w in weight_sets), default=1) + 1):
+        counts = ngram_counts(hypothesis, n)
+        ref_counts = ngram_counts(reference, n)
+        numerator = sum(min(c, ref_counts[g]) for g, c in counts.items())
+        denominator = max(1, sum(counts.values()))
+        precisions[n] = numerator / denominator if numerator else sys.float_info.min
+    ref_len = len(reference)
+    bp = 1.0 if hyp_len > ref_len else math.exp(1 - ref_len / hyp_len)
+    out = []
+    for weights in weight_sets:
+        logs = [w * math.log(precisions[n]) for n, w in enumerate(weights, start=1) if w]
+        out.append(bp * math.exp(math.fsum(logs)))
+    return tuple(out)
 
 
 def vqa_prf(truth_words: Sequence[str], pred_words: Sequence[str]) -> tuple[float, float, float]:

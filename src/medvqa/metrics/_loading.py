@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from medvqa._errors import DataFormatError
-from medvqa._io import read_text
-from medvqa.records import Prediction, infer_answer_type
+from medvqa._errors import DataFormatError, RowRef
+from medvqa._io import parse_jsonl, read_text
+from medvqa.records import Prediction, _answer_text, infer_answer_type
 
 __all__ = ["read_predictions"]
 
 _KNOWN = ("question", "dataset", "split", "image", "extracted")
 
 
-def _rows(path: Path) -> Iterator[tuple[int, Any]]:
+def _rows(path: Path) -> Iterator[tuple[RowRef, Any]]:
     if path.is_dir():
         raise DataFormatError(
             "is a folder, not a prediction file (JSON Lines or one JSON list)", file=str(path)
@@ -32,19 +33,18 @@ def _rows(path: Path) -> Iterator[tuple[int, Any]]:
             raise DataFormatError(
                 f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", file=str(path)
             ) from exc
-        yield from enumerate(data)
+        for index, row in enumerate(data):
+            yield RowRef.record(index), row
         return
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield number, json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataFormatError(
-                f"malformed JSON line ({exc.msg}); expected JSON Lines or one JSON list",
-                file=str(path),
-                row=number,
-            ) from exc
+    for number, row in parse_jsonl(text, file=str(path), hint="expected JSON Lines or one JSON list"):
+        yield RowRef.line(number), row
+
+
+def _prediction_text(raw: Any) -> str:
+    """``null``, NaN and infinities are empty predictions; other scalars are their text."""
+    if raw is None or (isinstance(raw, float) and not math.isfinite(raw)):
+        return ""
+    return str(raw)
 
 
 def read_predictions(
@@ -67,12 +67,17 @@ def read_predictions(
       its reference and ``metadata["answer_type_source"] = "inferred"`` (profiles then apply
       their own closed rule). Values are matched case-insensitively after stripping
       (``"CLOSED "`` is closed).
-    * A ``null`` prediction is read as an empty prediction (scored as wrong, and counted).
+    * A reference must be text; an integer (``2``, as some releases write numeric answers)
+      is read as its digits, the same rule the dataset loaders apply. Floats (``2.0``,
+      ``NaN``, ``Infinity``), booleans and ``null`` are errors: turned into text they would
+      be scored as ``"2.0"`` or ``"nan"``.
+    * A ``null``, ``NaN`` or infinite prediction is read as an empty prediction (scored as
+      wrong, and counted in ``empty_predictions``).
     * Other scalar fields are kept in ``metadata`` (with any ``metadata`` object).
 
     Raises:
         DataFormatError: Names the file, row and field: a missing reference or prediction
-            field, an empty reference, an unknown answer type, a duplicate id, a row that is
+            field, an empty or non-text reference, an unknown answer type, a duplicate id, a row that is
             not an object.
 
     >>> import json, os, tempfile
@@ -86,7 +91,8 @@ def read_predictions(
     p = Path(path)
     file = str(p)
     out: list[Prediction] = []
-    seen: dict[str, int | str] = {}
+    seen: dict[str, RowRef] = {}
+    skip = {id_field, reference_field, prediction_field, answer_type_field, "metadata", *_KNOWN}
     for row_no, row in _rows(p):
         if not isinstance(row, Mapping):
             raise DataFormatError(f"expected a JSON object, got {type(row).__name__}", file=file, row=row_no)
@@ -100,16 +106,15 @@ def read_predictions(
                     row=row_no,
                     field=name,
                 )
-        ident = str(row[id_field]) if row.get(id_field) is not None else str(row_no)
-        reference = row[reference_field]
-        if reference is None or isinstance(reference, (dict, list)) or not str(reference).strip():
+        ident = str(row[id_field]) if row.get(id_field) is not None else str(row_no.number)
+        reference = _answer_text(row[reference_field], file=file, row=row_no, field=reference_field)
+        if not reference.strip():
             raise DataFormatError(
-                f"item {ident!r} has an empty or non-text reference answer ({reference!r}); every item needs one",
+                f"item {ident!r} has an empty reference answer; every item needs one",
                 file=file,
                 row=row_no,
                 field=reference_field,
             )
-        reference = str(reference)
         raw_pred = row[prediction_field]
         if isinstance(raw_pred, (dict, list)):
             raise DataFormatError(
@@ -118,10 +123,10 @@ def read_predictions(
                 row=row_no,
                 field=prediction_field,
             )
-        prediction = "" if raw_pred is None else str(raw_pred)
+        prediction = _prediction_text(raw_pred)
         if ident in seen:
             raise DataFormatError(
-                f"duplicate id {ident!r} (first seen at row {seen[ident]}); ids must be unique",
+                f"duplicate id {ident!r} (first seen at {seen[ident]}); ids must be unique",
                 file=file,
                 row=row_no,
                 field=id_field,
@@ -131,7 +136,6 @@ def read_predictions(
         nested = row.get("metadata")
         if isinstance(nested, Mapping):
             meta.update(nested)
-        skip = {id_field, reference_field, prediction_field, answer_type_field, "metadata", *_KNOWN}
         for key, value in row.items():
             if key not in skip and (value is None or isinstance(value, (str, int, float, bool))):
                 meta.setdefault(str(key), value)

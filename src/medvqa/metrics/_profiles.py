@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, overload
 
 from medvqa.answers import (
     _STRICT_NO,
@@ -17,11 +19,12 @@ from medvqa.answers import (
     normalize_strict,
     normalize_vqav2,
 )
-from medvqa.metrics._aggregate import Aggregate, bootstrap_means, percentile_interval
+from medvqa.metrics._aggregate import Aggregate, bootstrap_mean_interval
 from medvqa.metrics._items import (
     containment,
     paper_f1,
     sentence_bleu,
+    sentence_bleus,
     set_precision_recall_f1,
     squad_f1,
     token_recall,
@@ -50,6 +53,7 @@ ItemValue = float | bool | str
 """A per-item value: a metric (float or bool) or a string (extracted/normalized text, rule)."""
 
 _YES_NO = frozenset({"yes", "no"})
+_LLAVA_BLEU_WEIGHTS = ((0.25, 0.25, 0.25, 0.25), (1, 0, 0, 0), (0, 1, 0, 0), (0, 0, 1, 0))
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,10 @@ class Profile:
     default_by: ClassVar[tuple[str, ...]] = ()
     agreement_metrics: ClassVar[tuple[str, ...]] = ()
     fold_group_values: ClassVar[bool] = False
+    answers_only: ClassVar[bool] = False
+    """True when :meth:`score_item` depends on nothing but the item's id, reference, prediction,
+    answer type and ``answer_type_source`` metadata: :func:`evaluate` then scores a repeated
+    (reference, prediction, type) once and copies the values."""
 
     def score_item(self, pred: Prediction) -> dict[str, ItemValue]:
         """Per-item values for one prediction."""
@@ -143,6 +151,7 @@ class PaperProfile(Profile):
     Reproduces the paper's per-item values to floating-point rounding without NLTK.
     """
 
+    answers_only: ClassVar[bool] = True
     name: ClassVar[str] = "paper"
     source: ClassVar[str] = "Med-Idefics paper evaluation code (NLTK Treebank tokens, sentence_bleu)"
     metric_names: ClassVar[tuple[str, ...]] = ("containment", "f1", "bleu1")
@@ -190,6 +199,7 @@ class LlavaMedProfile(Profile):
     The sampling decoding LLaVA-Med used (temperature 0.7) is not part of the profile.
     """
 
+    answers_only: ClassVar[bool] = True
     name: ClassVar[str] = "llava_med"
     source: ClassVar[str] = "LLaVA-Med v1.0 llava/eval/run_eval_batch.py and eval_metrics/utils.py"
     metric_names: ClassVar[tuple[str, ...]] = (
@@ -225,10 +235,7 @@ class LlavaMedProfile(Profile):
         out["precision"] = precision
         out["f1"] = f1
         out["exact"] = vqa_word_exact(t2, p2)
-        out["bleu"] = sentence_bleu(tw, pw)
-        out["bleu1"] = sentence_bleu(tw, pw, (1, 0, 0, 0))
-        out["bleu2"] = sentence_bleu(tw, pw, (0, 1, 0, 0))
-        out["bleu3"] = sentence_bleu(tw, pw, (0, 0, 1, 0))
+        out["bleu"], out["bleu1"], out["bleu2"], out["bleu3"] = sentence_bleus(tw, pw, _LLAVA_BLEU_WEIGHTS)
         return out
 
 
@@ -245,6 +252,7 @@ class LmmsEvalProfile(Profile):
       values stripped and lowercased, as upstream: ``CT`` and ``ct`` are one group).
     """
 
+    answers_only: ClassVar[bool] = True
     name: ClassVar[str] = "lmms_eval"
     source: ClassVar[str] = "lmms-eval lmms_eval/tasks/slake (SLAKE task normalization and scoring)"
     metric_names: ClassVar[tuple[str, ...]] = ("accuracy",)
@@ -277,12 +285,14 @@ class MultiMedEvalProfile(Profile):
     * Per item: precision ``|P∩G|/|P|``, recall ``|P∩G|/|G|``, ``F1 = 2PR/(P+R+1e-8)`` (so a
       perfect answer scores 0.99999999), BLEU-1 = clipped unigram precision × brevity
       penalty (torchmetrics ``BLEUScore(n_gram=1)``, here in float64).
-    * For truth ``no`` the truth set becomes {``no``, ``not``} before precision, recall and
-      F1 are computed (as upstream does), so a correct ``no`` has recall 0.5 and F1 ≈ 0.667
-      in the all-item means.
+    * Precision, recall, F1 and BLEU-1 always use the **original** truth set G: truth
+      ``no`` against pred ``No`` scores recall 1.0; against ``Not seen.`` recall 0.0 and
+      F1 0.0.
     * Closed is decided by the profile itself, ignoring annotations: the cleaned truth is
-      ``yes`` or ``no``. A closed item is correct when its set recall is ≥ 0.4 (so ``not``
-      alone, or ``no`` alone, is right for ``no``).
+      ``yes`` or ``no``. Only for the closed-correct decision is a truth ``no`` widened to
+      G' = {``no``, ``not``}: a closed item is correct when ``|P∩G'|/|G'|`` ≥ 0.4 (so
+      ``not`` alone, or ``no`` alone, is right for ``no``: ``Not seen.`` is closed-correct
+      with recall 0.0).
     * Not reproduced: some MultiMedEval versions also lemmatize tokens with NLTK's WordNet
       lemmatizer (which needs downloaded data) and split on single spaces; this profile
       follows the cleaning above.
@@ -293,6 +303,7 @@ class MultiMedEvalProfile(Profile):
       agreement with human judgements.
     """
 
+    answers_only: ClassVar[bool] = True
     name: ClassVar[str] = "multimedeval"
     source: ClassVar[str] = "MultiMedEval multimedeval/vqa.py (VQA family scoring)"
     metric_names: ClassVar[tuple[str, ...]] = (
@@ -318,17 +329,19 @@ class MultiMedEvalProfile(Profile):
         p = normalize_multimedeval(pred.prediction)
         tw, pw = t.split(), p.split()
         gset, pset = set(tw), set(pw)
-        if gset == {"no"}:
-            gset = {"no", "not"}  # upstream widens the truth set before every set metric
         precision, recall, f1 = set_precision_recall_f1(gset, pset)
         closed = self.is_closed(pred, t)
+        closed_recall = recall
+        if closed and gset == {"no"}:
+            # Only the closed-correct decision widens a "no" truth to {no, not}.
+            closed_recall = set_precision_recall_f1({"no", "not"}, pset)[1]
         out = _common(pred, pred.prediction, "none", p, t)
         out["closed"] = closed
         out["bleu1"] = torchmetrics_bleu1(tw, pw)
         out["precision"] = precision
         out["recall"] = recall
         out["f1"] = f1
-        out["closed_correct"] = 1.0 if closed and recall >= 0.4 else 0.0
+        out["closed_correct"] = 1.0 if closed and closed_recall >= 0.4 else 0.0
         out["open_correct"] = 1.0 if recall >= 0.75 else 0.0
         out["correct"] = out["closed_correct"] if closed else out["open_correct"]
         return out
@@ -359,6 +372,7 @@ class StrictProfile(Profile):
         extra_no_words: Extra words that count as a decisive ``no`` (e.g. ``("not",)``).
     """
 
+    answers_only: ClassVar[bool] = True
     name: ClassVar[str] = "strict"
     source: ClassVar[str] = "medvqa"
     metric_names: ClassVar[tuple[str, ...]] = (
@@ -460,12 +474,15 @@ class StrictProfile(Profile):
         return out
 
 
+from medvqa.metrics._medevalkit import MedEvalKitProfile  # noqa: E402  (it subclasses Profile)
+
 PROFILES: Mapping[str, Profile] = MappingProxyType(
     {
         "paper": PaperProfile(),
         "llava_med": LlavaMedProfile(),
         "lmms_eval": LmmsEvalProfile(),
         "multimedeval": MultiMedEvalProfile(),
+        "medevalkit": MedEvalKitProfile(),
         "strict": StrictProfile(),
     }
 )
@@ -560,7 +577,156 @@ def _in_subset(row: Mapping[str, ItemValue], subset: str) -> bool:
     raise ValueError(f"unknown subset {subset!r}")
 
 
+def _score_items(prof: Profile, predictions: Sequence[Prediction]) -> list[dict[str, ItemValue]]:
+    """Per-item values; with :attr:`Profile.answers_only`, items that differ only in id are scored once."""
+    if not prof.answers_only:
+        return [prof.score_item(p) for p in predictions]
+    memo: dict[tuple[Any, ...], dict[str, ItemValue]] = {}
+    out: list[dict[str, ItemValue]] = []
+    for p in predictions:
+        key = (p.reference, p.prediction, p.answer_type, p.metadata.get("answer_type_source"))
+        row = memo.get(key)
+        if row is None:
+            row = prof.score_item(p)
+            memo[key] = row
+            out.append(row)
+        else:
+            out.append({**row, "id": p.id})
+    return out
+
+
+def _column(per_item: Sequence[Mapping[str, ItemValue]], metric: str) -> Any:
+    import numpy as np
+
+    return np.fromiter(map(itemgetter(metric), per_item), dtype=np.float64, count=len(per_item))
+
+
+def _id_order(predictions: Sequence[Prediction]) -> Any:
+    import numpy as np
+
+    ids = [p.id for p in predictions]
+    return np.array(sorted(range(len(ids)), key=ids.__getitem__), dtype=np.intp)
+
+
+def _aggregate_specs(
+    prof: Profile,
+    predictions: Sequence[Prediction],
+    per_item: Sequence[Mapping[str, ItemValue]],
+    by: Sequence[str] | None,
+) -> list[tuple[AggregateSpec, str, str, Any]]:
+    """Every aggregate to compute: its spec, key, subset label and boolean item mask."""
+    import numpy as np
+
+    n = len(per_item)
+    closed = np.fromiter((bool(row["closed"]) for row in per_item), dtype=bool, count=n)
+    masks = {"all": np.ones(n, dtype=bool), "closed": closed, "open": ~closed}
+    for spec in prof.aggregates:
+        if spec.subset not in masks:
+            raise ValueError(f"unknown subset {spec.subset!r}")
+    specs = [(spec, spec.key, spec.subset, masks[spec.subset]) for spec in prof.aggregates]
+    fields = prof.default_by if by is None else tuple(by)
+    for fname in fields:
+        values = [_field_value(p, fname) for p in predictions]
+        if prof.fold_group_values:
+            values = [None if v is None or not v.strip() else v.strip().lower() for v in values]
+        if all(v is None for v in values):
+            continue
+        labels = ["(missing)" if v is None else v for v in values]
+        levels = sorted(set(labels))
+        index = {lv: j for j, lv in enumerate(levels)}
+        codes = np.fromiter((index[lv] for lv in labels), dtype=np.intp, count=n)
+        for spec in prof.aggregates:
+            if spec is _EMPTY_SPEC:
+                continue
+            for j, lv in enumerate(levels):
+                mask = masks[spec.subset] & (codes == j)
+                if not mask.any():
+                    continue
+                label = f"{fname}={lv}"
+                subset = label if spec.subset == "all" else f"{spec.subset}&{label}"
+                specs.append((spec, f"{spec.key}/{label}", subset, mask))
+    return specs
+
+
+@overload
+def evaluate(  # type: ignore[overload-overlap]  # a str is a Sequence[str]: the first match wins
+    predictions: Sequence[Prediction],
+    *,
+    profile: str | Profile = "strict",
+    seed: int = 0,
+    n_boot: int = 1000,
+    by: Sequence[str] | None = None,
+    level: float = 0.95,
+) -> ProfileResult: ...
+
+
+@overload
 def evaluate(
+    predictions: Sequence[Prediction],
+    *,
+    profile: Sequence[str | Profile],
+    seed: int = 0,
+    n_boot: int = 1000,
+    by: Sequence[str] | None = None,
+    level: float = 0.95,
+) -> dict[str, ProfileResult]: ...
+
+
+def evaluate(
+    predictions: Sequence[Prediction],
+    *,
+    profile: str | Profile | Sequence[str | Profile] = "strict",
+    seed: int = 0,
+    n_boot: int = 1000,
+    by: Sequence[str] | None = None,
+    level: float = 0.95,
+) -> ProfileResult | dict[str, ProfileResult]:
+    """Score predictions under one profile, or under several side by side.
+
+    Args:
+        predictions: The items to score (unique ids, text references and predictions).
+        profile: A profile name (see :data:`PROFILES`) or :class:`Profile`, or a sequence of
+            them (``["paper", "strict"]``, as ``medvqa score --profile paper strict``); the
+            sequence form returns one result per profile, keyed by profile name, in the order
+            given. ``"all"`` inside a sequence stands for every registered profile.
+        seed: Seed of the bootstrap intervals.
+        n_boot: Bootstrap replicates per subset (0 disables the intervals).
+        by: Metadata fields (or ``dataset``/``split``/``answer_type``) to break every
+            aggregate down by; ``None`` uses each profile's default (``lmms_eval``: modality
+            and content type). Items without the field are grouped under ``(missing)``.
+        level: Confidence level of the intervals.
+
+    Returns:
+        A :class:`ProfileResult` for one profile; a ``{name: ProfileResult}`` dict for a sequence.
+
+    Raises:
+        ValueError: An unknown profile, the same profile twice, an empty sequence, or any
+            error of the single-profile form (duplicate ids, an empty or non-text
+            reference, a non-text prediction, bad options).
+
+    >>> from medvqa.records import Prediction
+    >>> preds = [Prediction("1", "q", "no", "No.", "closed")]
+    >>> results = evaluate(preds, profile=["paper", "strict"], n_boot=0)
+    >>> list(results), results["strict"]["accuracy"].value
+    (['paper', 'strict'], 1.0)
+    """
+    if isinstance(profile, (str, Profile)):
+        return _score_profile(predictions, profile=profile, seed=seed, n_boot=n_boot, by=by, level=level)
+    chosen: list[str | Profile] = []
+    for item in profile:
+        chosen.extend(sorted(PROFILES) if item == "all" else [item])
+    if not chosen:
+        raise ValueError("profile: give at least one profile name")
+    out: dict[str, ProfileResult] = {}
+    for item in chosen:
+        result = _score_profile(predictions, profile=item, seed=seed, n_boot=n_boot, by=by, level=level)
+        if result.profile in out:
+            raise ValueError(f"profile {result.profile!r} given twice")
+        out[result.profile] = result
+    return out
+
+
+def _score_profile(
     predictions: Sequence[Prediction],
     *,
     profile: str | Profile = "strict",
@@ -569,7 +735,7 @@ def evaluate(
     by: Sequence[str] | None = None,
     level: float = 0.95,
 ) -> ProfileResult:
-    """Score predictions under one profile.
+    """Score predictions under one profile (what :func:`evaluate` does for each profile).
 
     Args:
         predictions: The predictions (unique ids). Empty predictions are scored (as
@@ -590,15 +756,16 @@ def evaluate(
         The aggregates and per-item values.
 
     Raises:
-        ValueError: Unknown profile, duplicate ids, an empty reference, or bad options.
+        ValueError: Unknown profile, duplicate ids, an empty or non-text reference, a
+            non-text prediction, or bad options.
 
     >>> from medvqa.records import Prediction
     >>> preds = [Prediction("1", "q", "yes", "Yes.", "closed"),
     ...          Prediction("2", "q", "left lung", "The left lung.", "open")]
-    >>> r = evaluate(preds, profile="paper", n_boot=0)
+    >>> r = _score_profile(preds, profile="paper", n_boot=0)
     >>> r["containment"].value, round(r["f1"].value, 3), r["f1"].n
     (1.0, 0.667, 2)
-    >>> evaluate(preds, n_boot=200)["accuracy"].format(2)
+    >>> _score_profile(preds, n_boot=200)["accuracy"].format(2)
     '1.00 [1.00, 1.00]'
     """
     prof = get_profile(profile)
@@ -611,65 +778,45 @@ def evaluate(
         if p.id in seen:
             raise ValueError(f"duplicate id {p.id!r} at items {seen[p.id]} and {i}; ids must be unique")
         seen[p.id] = i
+        if type(p.reference) is not str or type(p.prediction) is not str:
+            for name in ("reference", "prediction"):
+                value = getattr(p, name)
+                if not isinstance(value, str):
+                    raise ValueError(
+                        f"item {p.id!r} (index {i}): {name} must be text, got {type(value).__name__} {value!r}"
+                    )
         if not p.reference.strip():
             raise ValueError(f"item {p.id!r} (index {i}) has an empty reference answer; it cannot be scored")
-    per_item = [prof.score_item(p) for p in predictions]
+    per_item = _score_items(prof, predictions)
+    specs = _aggregate_specs(prof, predictions, per_item, by)
+    order = _id_order(predictions)
+    columns: dict[str, Any] = {}
 
-    specs: list[tuple[AggregateSpec, str, str, list[int]]] = []  # spec, key, subset label, members
-    for spec in prof.aggregates:
-        members = [i for i, row in enumerate(per_item) if _in_subset(row, spec.subset)]
-        specs.append((spec, spec.key, spec.subset, members))
-    fields = prof.default_by if by is None else tuple(by)
-    for fname in fields:
-        values = [_field_value(p, fname) for p in predictions]
-        if prof.fold_group_values:
-            values = [None if v is None or not v.strip() else v.strip().lower() for v in values]
-        if all(v is None for v in values):
-            continue
-        levels = sorted({v if v is not None else "(missing)" for v in values})
-        for spec in prof.aggregates:
-            if spec is _EMPTY_SPEC:
-                continue
-            for lv in levels:
-                label = f"{fname}={lv}"
-                subset = label if spec.subset == "all" else f"{spec.subset}&{label}"
-                members = [
-                    i
-                    for i, row in enumerate(per_item)
-                    if _in_subset(row, spec.subset)
-                    and (values[i] if values[i] is not None else "(missing)") == lv
-                ]
-                if not members:
-                    continue
-                specs.append((spec, f"{spec.key}/{label}", subset, members))
-
-    intervals: dict[str, tuple[float, float]] = {}
-    if n_boot > 0:
-        groups: dict[tuple[int, ...], list[tuple[str, str]]] = {}
-        labels: dict[tuple[int, ...], str] = {}
-        for spec, key, subset, members in specs:
-            if spec.ci and members:
-                mkey = tuple(sorted(members, key=lambda i: predictions[i].id))
-                groups.setdefault(mkey, []).append((key, spec.item_metric))
-                labels.setdefault(mkey, subset)
-        for mkey, cols in groups.items():
-            metrics = list(dict.fromkeys(m for _, m in cols))
-            matrix = [[float(per_item[i][m]) for m in metrics] for i in mkey]
-            boots = bootstrap_means(matrix, n_boot=n_boot, seed=seed, label=labels[mkey])
-            for key, m in cols:
-                intervals[key] = percentile_interval(boots[:, metrics.index(m)], level)
+    def column(metric: str) -> Any:
+        if metric not in columns:
+            columns[metric] = _column(per_item, metric)
+        return columns[metric]
 
     aggregates: dict[str, Aggregate] = {}
-    for spec, key, subset, members in specs:
-        total = sum(float(per_item[i][spec.item_metric]) for i in members)
-        value = total / len(members) if members else None
-        lo, hi = intervals.get(key, (None, None))
+    intervals: dict[tuple[str, str], tuple[float, float]] = {}
+    for spec, key, subset, mask in specs:
+        values = column(spec.item_metric)[mask]
+        count = int(values.size)
+        total = math.fsum(values.tolist())
+        lo = hi = None
+        if n_boot > 0 and spec.ci and count:
+            if (subset, spec.item_metric) not in intervals:
+                ordered = column(spec.item_metric)[order][mask[order]]  # items sorted by id
+                intervals[subset, spec.item_metric] = bootstrap_mean_interval(
+                    ordered, n_boot=n_boot, seed=seed, label=f"{subset}|{spec.item_metric}", level=level
+                )
+            lo, hi = intervals[subset, spec.item_metric]
         aggregates[key] = Aggregate(
             name=spec.name,
             subset=subset,
-            value=value,
+            value=total / count if count else None,
             numerator=total,
-            denominator=len(members),
+            denominator=count,
             ci_low=lo,
             ci_high=hi,
             item_metric=spec.item_metric,

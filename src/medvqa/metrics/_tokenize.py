@@ -64,6 +64,28 @@ _CONTRACTIONS2 = [
 _CONTRACTIONS3 = [re.compile(p) for p in (r"(?i) ('t)(?#X)(is)\b", r"(?i) ('t)(?#X)(was)\b")]
 
 
+_PLAIN_RE = re.compile(r"[A-Za-z0-9 ]*[A-Za-z0-9]")
+_CONTRACTION_WORDS = frozenset({"cannot", "gimme", "gonna", "gotta", "lemme", "wanna"})
+
+
+def _plain_tokens(text: str) -> tuple[str, ...] | None:
+    """The tokens of a plain text (ASCII letters, digits, spaces, an optional final period), else ``None``.
+
+    On such a text no Treebank rule applies but the final-period split and the MacIntyre
+    contractions (``cannot``, ``gonna``, ...), which send the text to the full rules.
+    """
+    body = text.rstrip(" ")
+    period = body.endswith(".")
+    if period:
+        body = body[:-1]
+    if not _PLAIN_RE.fullmatch(body):
+        return None
+    words = body.split()
+    if any(w.lower() in _CONTRACTION_WORDS for w in words):
+        return None
+    return (*words, ".") if period else tuple(words)
+
+
 @functools.lru_cache(maxsize=65536)
 def treebank_tokenize(text: str) -> tuple[str, ...]:
     """Split ``text`` into Treebank word tokens, as ``NLTKWordTokenizer().tokenize`` does.
@@ -82,6 +104,14 @@ def treebank_tokenize(text: str) -> tuple[str, ...]:
     >>> treebank_tokenize("Isn't it 3.5 cm (left)?")
     ('Is', "n't", 'it', '3.5', 'cm', '(', 'left', ')', '?')
     """
+    plain = _plain_tokens(text)
+    if plain is not None:
+        return plain
+    return _treebank_rules(text)
+
+
+def _treebank_rules(text: str) -> tuple[str, ...]:
+    """NLTK's rules, one regular expression after another (every text gives the same tokens here)."""
     for regexp, substitution in _STARTING_QUOTES:
         text = regexp.sub(substitution, text)
     for regexp, substitution in _PUNCTUATION:

@@ -18,6 +18,7 @@ Typical QLoRA setup (the paper's settings)::
 
 from __future__ import annotations
 
+from medvqa.models._dropout import active_dropout
 from medvqa.models._families import (
     FAMILIES,
     LORA_PRESET_NAMES,
@@ -74,6 +75,7 @@ __all__ = [
     "QuantizationMode",
     "QuantizationSettings",
     "TinySize",
+    "active_dropout",
     "add_lora",
     "bnb_config",
     "chat_template",

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from medvqa._errors import MedVQAError
+from medvqa.models._quant import keep_4bit_weights_unpacked
 
 __all__ = [
     "LORA_PRESETS",
@@ -254,6 +255,8 @@ def add_lora(
             f"{settings.dropout}) or use the 'paper' preset, which trains the connector in full"
         )
     quantized = _is_quantized(model)
+    if quantized:
+        keep_4bit_weights_unpacked(model)
     if prepare_kbit is None:
         prepare_kbit = quantized
     if prepare_kbit:
@@ -420,6 +423,8 @@ def load_adapter(model: Any, path: str | os.PathLike[str], *, is_trainable: bool
     from peft import PeftModel
 
     folder = check_adapter_folder(path)
+    if _is_quantized(model):  # the same CPU path as the trained model: reloads exactly, merges
+        keep_4bit_weights_unpacked(model)
     try:
         with _quiet_peft():
             peft_model = PeftModel.from_pretrained(

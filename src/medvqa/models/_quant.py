@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,6 +25,76 @@ ComputeDType = Literal["float16", "bfloat16", "float32"]
 
 LM_HEAD = "lm_head"
 VISION_ENCODER = "model.vision_model"
+
+KERNEL_HUB_NOTICE = "Failed to load CPU gemm_4bit_forward from kernels-community"
+"""Start of the warning that bitsandbytes logs when it is imported on a CPU with AVX512-BF16.
+
+There bitsandbytes first tries an optional, downloaded kernel (the ``kernels`` package and
+the Hugging Face Hub) and, when that fails, uses its own built-in AVX512-BF16 kernel.
+medvqa never downloads code, so the attempt fails and the warning would appear on every
+4-bit CPU run; :mod:`medvqa.models` drops exactly this message (and no other) from the
+logger ``bitsandbytes.backends.cpu.ops``.
+"""
+
+
+class _DropKernelHubNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(KERNEL_HUB_NOTICE)
+
+
+def _quiet_kernel_hub_notice() -> None:
+    """Install the filter (once) before bitsandbytes creates its logger, or after."""
+    logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    if not any(isinstance(f, _DropKernelHubNotice) for f in logger.filters):
+        logger.addFilter(_DropKernelHubNotice())
+
+
+_quiet_kernel_hub_notice()
+
+
+def keep_4bit_weights_unpacked(model: Any) -> int:
+    """Make the 4-bit layers of a model with a LoRA adapter take bitsandbytes' plain CPU path.
+
+    On a CPU with AVX512-BF16, bitsandbytes (0.50) repacks a 4-bit layer's weight
+    for a faster kernel the first time the layer runs in ``eval`` mode without gradients,
+    and unpacks it again whenever ``state_dict()`` is called (saving an adapter does). That
+    round trip rounds the scales to bfloat16 and, in bitsandbytes 0.50, leaves them in the
+    packed order, so the layer computes something else afterwards; peft's merge cannot read
+    packed weights either. A model being trained is evaluated and saved in turns, and an
+    adapter must compute on reload exactly what it computed when saved, so
+    :func:`~medvqa.models.add_lora` and :func:`~medvqa.models.load_adapter` call this: their
+    layers never pack. A layer already packed is unpacked here with its scales put back in
+    order (they keep the bfloat16 rounding that inference already used). Layers on a GPU,
+    and CPUs without AVX512-BF16, are unaffected.
+
+    Args:
+        model: Any model; modules other than bitsandbytes ``Linear4bit`` are left alone.
+
+    Returns:
+        The number of ``Linear4bit`` layers seen.
+    """
+    n = 0
+    for module in model.modules():
+        if type(module).__name__ not in ("Linear4bit", "LinearNF4", "LinearFP4"):
+            continue
+        n += 1
+        module.support_avx512bf16_for_cpu = False
+        state = getattr(module.weight, "quant_state", None)
+        if state is not None and getattr(state, "packing_format_for_cpu", False):
+            _unpack(module)
+    return n
+
+
+def _unpack(module: Any) -> None:
+    from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse
+
+    state = module.weight.quant_state
+    nested = bool(getattr(state, "original_nested", False))
+    n_out, k_in = state.shape
+    module.weight.data, state = _convert_weight_packed_for_cpu_inverse(module.weight.data, state)
+    if not nested:  # bitsandbytes leaves these as [K / blocksize, N] bfloat16
+        state.absmax = state.absmax.reshape(k_in // state.blocksize, n_out).t().reshape(-1).float()
+    module.weight.quant_state = state
 
 
 @dataclass(frozen=True)

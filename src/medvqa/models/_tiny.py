@@ -47,11 +47,11 @@ TINY_IMAGE_SEQ_LEN = 8
 _VOCAB_SIZE = 1024
 
 TinySize = Literal["tiny", "small"]
-"""``tiny`` (about 0.3 M parameters, for tests) or ``small`` (about 12 M, for benchmarks)."""
+"""``tiny`` (about 0.4 M parameters, for tests) or ``small`` (about 12 M, for benchmarks)."""
 
 # text width, text layers, text MLP width, vision width, vision layers
 _SIZES: dict[str, tuple[int, int, int, int, int]] = {
-    "tiny": (64, 2, 128, 32, 2),
+    "tiny": (64, 2, 128, 64, 2),
     "small": (384, 6, 1024, 128, 2),
 }
 
@@ -176,7 +176,7 @@ def _build_config(vocab_size: int, size: str = "tiny") -> Any:
         "resampler_n_latents": TINY_IMAGE_SEQ_LEN,
         "resampler_depth": 1,
         "resampler_n_heads": 2,
-        "resampler_head_dim": 16,
+        "resampler_head_dim": 32,
         "num_key_value_heads": 1,
         "initializer_range": 0.05,
     }
@@ -204,8 +204,11 @@ def tiny_idefics2(
     mode, float32, on the CPU.
 
     Sizes: text model 2 layers of width 64 (vocabulary of about 1,000 byte-level BPE
-    tokens), vision encoder 2 layers of width 32 on 32 x 32 images, perceiver with
-    :data:`TINY_IMAGE_SEQ_LEN` latents; about 0.3 M parameters.
+    tokens), vision encoder 2 layers of width 64 on 32 x 32 images, perceiver with
+    :data:`TINY_IMAGE_SEQ_LEN` latents; about 0.4 M parameters. Every linear layer that
+    quantization may replace is at least as wide as bitsandbytes' 4-bit block: its input
+    width is a multiple of 64 and its output width a multiple of 32, which bitsandbytes'
+    packed CPU kernel for 4-bit weights (used on CPUs with AVX512-BF16) needs.
 
     Args:
         seed: Seed of the weight initialisation.

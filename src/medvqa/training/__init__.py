@@ -35,10 +35,12 @@ from medvqa.training._config import (
 )
 
 _LAZY: dict[str, str] = {
+    "AS_RUN_NOTE": "medvqa.training._evaluate",
     "EvalResult": "medvqa.training._evaluate",
     "StageResult": "medvqa.training._runner",
     "SweepResult": "medvqa.training._sweep",
     "TwoStageResult": "medvqa.training._runner",
+    "as_run_loading": "medvqa.training._evaluate",
     "find_resumable_checkpoint": "medvqa.training._runner",
     "load_base_model": "medvqa.training._runner",
     "load_stage_samples": "medvqa.training._runner",
@@ -50,6 +52,7 @@ _LAZY: dict[str, str] = {
 }
 
 __all__ = [
+    "AS_RUN_NOTE",
     "PRESETS",
     "DatasetName",
     "EvalResult",
@@ -65,6 +68,7 @@ __all__ = [
     "StageResult",
     "SweepResult",
     "TwoStageResult",
+    "as_run_loading",
     "find_resumable_checkpoint",
     "load_base_model",
     "load_stage_samples",
@@ -82,7 +86,13 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from medvqa.training._evaluate import EvalResult, load_trained_model, predict_and_score
+    from medvqa.training._evaluate import (
+        AS_RUN_NOTE,
+        EvalResult,
+        as_run_loading,
+        load_trained_model,
+        predict_and_score,
+    )
     from medvqa.training._runner import (
         StageResult,
         TwoStageResult,

@@ -20,9 +20,11 @@ from medvqa._io import atomic_write_json, atomic_write_text
 __all__ = [
     "CHECKPOINT_MARKER",
     "CheckpointMarkerCallback",
+    "LogAtCheckpointsCallback",
     "LossHistoryCallback",
     "StepCallback",
     "loss_history_from_log",
+    "mean_train_loss",
 ]
 
 CHECKPOINT_MARKER = "medvqa_checkpoint.json"
@@ -53,6 +55,49 @@ def loss_history_from_log(log_history: Sequence[Mapping[str, Any]], *, stage: st
         row.update(values)
         rows.append(row)
     return rows
+
+
+def mean_train_loss(log_history: Sequence[Mapping[str, Any]]) -> float | None:
+    """The mean training loss per optimizer step over a whole stage, from its log history.
+
+    Each logged ``loss`` is the mean over the steps since the previous log, so it weighs as
+    many steps. The log history is saved in every checkpoint, so a stage that was
+    interrupted and resumed gets the same mean as one that ran straight through (the
+    Trainer's own ``training_loss`` covers only the steps run since the resume).
+    ``None`` when nothing was logged.
+
+    >>> mean_train_loss([{"loss": 2.0, "step": 1}, {"loss": 1.0, "step": 4}, {"eval_loss": 9.0, "step": 4}])
+    1.25
+    """
+    total = 0.0
+    steps = 0
+    prev = 0
+    for entry in log_history:
+        if entry.get("loss") is None or entry.get("step") is None:
+            continue
+        step = int(entry["step"])
+        if step <= prev:
+            continue
+        total += float(entry["loss"]) * (step - prev)
+        steps += step - prev
+        prev = step
+    return total / steps if steps else None
+
+
+class LogAtCheckpointsCallback(TrainerCallback):  # type: ignore[misc]
+    """Log the training loss at every checkpoint and at the last step, whatever ``logging_steps`` is.
+
+    The loss of the steps since the last log lives only in memory; logging it before a
+    checkpoint is saved puts it in the checkpoint's log history, so that a resumed stage
+    still knows the loss of every step (see :func:`mean_train_loss`). It changes only what
+    is logged, never what is trained.
+    """
+
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if control.should_save or control.should_training_stop:
+            control.should_log = True
 
 
 class LossHistoryCallback(TrainerCallback):  # type: ignore[misc]

@@ -183,7 +183,12 @@ class StageConfig:
         eval_size: Use at most this many validation samples (nested seeded subset).
         eval_steps: Validation cadence in optimizer steps (``None``: once per epoch).
         gradient_checkpointing: Trade compute for memory.
-        dataloader_workers: Worker processes of the data loader (0: load in the main process).
+        dataloader_workers: Worker processes of the data loader (0: load in the main process;
+            ``None``, the default: 0 on a CPU, where workers would compete with the model for
+            the cores, and up to 4 per process on CUDA, so that image decoding overlaps the
+            GPU step).
+        report_to: Where the Trainer's logs go: ``none``, ``tensorboard`` (``<output_dir>/tensorboard``),
+            ``wandb`` or ``mlflow``.
 
     Example:
         >>> cfg = paper_stage2(output_dir="runs/stage2")
@@ -238,7 +243,8 @@ class StageConfig:
     eval_size: int | None = None
     eval_steps: int | None = None
     gradient_checkpointing: bool = False
-    dataloader_workers: int = 0
+    dataloader_workers: int | None = None
+    report_to: str = "none"
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or any(c in self.name for c in "/\\\0"):
@@ -286,9 +292,13 @@ class StageConfig:
             raise ValueError("StageConfig.instruction must be non-empty text or None")
         for name in ("batch_size", "grad_accum", "save_steps", "logging_steps", "lora_r", "lora_alpha"):
             _positive(name, getattr(self, name), integer=True)
-        for name in ("warmup_steps", "subset_seed", "seed", "dataloader_workers"):
+        if self.report_to not in ("none", "tensorboard", "wandb", "mlflow"):
+            raise ValueError(
+                f"StageConfig.report_to must be none, tensorboard, wandb or mlflow; got {self.report_to!r}"
+            )
+        for name in ("warmup_steps", "subset_seed", "seed"):
             _positive(name, getattr(self, name), allow_zero=True, integer=True)
-        for name in ("subset_size", "eval_size"):
+        for name in ("subset_size", "eval_size", "dataloader_workers"):
             if getattr(self, name) is not None:
                 _positive(name, getattr(self, name), allow_zero=True, integer=True)
         for name in ("max_length", "max_steps", "save_total_limit", "eval_steps"):
@@ -340,7 +350,14 @@ class StageConfig:
         True
         """
         data = self.to_dict()
-        for key in ("output_dir", "save_steps", "save_total_limit", "logging_steps", "dataloader_workers"):
+        for key in (
+            "output_dir",
+            "save_steps",
+            "save_total_limit",
+            "logging_steps",
+            "dataloader_workers",
+            "report_to",
+        ):
             data.pop(key)
         if data["family"] is None:  # runs from before model families keep their fingerprint
             data.pop("family")

@@ -14,29 +14,37 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from medvqa._errors import MedVQAError
 from medvqa._io import JsonlWriter, atomic_write_json
+from medvqa._lock import RunLock
 from medvqa.records import Prediction, VQASample
-from medvqa.training._runner import is_main_process, world_size
+from medvqa.training._runner import is_main_process
 
-__all__ = ["EvalResult", "load_trained_model", "predict_and_score"]
+__all__ = ["AS_RUN_NOTE", "EvalResult", "as_run_loading", "load_trained_model", "predict_and_score"]
+
+AS_RUN_NOTE = (
+    "as_run: reproduces the paper's evaluation flaws on purpose (LoRA dropout active at inference, "
+    "seeded; fine-tuned models in fp16 without quantization, the base model in 4-bit; one question "
+    "at a time); not a fair comparison"
+)
+"""The line recorded with (and printed for) every ``as_run`` evaluation."""
 
 
-def require_single_process(what: str) -> None:
-    """Refuse to run ``what`` under a multi-process launch (generation is not sharded).
+def as_run_loading(adapter: str | os.PathLike[str] | None) -> tuple[str, str]:
+    """``(quantization, precision)`` the paper evaluated a model in.
 
-    Raises:
-        MedVQAError: ``WORLD_SIZE`` is greater than 1.
+    The paper scored its base model in 4-bit NF4 (the QLoRA base, float16 compute) and its
+    fine-tuned models on a float16 base without quantization.
+
+    >>> as_run_loading(None), as_run_loading("runs/two_stage/stage2/adapter")
+    (('nf4', 'fp16'), ('none', 'fp16'))
     """
-    if world_size() > 1:
-        raise MedVQAError(
-            f"{what} runs in one process, but this is process {os.environ.get('RANK', '?')} of {world_size()}; "
-            "train with torchrun/accelerate, then evaluate with a plain 'python' or 'medvqa' command"
-        )
+    return ("nf4", "fp16") if adapter is None else ("none", "fp16")
 
 
 @dataclass(frozen=True)
@@ -139,11 +147,20 @@ def predict_and_score(
     n_boot: int = 1000,
     progress: bool = True,
     info: Mapping[str, Any] | None = None,
+    num_workers: int | None = None,
+    sort_by_length: bool = False,
+    report_to: str = "none",
+    as_run: bool = False,
+    dropout_seed: int = 0,
+    resume_unverified: bool = False,
+    on_bad_image: str = "error",
 ) -> EvalResult:
     """Generate answers for ``samples`` and score them under ``profiles``.
 
     Generation streams to ``<output_dir>/<name>.predictions.jsonl`` and resumes from it (a
-    rerun generates only what is missing). The model should be in ``eval`` mode (LoRA dropout
+    rerun generates only what is missing). Under ``torchrun``/``accelerate launch`` every
+    process answers a shard (see :func:`medvqa.generation.generate_answers`); every process
+    returns the same result and only the main one writes the score files. The model should be in ``eval`` mode (LoRA dropout
     off); :func:`load_trained_model` returns it so.
 
     Args:
@@ -160,43 +177,146 @@ def predict_and_score(
         seed: Seed of the bootstrap intervals.
         n_boot: Bootstrap replicates (0: no intervals).
         progress: Show a progress bar.
-        info: Facts recorded with the scores (model, adapter, transforms...).
+        info: Facts recorded with the scores (model, adapter, transforms...) and in the
+            predictions' run record (``<name>.predictions.run.json``): resuming the
+            predictions with other facts is refused.
+        num_workers: Data-loader workers of generation (``None``: the default of
+            :func:`medvqa.generation.generate_answers`).
+        sort_by_length: Batch by prompt length (same answers, same file order).
+        report_to: Also log the aggregates (see :mod:`medvqa._tracking`): ``none``,
+            ``tensorboard`` (to ``<output_dir>/tensorboard/<name>``), ``wandb`` or ``mlflow``.
+        as_run: Reproduce the paper's evaluation *flaws* on purpose (never the default):
+            every dropout module with ``p > 0`` (the LoRA dropout) stays active during
+            generation, drawing its masks from ``dropout_seed`` (see
+            :func:`medvqa.models.active_dropout`). Needs ``batch_size=1`` (the paper's loop;
+            padding would change the draws), a new output name (an interrupted run cannot
+            resume: the draws depend on everything generated before), input order (no
+            ``sort_by_length``) and a single process (a shard would draw its masks in
+            another order than the whole run). Load the model with
+            :func:`load_trained_model` ``(..., as_run=True)`` for the paper's precision.
+            ``info`` records ``as_run``, the seed and the number of active dropout modules.
+        dropout_seed: Seed of the dropout masks in ``as_run`` mode.
+        resume_unverified: Resume a predictions file that has no run record (see
+            :func:`medvqa.generation.generate_answers`).
+        on_bad_image: ``error`` or ``skip`` (see :func:`medvqa.generation.generate_answers`);
+            skipped samples are not scored, and ``info["skipped_bad_images"]`` counts them.
 
     Returns:
         An :class:`EvalResult`.
+
+    Raises:
+        MedVQAError: No samples, another run writing the same files, or (``as_run``) a batch
+            size other than 1, ``sort_by_length``, a multi-process launch or an existing
+            predictions file.
     """
-    from medvqa.generation import generate_answers
+    from medvqa._tracking import check_report_to, log_scalars
 
     if not samples:
         raise MedVQAError(f"evaluation {name!r}: no samples to answer")
-    require_single_process("evaluation")
+    check_report_to(report_to)
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     pred_path = out / f"{name}.predictions.jsonl"
-    predictions = generate_answers(
-        model,
-        processor,
-        list(samples),
-        batch_size=batch_size,
-        max_new_tokens=max_new_tokens,
-        prompt=prompt,
-        output=pred_path,
-        progress=progress,
-    )
-    scores, items = score_predictions(predictions, profiles=profiles, seed=seed, n_boot=n_boot)
-    result = EvalResult(
-        name=name,
-        n=len(predictions),
-        predictions_path=str(pred_path),
-        scores=scores,
-        info=dict(info or {}),
-        predictions=tuple(predictions),
-    )
-    if is_main_process():
-        with JsonlWriter(out / f"{name}.items.jsonl", append=False, fsync=False) as w:
-            w.write_all(items)
-        atomic_write_json(out / f"{name}.scores.json", result.to_dict())
+    facts = dict(info or {})
+    if as_run:
+        _check_as_run(pred_path, batch_size, sort_by_length)
+    out.mkdir(parents=True, exist_ok=True)
+    run = {"command": "evaluate", **facts, "as_run": as_run}
+    if as_run:
+        run["dropout_seed"] = dropout_seed
+    # one lock for the whole evaluation, held by the main process only: under a multi-process
+    # launch the other ranks write only their own part files (locked by generate_answers)
+    lock: Any = RunLock(pred_path, folder=False, what="evaluation") if is_main_process() else nullcontext()
+    with lock:
+        predictions = _generate(
+            model,
+            processor,
+            samples,
+            pred_path,
+            facts,
+            as_run=as_run,
+            dropout_seed=dropout_seed,
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            prompt=prompt,
+            progress=progress,
+            num_workers=num_workers,
+            sort_by_length=sort_by_length,
+            run=run,
+            resume_unverified=resume_unverified,
+            on_bad_image=on_bad_image,
+        )
+        if len(predictions) < len(samples):
+            facts["skipped_bad_images"] = len(samples) - len(predictions)
+        scores, items = score_predictions(predictions, profiles=profiles, seed=seed, n_boot=n_boot)
+        result = EvalResult(
+            name=name,
+            n=len(predictions),
+            predictions_path=str(pred_path),
+            scores=scores,
+            info=facts,
+            predictions=tuple(predictions),
+        )
+        if is_main_process():
+            with JsonlWriter(out / f"{name}.items.jsonl", append=False, fsync=False) as w:
+                w.write_all(items)
+            atomic_write_json(out / f"{name}.scores.json", result.to_dict())
+            log_scalars(report_to, result.flat(), log_dir=out / "tensorboard" / name)
     return result
+
+
+def _check_as_run(pred_path: Path, batch_size: int, sort_by_length: bool) -> None:
+    from medvqa._distributed import launch_shard
+
+    if launch_shard().world_size > 1:
+        raise MedVQAError(
+            "as_run evaluation runs in one process: its dropout draws depend on the order of every "
+            "question answered before, which a shard of a multi-process launch does not see; "
+            "run it without torchrun/accelerate"
+        )
+    if sort_by_length:
+        raise MedVQAError(
+            "as_run evaluation answers the questions in input order (the dropout draws depend on it); "
+            "do not pass sort_by_length"
+        )
+    if batch_size != 1:
+        raise MedVQAError(
+            f"as_run evaluation answers one question at a time, as the paper did (padding a batch "
+            f"changes the dropout draws); got batch_size={batch_size}, pass 1"
+        )
+    if pred_path.exists() and pred_path.stat().st_size > 0:
+        raise MedVQAError(
+            f"{pred_path}: exists; an as_run evaluation cannot resume (its dropout draws depend on "
+            "everything generated before): remove the file or choose another name"
+        )
+
+
+def _generate(
+    model: Any,
+    processor: Any,
+    samples: Sequence[VQASample],
+    pred_path: Path,
+    facts: dict[str, Any],
+    *,
+    as_run: bool,
+    dropout_seed: int,
+    **kwargs: Any,
+) -> list[Prediction]:
+    """Generate (resumably), under seeded active dropout in ``as_run`` mode; record the mode in ``facts``."""
+    import contextlib
+
+    from medvqa.generation import generate_answers
+
+    facts["as_run"] = as_run
+    guard: Any = contextlib.nullcontext(0)
+    if as_run:
+        from medvqa.models import active_dropout
+
+        guard = active_dropout(model, dropout_seed)
+        facts.update(dropout_seed=dropout_seed, as_run_note=AS_RUN_NOTE)
+    with guard as n_active:
+        if as_run:
+            facts["active_dropout_modules"] = n_active
+        return generate_answers(model, processor, list(samples), output=pred_path, **kwargs)
 
 
 def load_trained_model(
@@ -206,6 +326,7 @@ def load_trained_model(
     quantization: str = "nf4",
     precision: str = "auto",
     family: str | None = None,
+    as_run: bool = False,
 ) -> tuple[Any, Any]:
     """Load a base model (``"tiny"``, a folder or a hub id), attach an adapter, and switch to eval mode.
 
@@ -219,6 +340,8 @@ def load_trained_model(
         quantization: ``nf4``, ``fp4``, ``int8`` or ``none``.
         precision: ``auto``, ``fp32``, ``fp16`` or ``bf16`` (compute dtype).
         family: The model family (``None``: detected; Idefics2 for ``"tiny"``).
+        as_run: Load as the paper evaluated (see :func:`as_run_loading`): ``quantization``
+            and ``precision`` are replaced by the paper's (fp16 falls back to fp32 on a CPU).
 
     Returns:
         ``(model, processor)`` with the model in ``eval`` mode.
@@ -226,6 +349,9 @@ def load_trained_model(
     from medvqa.models import load_adapter
     from medvqa.training._config import StageConfig
     from medvqa.training._runner import load_base_model
+
+    if as_run:
+        quantization, precision = as_run_loading(adapter)
 
     cfg = StageConfig(model=model, family=family, quantization=quantization, precision=precision)  # type: ignore[arg-type]
     base, processor = load_base_model(cfg)

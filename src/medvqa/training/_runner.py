@@ -72,7 +72,8 @@ class StageResult:
         epochs: Epochs completed (fractional when ``max_steps`` stopped the stage).
         train_samples: Samples in the training set.
         eval_samples: Samples in the validation set (0 without validation).
-        train_loss: The mean training loss over the stage, as reported by the Trainer.
+        train_loss: The mean training loss per step over the whole stage, from the logged
+            loss history (resumes included: the same as an uninterrupted run).
         eval_loss: The last validation loss, or ``None``.
         runtime_s: Wall time of the last (possibly resumed) run, in seconds.
         precision: The precision actually used (a CPU runs fp32 whatever was asked).
@@ -82,6 +83,8 @@ class StageResult:
         reused: ``True`` when the stage had already finished and was not run again.
         skipped_rows: Rows the data loader skipped because ``data_options`` asked it to
             (for example ``on_missing_image="skip"``); 0 when samples were passed in.
+        bad_images: Samples left out because their image cannot be decoded
+            (``on_bad_image="skip"``): ``id``, ``image`` and ``error`` of each.
     """
 
     name: str
@@ -101,6 +104,7 @@ class StageResult:
     loss_history: tuple[Mapping[str, Any], ...] = field(default=(), repr=False)
     reused: bool = False
     skipped_rows: int = 0
+    bad_images: tuple[Mapping[str, Any], ...] = field(default=(), repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict (``config`` as its own dict)."""
@@ -121,6 +125,8 @@ class StageResult:
             "world_size": self.world_size,
             "resumed_from": self.resumed_from,
             "skipped_rows": self.skipped_rows,
+            "skipped_bad_images": len(self.bad_images),
+            "bad_images": [dict(b) for b in self.bad_images],
             "loss_history": [dict(r) for r in self.loss_history],
         }
 
@@ -145,6 +151,7 @@ class StageResult:
             loss_history=tuple(data.get("loss_history", ())),
             reused=reused,
             skipped_rows=int(data.get("skipped_rows", 0)),
+            bad_images=tuple(data.get("bad_images", ())),
         )
 
 
@@ -247,16 +254,18 @@ def load_base_model(config: StageConfig) -> tuple[Any, Any]:
 
         if config.quantization == "none":
             return tiny_model(family or "idefics2", seed=0)
-        # Quantizing goes through the loader, as for a real checkpoint.
+        # Quantizing goes through the loader, as for a real checkpoint; the folder is only
+        # read while loading (the quantized weights live in memory), so it is removed after.
         import tempfile
 
-        folder = save_tiny_model(Path(tempfile.mkdtemp(prefix="medvqa-tiny-")), family or "idefics2", seed=0)
         settings = QuantizationSettings(
             mode=config.quantization,  # type: ignore[arg-type]
             compute_dtype="float32",
             double_quant=config.double_quant,
         )
-        return load_model(folder, family=family, quantization=settings, dtype="float32")
+        with tempfile.TemporaryDirectory(prefix="medvqa-tiny-") as tmp:
+            folder = save_tiny_model(tmp, family or "idefics2", seed=0)
+            return load_model(folder, family=family, quantization=settings, dtype="float32")
 
     precision = resolve_precision(config.precision)
     dtype_name = {"bf16": "bfloat16", "fp16": "float16"}.get(precision, "float32")
@@ -371,6 +380,33 @@ def holdout_split(
     return train, held
 
 
+def drop_bad_images(
+    samples: Sequence[VQASample], *, what: str = "training"
+) -> tuple[list[VQASample], list[dict[str, Any]]]:
+    """Decode every sample's image once; return the samples whose image decodes, and the others.
+
+    Each left-out sample is described by ``id``, ``image`` and ``error``.
+
+    Raises:
+        MedVQAError: No sample is left.
+    """
+    from medvqa._errors import ImageLoadError
+
+    keep: list[VQASample] = []
+    bad: list[dict[str, Any]] = []
+    for s in samples:
+        if s.image is not None:
+            try:
+                s.image.open()
+            except ImageLoadError as exc:
+                bad.append({"id": s.id, "image": s.image.label, "error": str(exc)})
+                continue
+        keep.append(s)
+    if samples and not keep:
+        raise MedVQAError(f"no {what} sample has a readable image (first error: {bad[0]['error']})")
+    return keep, bad
+
+
 class _SampleDataset:
     """A map-style dataset over a list of samples (the collator does all the work)."""
 
@@ -426,6 +462,10 @@ def _training_arguments(config: StageConfig, precision: str, has_eval: bool, pro
     eval_strategy = "no"
     if has_eval:
         eval_strategy = "steps" if config.eval_steps is not None else "epoch"
+    from medvqa._dataloading import default_num_workers
+    from medvqa._tracking import trainer_report_to
+
+    workers = default_num_workers() if config.dataloader_workers is None else config.dataloader_workers
     kwargs: dict[str, Any] = {}
     if world_size() > 1 and not torch.cuda.is_available():
         kwargs["ddp_backend"] = "gloo"
@@ -453,10 +493,10 @@ def _training_arguments(config: StageConfig, precision: str, has_eval: bool, pro
         logging_steps=config.logging_steps,
         eval_strategy=eval_strategy,
         eval_steps=config.eval_steps,
-        report_to="none",
+        report_to=trainer_report_to(config.report_to),
         remove_unused_columns=False,
         label_names=["labels"],
-        dataloader_num_workers=config.dataloader_workers,
+        dataloader_num_workers=workers,
         activation_checkpointing=config.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
         disable_tqdm=not progress or not is_main_process(),
@@ -511,7 +551,17 @@ def _load_result(out: Path, config: StageConfig) -> StageResult | None:
 # -- the runners -------------------------------------------------------------------------------
 
 
-def _run_stage(
+def _run_stage(config: StageConfig, **kwargs: Any) -> tuple[StageResult, Any, Any]:
+    """Run a stage while holding its folder's lock (main process only: the others write nothing)."""
+    if not is_main_process():
+        return _run_stage_locked(config, **kwargs)
+    from medvqa._lock import RunLock
+
+    with RunLock(config.output_dir, folder=True, what="training folder"):
+        return _run_stage_locked(config, **kwargs)
+
+
+def _run_stage_locked(
     config: StageConfig,
     *,
     model: Any = None,
@@ -522,14 +572,17 @@ def _run_stage(
     resume: bool = True,
     callbacks: Sequence[Any] = (),
     progress: bool = True,
+    on_bad_image: str = "error",
 ) -> tuple[StageResult, Any, Any]:
     from transformers import Trainer, set_seed
 
     from medvqa.collate import TrainingCollator
     from medvqa.training._callbacks import (
         CheckpointMarkerCallback,
+        LogAtCheckpointsCallback,
         LossHistoryCallback,
         loss_history_from_log,
+        mean_train_loss,
     )
 
     out = Path(config.output_dir)
@@ -570,6 +623,23 @@ def _run_stage(
         raise MedVQAError(f"stage {config.name!r}: no training samples")
     if eval_samples is None and config.eval_split is not None:
         eval_samples = load_stage_samples(config, split=config.eval_split, size=config.eval_size)
+    bad: list[dict[str, Any]] = []
+    if on_bad_image == "skip":
+        train_samples, bad = drop_bad_images(train_samples)
+        if eval_samples:
+            eval_samples, bad_eval = drop_bad_images(eval_samples, what="validation")
+            bad += bad_eval
+        if bad and is_main_process():
+            import warnings
+
+            warnings.warn(
+                f"stage {config.name!r}: left out {len(bad)} samples whose image cannot be decoded "
+                f"({', '.join(repr(b['id']) for b in bad[:5])}{', ...' if len(bad) > 5 else ''}); "
+                f"listed in {out / RESULT_FILE}",
+                stacklevel=3,
+            )
+    elif on_bad_image != "error":
+        raise ValueError(f"on_bad_image must be 'error' or 'skip', got {on_bad_image!r}")
 
     if is_main_process():
         out.mkdir(parents=True, exist_ok=True)
@@ -587,13 +657,23 @@ def _run_stage(
         processor, mode=config.mask, prompt=_prompt_template(config), max_length=config.max_length
     )
     history = LossHistoryCallback(out, stage=config.name)
+    from medvqa._tracking import check_report_to, tracking_callbacks
+
+    check_report_to(config.report_to)
+    tracking = tracking_callbacks(config.report_to, out / "tensorboard", main=is_main_process())
     trainer = Trainer(
         model=model,
         args=args,
         train_dataset=_SampleDataset(train_samples),
         eval_dataset=_SampleDataset(eval_samples) if eval_samples else None,
         data_collator=collator,
-        callbacks=[CheckpointMarkerCallback(config.to_json(), config.fingerprint()), history, *callbacks],
+        callbacks=[
+            LogAtCheckpointsCallback(),
+            CheckpointMarkerCallback(config.to_json(), config.fingerprint()),
+            history,
+            *tracking,
+            *callbacks,
+        ],
     )
     if not progress or not is_main_process():
         from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -601,12 +681,15 @@ def _run_stage(
         trainer.remove_callback(PrinterCallback)
         trainer.remove_callback(ProgressCallback)
     start = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=None if checkpoint is None else str(checkpoint))
+    output = _train(trainer, checkpoint)
     runtime = time.perf_counter() - start
     adapter = _save_adapter(trainer, config, out)
     rows = loss_history_from_log(trainer.state.log_history, stage=config.name)
     eval_losses = [r["eval_loss"] for r in rows if "eval_loss" in r]
-    train_loss = output.training_loss if output is not None else None
+    # over every step of the stage, resumes included (the Trainer's covers only this call's steps)
+    train_loss = mean_train_loss(trainer.state.log_history)
+    if train_loss is None and output is not None:
+        train_loss = output.training_loss
     result = StageResult(
         name=config.name,
         config=config,
@@ -624,6 +707,7 @@ def _run_stage(
         resumed_from=None if checkpoint is None else str(checkpoint),
         loss_history=tuple(rows),
         skipped_rows=skipped,
+        bad_images=tuple(bad),
     )
     if is_main_process():
         import dataclasses
@@ -637,6 +721,18 @@ def _run_stage(
     return result, model, processor
 
 
+def _train(trainer: Any, checkpoint: Path | None) -> Any:
+    from medvqa._errors import ImageLoadError
+
+    try:
+        return trainer.train(resume_from_checkpoint=None if checkpoint is None else str(checkpoint))
+    except ImageLoadError as exc:
+        raise ImageLoadError(
+            f"{exc}; pass on_bad_image='skip' (command line: --on-bad-image skip) to leave out the samples "
+            "whose image cannot be decoded (they are listed in result.json)"
+        ) from exc
+
+
 def run_stage(
     config: StageConfig,
     *,
@@ -648,6 +744,7 @@ def run_stage(
     resume: bool = True,
     callbacks: Sequence[Any] = (),
     progress: bool = True,
+    on_bad_image: str = "error",
 ) -> StageResult:
     """Run one training stage: one ``transformers.Trainer`` run on one dataset.
 
@@ -671,9 +768,17 @@ def run_stage(
         resume: Resume from the folder's state; ``False`` refuses a non-empty folder.
         callbacks: Extra ``transformers.TrainerCallback`` objects.
         progress: Show the Trainer's progress bar.
+        on_bad_image: ``error`` (default): an image that cannot be decoded stops training
+            with an error naming the sample and the file. ``skip``: every image is decoded
+            once before training, and the samples whose image fails are left out and
+            listed in ``result.json`` (``bad_images``, ``skipped_bad_images``).
 
     Returns:
         The :class:`StageResult` (also written to ``<output_dir>/result.json``).
+
+    Raises:
+        MedVQAError: Another run is writing ``config.output_dir`` (its lock file
+            ``medvqa.lock`` names it), or the folder holds a run of another config.
     """
     result, _, _ = _run_stage(
         config,
@@ -685,6 +790,7 @@ def run_stage(
         resume=resume,
         callbacks=callbacks,
         progress=progress,
+        on_bad_image=on_bad_image,
     )
     return result
 
@@ -705,6 +811,7 @@ def run_two_stage(
     callbacks: Sequence[Any] = (),
     progress: bool = True,
     plot: bool = True,
+    on_bad_image: str = "error",
 ) -> TwoStageResult:
     """Train stage 1, then continue **the same LoRA adapter** in stage 2 (fresh optimizer and schedule).
 
@@ -727,6 +834,7 @@ def run_two_stage(
         callbacks: Extra Trainer callbacks for both stages.
         progress: Show progress bars.
         plot: Write the loss-curve plot.
+        on_bad_image: ``error`` or ``skip``, for both stages (see :func:`run_stage`).
 
     Raises:
         MedVQAError: The stages disagree on the base model, quantization or LoRA shape.
@@ -758,6 +866,7 @@ def run_two_stage(
             resume=resume,
             callbacks=callbacks,
             progress=progress,
+            on_bad_image=on_bad_image,
         )
     init_adapter: str | None = None
     if r1 is not None and (model is None or not _is_peft(model)):
@@ -772,6 +881,7 @@ def run_two_stage(
         resume=resume,
         callbacks=callbacks,
         progress=progress,
+        on_bad_image=on_bad_image,
     )
     result = TwoStageResult(stage1=r1, stage2=r2, output_dir=str(root))
     if is_main_process():

@@ -23,7 +23,6 @@ from medvqa.training._evaluate import (
     EvalResult,
     load_trained_model,
     predict_and_score,
-    require_single_process,
 )
 from medvqa.training._runner import (
     TwoStageResult,
@@ -158,7 +157,6 @@ def run_sweep(
     """
     if not sizes:
         raise MedVQAError("run_sweep: no sizes given")
-    require_single_process("the sweep (it evaluates after each size)")
     if any(s < 0 for s in sizes) or len(set(sizes)) != len(sizes):
         raise MedVQAError(f"run_sweep: sizes must be distinct and >= 0; got {list(sizes)}")
     out = Path(output_dir)
@@ -209,6 +207,7 @@ def run_sweep(
             eval_set,
             output_dir=folder,
             name="eval",
+            report_to=stage2.report_to,
             profiles=profiles,
             max_new_tokens=max_new_tokens,
             batch_size=batch_size,
