@@ -27,9 +27,11 @@ from medvqa.generation import generate_answers, stop_token_ids  # noqa: E402
 from medvqa.models import (  # noqa: E402
     FAMILIES,
     LORA_PRESETS,
+    QuantizationSettings,
     detect_family,
     get_family,
     load_model,
+    skip_modules,
     tiny_model,
 )
 from medvqa.records import ImageRef, VQASample  # noqa: E402
@@ -155,13 +157,16 @@ def test_tiny_models_are_deterministic_wide_and_of_their_family(family: str) -> 
     fam = get_family(family)
     assert model.config.model_type in fam.model_types
     assert processor.medvqa_family == family
-    narrow = [
-        n
+    # every layer quantization takes fits bitsandbytes' packed CPU layout (tests/bnb_cpu.py):
+    # input width a multiple of its 64-wide blocks, output width a multiple of its 32-row tiles
+    skips = skip_modules(QuantizationSettings(), family)
+    layers = [
+        (n, m.in_features, m.out_features)
         for n, m in model.named_modules()
-        if isinstance(m, torch.nn.Linear) and min(m.in_features, m.out_features) < 64
+        if isinstance(m, torch.nn.Linear) and not any(n == s or n.startswith(s + ".") for s in skips)
     ]
-    if family != "idefics2":  # the Idefics2 builder predates this rule
-        assert not narrow
+    assert len(layers) > 10
+    assert [x for x in layers if x[1] % 64 or x[2] % 32] == []
     tok = processor.tokenizer
     for token in (fam.end_of_turn, *fam.stop_tokens, fam.image_tokens[0]):
         assert tok.convert_tokens_to_ids(token) not in (None, tok.unk_token_id), token
@@ -361,6 +366,33 @@ def test_qlora_trains_reloads_exactly_and_merges(family: str, tmp_path: Path) ->
         before = unmerged(**batch).logits
         after = unmerged.merge_and_unload()(**batch).logits
     torch.testing.assert_close(after, before, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("family", OTHERS)
+def test_nf4_tiny_model_runs_on_the_packed_cpu_path(family: str, tmp_path: Path) -> None:
+    """In eval without gradients bitsandbytes repacks every 4-bit layer (as on AVX512-BF16 CPUs)."""
+    pytest.importorskip("bitsandbytes")
+    from medvqa.models import save_tiny_model
+    from tests.bnb_cpu import force_cpu_4bit_path
+
+    folder = save_tiny_model(tmp_path / "tiny", family, seed=0)
+    settings = QuantizationSettings(mode="nf4", compute_dtype="float32")
+    logits = {}
+    for path in ("plain", "packed"):
+        with force_cpu_4bit_path(path):
+            model, processor = load_model(folder, quantization=settings, dtype="float32")
+            batch = GenerationCollator(processor)(SAMPLES[:2])
+            with torch.no_grad():
+                logits[path] = model(**batch).logits
+        flags = [
+            bool(getattr(m.weight.quant_state, "packing_format_for_cpu", False))
+            for m in model.modules()
+            if type(m).__name__ == "Linear4bit"
+        ]
+        assert flags and all(flags) == (path == "packed") and any(flags) == (path == "packed")
+    # the packed kernel multiplies in bfloat16: the two paths agree to bfloat16 precision
+    expected = logits["plain"]
+    assert (logits["packed"] - expected).abs().max() <= 0.02 * expected.abs().max()
 
 
 _LLAMA_8B = {
