@@ -8,7 +8,8 @@ JSON Lines file of :meth:`~medvqa.records.Prediction.to_dict` rows, the format
 file skips the items already written and loses none.
 
 Every output file gets a run record beside it, ``OUTPUT.run.json`` (the output's suffix
-replaced), holding the settings the caller passed as ``run`` plus the decoding settings.
+replaced), holding the settings the caller passed as ``run`` plus the decoding settings and
+the model family (``family``).
 Resuming a file with other settings is refused; resuming a file without a record is
 refused unless ``resume_unverified=True``, and then the record lists the rows it carried
 over (``unverified_rows``) instead of claiming them. While it writes, the run holds the

@@ -239,6 +239,10 @@ def test_generation_is_left_padded_batch_invariant_and_resumable(family: str, tm
     )
     assert [p.prediction for p in one] == [p.prediction for p in rest]
     assert len(out.read_text().splitlines()) == len(SAMPLES)
+    by_length = generate_answers(
+        model, processor, SAMPLES, batch_size=2, max_new_tokens=6, progress=False, sort_by_length=True
+    )
+    assert [p.prediction for p in by_length] == [p.prediction for p in one]
 
 
 @pytest.mark.parametrize("family", NAMES)

@@ -48,7 +48,9 @@ def test_stage_and_demo_configs_carry_the_family_without_changing_old_runs() -> 
 
 @pytest.mark.train
 @pytest.mark.parametrize("family", ["llava", "gemma3"])
-def test_predict_runs_the_tiny_model_of_a_family(family: str, tmp_path: Path) -> None:
+def test_predict_runs_the_tiny_model_of_a_family(
+    family: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     pytest.importorskip("transformers")
     out = tmp_path / "preds.jsonl"
     argv = ["predict", "--model", "tiny", "--family", family, "--dataset", "vqa_rad", "--split", "test"]
@@ -66,6 +68,14 @@ def test_predict_runs_the_tiny_model_of_a_family(family: str, tmp_path: Path) ->
     assert main(argv) == 0
     assert len(out.read_text().splitlines()) == 3
     assert json.loads((tmp_path / "preds.run.json").read_text())["family"] == family
+    # the family is part of the run: resuming the file with another one is refused
+    capsys.readouterr()
+    assert main([*argv[:4], "idefics2", *argv[5:]]) != 0
+    assert f"family was {family!r}, now 'idefics2'" in capsys.readouterr().err
+    # a DataLoader worker and length-sorted batches prepare the family's batches: same file
+    workers = tmp_path / "workers.jsonl"
+    assert main([*argv[:-1], str(workers), "--num-workers", "1", "--sort-by-length"]) == 0
+    assert workers.read_bytes() == out.read_bytes()
 
 
 @pytest.mark.train
