@@ -59,8 +59,20 @@ def _identity(batch: Any) -> Any:
 
 
 def prompt_lengths(samples: Sequence[VQASample], collator: Any) -> list[int]:
-    """Token length of every sample's generation prompt (image tokens included)."""
-    rows = collator.processor(text=collator.texts(samples))["input_ids"]
+    """Token length of every sample's generation prompt.
+
+    Idefics2's processor expands each image placeholder from the text alone, so its lengths
+    include the image tokens. The other families' processors need the image itself for that
+    (Qwen2-VL's count depends on its size); their prompts are measured without the images
+    (each placeholder counted as written), which orders them by their text at no image cost.
+    """
+    from medvqa.collate import _family, _is_idefics2
+
+    texts = collator.texts(samples)
+    if _is_idefics2(_family(collator.processor, getattr(collator, "family", None))):
+        rows = collator.processor(text=texts)["input_ids"]
+    else:
+        rows = collator.processor.tokenizer(texts, add_special_tokens=False)["input_ids"]
     return [len(r) for r in rows]
 
 

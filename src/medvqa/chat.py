@@ -5,7 +5,7 @@ the one place where a :class:`~medvqa.records.VQASample` becomes the conversatio
 Idefics2 processor renders, so that training, generation and the documentation all agree.
 
 Idefics2's chat template (:data:`IDEFICS2_CHAT_TEMPLATE`, copied from the
-``processor_config.json`` of ``HuggingFaceM4/idefics2-8b``) writes each turn as its role,
+``processor_config.json`` of ``HuggingFaceM4/idefics2-8b-chatty``) writes each turn as its role,
 ``:`` (followed by a space unless the turn starts with an image), the turn's items (an image
 becomes ``<image>``) and ``<end_of_utterance>`` plus a newline; with a generation prompt it
 appends ``Assistant:``. There is no system turn.
@@ -78,8 +78,10 @@ IDEFICS2_CHAT_TEMPLATE = (
 """The Jinja chat template of Idefics2, verbatim.
 
 Source: the ``chat_template`` entry of ``processor_config.json`` in the
-``HuggingFaceM4/idefics2-8b`` repository on the Hugging Face hub
-(https://huggingface.co/HuggingFaceM4/idefics2-8b/blob/main/processor_config.json).
+``HuggingFaceM4/idefics2-8b-chatty`` repository on the Hugging Face hub
+(https://huggingface.co/HuggingFaceM4/idefics2-8b-chatty/blob/791b4b5e58fee17aac2d20b99e1287de761948b4/processor_config.json);
+the base ``HuggingFaceM4/idefics2-8b`` repository's ``processor_config.json`` holds no template.
+The other families' templates are bundled with :mod:`medvqa.models` (:func:`medvqa.models.chat_template`).
 :func:`render_messages` is its pure-Python twin; tests check that both render every kind of
 sample identically, with plain Jinja and with ``processor.apply_chat_template``.
 """

@@ -32,6 +32,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "medvqa._commands.ablate",
     "medvqa._commands.report",
     "medvqa._commands.review",
+    "medvqa._commands.models",
     "medvqa._commands.export",
 )
 

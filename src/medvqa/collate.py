@@ -1,31 +1,42 @@
-"""Training and generation collators for Idefics2 processors.
+"""Training and generation collators for the processors of every supported model family.
 
 A collator turns a list of :class:`~medvqa.records.VQASample` into the tensors a model
-step takes. Both render the chat with :mod:`medvqa.chat`, let the processor expand each
-``<image>`` into ``<fake_token_around_image>`` + ``image_seq_len`` x ``<image>`` +
-``<fake_token_around_image>``, tokenize, pad, and run the image processor on the images
-(samples without image contribute none).
+step takes. Both render the chat with the processor's own chat template (Idefics2's is
+rendered by :mod:`medvqa.chat`, identically), let the processor expand each image
+placeholder into the family's image tokens (for Idefics2 ``<fake_token_around_image>`` +
+``image_seq_len`` x ``<image>`` + ``<fake_token_around_image>``), tokenize, pad, and run the
+image processor on the images (samples without image contribute none). The family
+(:class:`medvqa.models.ModelFamily`) is told by the processor, or given as ``family=``; it
+says which tokens are image tokens, which token ends the assistant's turn, and which
+extra processor outputs (Qwen's ``mm_token_type_ids`` and ``image_grid_thw``, Gemma 3's
+``token_type_ids``, LLaVA-NeXT's ``image_sizes``...) the batch keeps.
 
 Loss masking of :class:`TrainingCollator` (labels are ``-100`` where no loss is taken):
 
-* ``answer`` (recommended): only the answer and its ``<end_of_utterance>`` are supervised.
-  The prompt length comes from a prompt-only rendering of the same sample (the chat up to
-  ``Assistant:``), which must be a token prefix of the full rendering.
+* ``answer`` (recommended): only the answer and its end-of-turn token (Idefics2's
+  ``<end_of_utterance>``) are supervised. The prompt length comes from a prompt-only
+  rendering of the same sample (the chat up to the generation prompt, ``Assistant:`` for
+  Idefics2), which must be a token prefix of the full rendering.
 * ``paper`` (as the paper's run did): every token is supervised except padding and the
-  image tokens (``<image>``, ``<fake_token_around_image>``), prompt included.
+  image tokens (``<image>``, ``<fake_token_around_image>`` for Idefics2), prompt included.
 
 In both modes the first token (``<s>``) is labelled ``-100``: a causal loss never predicts it.
+Templates that end the assistant turn with a space instead of an end token (LLaVA-1.5) get
+the end token in place of that space, so a fine-tuned model learns to stop.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from medvqa._errors import ImageLoadError, MedVQAError
 from medvqa.chat import IDEFICS2_CHAT_TEMPLATE, PromptTemplate, build_messages, get_prompt, render_messages
 from medvqa.records import VQASample
+
+if TYPE_CHECKING:
+    from medvqa.models import ModelFamily
 
 __all__ = [
     "IGNORE_INDEX",
@@ -53,24 +64,123 @@ def render_chat(
     prompt: PromptTemplate | str | None,
     with_answer: bool,
     add_generation_prompt: bool,
+    family: str | ModelFamily | None = None,
 ) -> str:
     """Render one sample with the processor's chat template.
 
     Processors carrying Idefics2's own template are rendered by
     :func:`medvqa.chat.render_messages` (identical output, no Jinja); any other template
-    goes through ``processor.apply_chat_template``.
+    goes through ``processor.apply_chat_template``. When the family's template ends the
+    assistant turn without its end token (LLaVA-1.5), a rendering with the answer gets the
+    token in place of the trailing whitespace.
+
+    Args:
+        processor: The processor.
+        sample: The sample.
+        prompt: Prompt template or built-in name; ``None``: per-sample default.
+        with_answer: Include the assistant turn holding the reference answer.
+        add_generation_prompt: End with the generation prompt.
+        family: The model family (default: told by the processor, else Idefics2's rules).
     """
     messages = build_messages(sample, prompt=prompt, with_answer=with_answer)
+    fam = _family(processor, family)
+    if fam is not None and not _is_idefics2(fam):
+        _check_reserved(sample, messages, fam)
     template = getattr(processor, "chat_template", None)
     if template is None or template == IDEFICS2_CHAT_TEMPLATE:
         return render_messages(messages, add_generation_prompt=add_generation_prompt)
     text: str = processor.apply_chat_template(
         messages, tokenize=False, add_generation_prompt=add_generation_prompt
     )
+    if with_answer and fam is not None and fam.append_end_of_turn:
+        text = text.rstrip() + fam.end_of_turn
     return text
 
 
+def _family(processor: Any, family: str | ModelFamily | None) -> ModelFamily | None:
+    """The family of ``processor`` (``None`` when it is none medvqa knows and none is given)."""
+    from medvqa._errors import MedVQAError
+    from medvqa.models._families import family_of_processor, get_family
+
+    if family is not None:
+        return get_family(family)
+    try:
+        return family_of_processor(processor)
+    except MedVQAError:
+        return None
+
+
+def _check_reserved(sample: VQASample, messages: list[dict[str, Any]], fam: ModelFamily) -> None:
+    """Refuse text that holds one of the family's control tokens (it would corrupt the chat)."""
+    reserved = {*fam.image_tokens, fam.end_of_turn, *fam.stop_tokens}
+    for message in messages:
+        for item in message["content"]:
+            text = item.get("text", "")
+            for token in reserved:
+                if token in text:
+                    raise ValueError(
+                        f"sample {sample.id!r}: the {message['role']} turn contains {fam.name}'s reserved "
+                        f"token {token!r}, which would corrupt the chat; remove it from the data"
+                    )
+
+
+def _is_idefics2(fam: ModelFamily | None) -> bool:
+    return fam is None or fam.name == "idefics2"
+
+
+def _token_ids(tok: Any, tokens: Sequence[str]) -> set[int]:
+    """Ids of the tokens the vocabulary has (unknown tokens map to no id)."""
+    out = set()
+    for token in tokens:
+        i = tok.convert_tokens_to_ids(token)
+        if i is not None and (i != tok.unk_token_id or token == tok.unk_token):
+            out.add(int(i))
+    return out
+
+
+def _pad_id(processor: Any) -> int:
+    tok = processor.tokenizer
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.unk_token_id
+    if pad_id is None:
+        raise MedVQAError("the tokenizer has neither a pad token nor an unk token to pad with")
+    return int(pad_id)
+
+
+def _image_args(fam: ModelFamily, samples: Sequence[VQASample]) -> list[Any] | None:
+    """The samples' images in the layout the family's processor takes (``None``: no image)."""
+    nested = [[s.image.open()] if s.image is not None else [] for s in samples]
+    if not any(nested):
+        return None
+    if fam.nested_images:
+        return nested
+    return [img for imgs in nested for img in imgs]
+
+
+def _process(processor: Any, fam: ModelFamily, texts: list[str], images: list[Any] | None) -> dict[str, Any]:
+    """Run the processor on rendered texts: unpadded rows of ids and per-token inputs, plus image outputs.
+
+    Rendered text that already starts with the tokenizer's BOS (Gemma 3, Idefics3-8B) is
+    tokenized without special tokens, so it never gets a second BOS.
+    """
+    bos = getattr(processor.tokenizer, "bos_token", None)
+    add_special = not (bos and texts and texts[0].startswith(bos))
+    kwargs: dict[str, Any] = {"text": texts, "return_tensors": "pt", "padding": True}
+    if images is not None:
+        kwargs["images"] = images
+    out = processor(**kwargs, add_special_tokens=add_special)
+    mask = out["attention_mask"].bool()
+    rows: dict[str, Any] = {"input_ids": [r[m].tolist() for r, m in zip(out["input_ids"], mask, strict=True)]}
+    for key in fam.per_token_inputs:
+        if key in out:
+            rows[key] = [r[m].tolist() for r, m in zip(out[key], mask, strict=True)]
+    images_out = {
+        k: v for k, v in out.items() if k not in ("input_ids", "attention_mask", *fam.per_token_inputs)
+    }
+    return {"rows": rows, "images": images_out}
+
+
 def _special_ids(processor: Any) -> tuple[int, int, int, int]:
+    """Idefics2's ``<image>``, ``<fake_token_around_image>``, ``<end_of_utterance>`` and pad ids."""
     tok = processor.tokenizer
     image_id = tok.convert_tokens_to_ids("<image>")
     fake_id = tok.convert_tokens_to_ids("<fake_token_around_image>")
@@ -132,8 +242,14 @@ class TrainingCollator:
       ``(batch, max_images, H, W)``, only when some sample has an image (text-only samples
       get all-zero padding images, which the model skips).
 
+    Families other than Idefics2 also get the extra processor outputs their model needs
+    (:attr:`~medvqa.models.ModelFamily.extra_inputs`, e.g. ``image_grid_thw`` and
+    ``mm_token_type_ids`` for Qwen, ``token_type_ids`` for Gemma 3), with per-token ones
+    padded with 0 and truncated like the ids; ``pixel_values`` then has the processor's own
+    layout.
+
     Attributes:
-        processor: An Idefics2 processor (injected).
+        processor: The processor of a supported family (injected).
         mode: ``answer`` (recommended) or ``paper``.
         prompt: Prompt template or built-in name; ``None``: per-sample default
             (caption prompt for caption samples, the paper's VQA prompt otherwise).
@@ -144,6 +260,7 @@ class TrainingCollator:
         pad_to_multiple_of: Pad the length up to a multiple of this.
         dropped: Ids of the samples dropped so far (``on_overflow="drop"``).
         truncated: Ids of the samples truncated so far.
+        family: The model family (default: told by the processor).
     """
 
     processor: Any
@@ -154,6 +271,7 @@ class TrainingCollator:
     pad_to_multiple_of: int | None = None
     dropped: list[str] = field(default_factory=list, repr=False)
     truncated: list[str] = field(default_factory=list, repr=False)
+    family: str | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in get_args(MaskingMode):
@@ -168,6 +286,8 @@ class TrainingCollator:
             raise ValueError(f"pad_to_multiple_of must be at least 1, got {self.pad_to_multiple_of}")
         if self.prompt is not None:
             self.prompt = get_prompt(self.prompt)
+        if self.family is not None:
+            _family(self.processor, self.family)  # an unknown family is refused here
 
     def encode(self, samples: Sequence[VQASample]) -> list[tuple[VQASample, list[int], list[int]]]:
         """Token ids and labels of each sample, unpadded, after truncation and overflow handling.
@@ -175,21 +295,69 @@ class TrainingCollator:
         Returns:
             ``(sample, input_ids, labels)`` for every kept sample, in input order.
         """
-        image_id, fake_id, eou_id, _ = _special_ids(self.processor)
+        return [(s, seq, labels) for s, seq, labels, _ in self._encode(samples)[0]]
+
+    def _tokenize(self, samples: Sequence[VQASample]) -> tuple[list[_Tokenized], dict[str, Any] | None]:
+        """Full and prompt-only token rows of each sample, and the image outputs of the full batch."""
+        fam = _family(self.processor, self.family)
         full = [
-            render_chat(self.processor, s, prompt=self.prompt, with_answer=True, add_generation_prompt=False)
+            render_chat(
+                self.processor,
+                s,
+                prompt=self.prompt,
+                with_answer=True,
+                add_generation_prompt=False,
+                family=fam,
+            )
             for s in samples
         ]
         prompts = [
-            render_chat(self.processor, s, prompt=self.prompt, with_answer=False, add_generation_prompt=True)
+            render_chat(
+                self.processor,
+                s,
+                prompt=self.prompt,
+                with_answer=False,
+                add_generation_prompt=True,
+                family=fam,
+            )
             for s in samples
         ]
-        ids = self.processor(text=full + prompts)["input_ids"]
-        n = len(samples)
-        out: list[tuple[VQASample, list[int], list[int]]] = []
-        masked = {image_id, fake_id}  # padding is added later, and labelled by position
-        for i, sample in enumerate(samples):
-            seq, prefix = list(ids[i]), list(ids[n + i])
+        if fam is None or _is_idefics2(fam):
+            ids = self.processor(text=full + prompts)["input_ids"]
+            n = len(samples)
+            return [_Tokenized(list(ids[i]), list(ids[n + i]), {}) for i in range(n)], None
+        images = _image_args(fam, samples)
+        out = _process(self.processor, fam, full, images)
+        prefixes = _process(self.processor, fam, prompts, images)["rows"]["input_ids"]
+        rows = out["rows"]
+        tokenized = [
+            _Tokenized(
+                rows["input_ids"][i],
+                prefixes[i],
+                {k: v[i] for k, v in rows.items() if k != "input_ids"},
+            )
+            for i in range(len(samples))
+        ]
+        return tokenized, out["images"]
+
+    def _encode(
+        self, samples: Sequence[VQASample]
+    ) -> tuple[list[tuple[VQASample, list[int], list[int], dict[str, list[int]]]], dict[str, Any] | None]:
+        fam = _family(self.processor, self.family)
+        tok = self.processor.tokenizer
+        if _is_idefics2(fam):
+            image_id, fake_id, eou_id, _ = _special_ids(self.processor)
+            masked = {image_id, fake_id}  # padding is added later, and labelled by position
+            end_name = "<end_of_utterance>"
+        else:
+            assert fam is not None
+            masked = _token_ids(tok, fam.image_tokens)
+            eou_id = int(tok.convert_tokens_to_ids(fam.end_of_turn))
+            end_name = fam.end_of_turn
+        tokenized, images = self._tokenize(samples)
+        out: list[tuple[VQASample, list[int], list[int], dict[str, list[int]]]] = []
+        for sample, item in zip(samples, tokenized, strict=True):
+            seq, prefix, extra = item.ids, item.prefix, item.extra
             start = len(prefix)
             if seq[:start] != prefix:
                 raise MedVQAError(
@@ -200,7 +368,7 @@ class TrainingCollator:
                 end = seq.index(eou_id, start) + 1
             except ValueError:
                 raise MedVQAError(
-                    f"sample {sample.id!r}: no <end_of_utterance> after the answer in the rendered chat"
+                    f"sample {sample.id!r}: no {end_name} after the answer in the rendered chat"
                 ) from None
             labels = [IGNORE_INDEX if t in masked else t for t in seq]
             if labels:
@@ -209,7 +377,7 @@ class TrainingCollator:
                 labels = [lab if start <= j < end else IGNORE_INDEX for j, lab in enumerate(labels)]
             if self.max_length is not None and len(seq) > self.max_length:
                 cut = self.max_length
-                last_image = max((j for j, t in enumerate(seq) if t in (image_id, fake_id)), default=-1)
+                last_image = max((j for j, t in enumerate(seq) if t in masked), default=-1)
                 reason = None
                 if last_image >= cut:
                     reason = f"would cut into its image tokens (the last one is at position {last_image})"
@@ -218,15 +386,17 @@ class TrainingCollator:
                 if reason is not None:
                     if self.on_overflow == "drop":
                         self.dropped.append(sample.id)
+                        images = None  # the batch's image outputs must be computed again
                         continue
                     raise MedVQAError(
                         f"sample {sample.id!r}: max_length={self.max_length} {reason}; the sample has "
                         f"{len(seq)} tokens. Raise max_length or pass on_overflow='drop' to skip such samples"
                     )
                 seq, labels = seq[:cut], labels[:cut]
+                extra = {k: v[:cut] for k, v in extra.items()}
                 self.truncated.append(sample.id)
-            out.append((sample, seq, labels))
-        return out
+            out.append((sample, seq, labels, extra))
+        return out, images
 
     def __call__(self, samples: Sequence[VQASample]) -> dict[str, Any]:
         """Collate a batch (see the class docstring for the output keys)."""
@@ -234,8 +404,8 @@ class TrainingCollator:
 
         if not samples:
             raise ValueError("cannot collate an empty batch")
-        _, _, _, pad_id = _special_ids(self.processor)
-        encoded = self.encode(samples)
+        pad_id = _pad_id(self.processor)
+        encoded, images = self._encode(samples)
         if not encoded:
             raise MedVQAError(
                 f"every sample of the batch overflowed max_length={self.max_length} and was dropped: "
@@ -248,8 +418,36 @@ class TrainingCollator:
         for i, row in enumerate(rows):
             attention_mask[i, : len(row)] = 1
         batch: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
-        batch.update(_images(self.processor, [e[0] for e in encoded]))
+        kept = [e[0] for e in encoded]
+        fam = _family(self.processor, self.family)
+        if _is_idefics2(fam):
+            batch.update(_images(self.processor, kept))
+            return batch
+        assert fam is not None
+        for key in encoded[0][3]:
+            batch[key] = _pad([e[3][key] for e in encoded], 0, left=False, multiple=self.pad_to_multiple_of)
+        if images is None:
+            texts = [
+                render_chat(
+                    self.processor,
+                    s,
+                    prompt=self.prompt,
+                    with_answer=True,
+                    add_generation_prompt=False,
+                    family=fam,
+                )
+                for s in kept
+            ]
+            images = _process(self.processor, fam, texts, _image_args(fam, kept))["images"]
+        batch.update(images)
         return batch
+
+
+@dataclass(frozen=True)
+class _Tokenized:
+    ids: list[int]
+    prefix: list[int]
+    extra: dict[str, list[int]]
 
 
 @dataclass
@@ -260,22 +458,37 @@ class GenerationCollator:
     every prompt ends at the last position), plus ``pixel_values`` and
     ``pixel_attention_mask`` when some sample has an image. Rows follow the input order.
 
+    Families other than Idefics2 also get their extra processor outputs (per-token ones
+    left-padded with 0).
+
     Attributes:
-        processor: An Idefics2 processor (injected).
+        processor: The processor of a supported family (injected).
         prompt: Prompt template or built-in name; ``None``: per-sample default.
+        family: The model family (default: told by the processor).
     """
 
     processor: Any
     prompt: PromptTemplate | str | None = None
+    family: str | None = None
 
     def __post_init__(self) -> None:
         if self.prompt is not None:
             self.prompt = get_prompt(self.prompt)
+        if self.family is not None:
+            _family(self.processor, self.family)  # an unknown family is refused here
 
     def texts(self, samples: Sequence[VQASample]) -> list[str]:
         """The rendered prompts (with ``<image>`` placeholders) of the samples."""
+        fam = _family(self.processor, self.family)
         return [
-            render_chat(self.processor, s, prompt=self.prompt, with_answer=False, add_generation_prompt=True)
+            render_chat(
+                self.processor,
+                s,
+                prompt=self.prompt,
+                with_answer=False,
+                add_generation_prompt=True,
+                family=fam,
+            )
             for s in samples
         ]
 
@@ -285,13 +498,27 @@ class GenerationCollator:
 
         if not samples:
             raise ValueError("cannot collate an empty batch")
-        _, _, _, pad_id = _special_ids(self.processor)
-        rows = [list(r) for r in self.processor(text=self.texts(samples))["input_ids"]]
+        fam = _family(self.processor, self.family)
+        pad_id = _pad_id(self.processor)
+        extra: dict[str, list[list[int]]] = {}
+        images: dict[str, Any] = {}
+        if _is_idefics2(fam):
+            rows = [list(r) for r in self.processor(text=self.texts(samples))["input_ids"]]
+        else:
+            assert fam is not None
+            out = _process(self.processor, fam, self.texts(samples), _image_args(fam, samples))
+            rows = out["rows"].pop("input_ids")
+            extra, images = out["rows"], out["images"]
         input_ids = _pad(rows, pad_id, left=True, multiple=None)
         attention_mask = torch.zeros_like(input_ids)
         width = input_ids.shape[1]
         for i, row in enumerate(rows):
             attention_mask[i, width - len(row) :] = 1
         batch: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
-        batch.update(_images(self.processor, samples))
+        for key, values in extra.items():
+            batch[key] = _pad(values, 0, left=True, multiple=None)
+        if _is_idefics2(fam):
+            batch.update(_images(self.processor, samples))
+        else:
+            batch.update(images)
         return batch

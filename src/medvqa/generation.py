@@ -1,13 +1,15 @@
-"""Batched, deterministic, resumable answer generation with Idefics2.
+"""Batched, deterministic, resumable answer generation, for every supported model family.
 
-:func:`generate_answers` decodes greedily, stops on ``</s>`` and ``<end_of_utterance>``,
+:func:`generate_answers` decodes greedily, stops on the family's end tokens (Idefics2:
+``</s>`` and ``<end_of_utterance>``; see :attr:`medvqa.models.ModelFamily.stop_tokens`),
 decodes only the new tokens (special tokens skipped), and streams every finished item to a
 JSON Lines file of :meth:`~medvqa.records.Prediction.to_dict` rows, the format
 ``medvqa score`` reads. A run that is interrupted and started again with the same output
 file skips the items already written and loses none.
 
 Every output file gets a run record beside it, ``OUTPUT.run.json`` (the output's suffix
-replaced), holding the settings the caller passed as ``run`` plus the decoding settings.
+replaced), holding the settings the caller passed as ``run`` plus the decoding settings and
+the model family (``family``).
 Resuming a file with other settings is refused; resuming a file without a record is
 refused unless ``resume_unverified=True``, and then the record lists the rows it carried
 over (``unverified_rows``) instead of claiming them. While it writes, the run holds the
@@ -71,10 +73,21 @@ def _extract(text: str) -> str:
     return extract_answer(text).answer
 
 
-def stop_token_ids(processor: Any) -> list[int]:
-    """Ids of ``</s>`` and ``<end_of_utterance>``: generation stops on either."""
+def stop_token_ids(processor: Any, family: str | None = None) -> list[int]:
+    """Ids of the tokens generation stops on: the tokenizer's EOS and the family's stop tokens.
+
+    For Idefics2 these are ``</s>`` and ``<end_of_utterance>``.
+
+    Args:
+        processor: The processor.
+        family: The model family (default: told by the processor, else Idefics2's).
+    """
+    from medvqa.collate import _family
+
+    fam = _family(processor, family)
+    names = fam.stop_tokens if fam is not None else ("<end_of_utterance>",)
     tok = processor.tokenizer
-    ids = [tok.eos_token_id, tok.convert_tokens_to_ids("<end_of_utterance>")]
+    ids = [tok.eos_token_id, *(tok.convert_tokens_to_ids(n) for n in names)]
     return sorted({int(i) for i in ids if i is not None and i != tok.unk_token_id})
 
 
@@ -291,6 +304,7 @@ def generate_answers(
     prompt: PromptTemplate | str | None = None,
     output: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    family: str | None = None,
     run: Mapping[str, Any] | None = None,
     resume_unverified: bool = False,
     on_bad_image: BadImagePolicy = "error",
@@ -301,8 +315,8 @@ def generate_answers(
     """Generate one answer per sample, greedily, in batches.
 
     Args:
-        model: An Idefics2 model (base, quantized, or with a LoRA adapter). It is put in
-            ``eval`` mode for the call and restored afterwards. A
+        model: A model of a supported family (base, quantized, or with a LoRA adapter). It is
+            put in ``eval`` mode for the call and restored afterwards. A
             :class:`medvqa.server.ServerEngine` instead sends the same prompts and images to
             an OpenAI-compatible inference server (vLLM, SGLang, TGI); ``batch_size``,
             ``num_workers`` and ``sort_by_length`` then do not apply (the engine's
@@ -317,6 +331,9 @@ def generate_answers(
             generated again. The run record goes to :func:`run_record_path` and the file is
             locked while the call runs.
         progress: Show a tqdm progress bar.
+        family: The model family (default: told by the processor; for a
+            :class:`~medvqa.server.ServerEngine`, the engine's). It decides the chat rendering
+            and the stop tokens, and is recorded in the run record as ``family``.
         run: Settings to record beside ``output`` (model, adapter, dataset, ...; JSON
             values). Resuming with different values is refused, except for counts and
             speed settings (``n``, ``limit``, ``batch_size``, ...).
@@ -364,7 +381,9 @@ def generate_answers(
     template = None if prompt is None else get_prompt(prompt)
     if shard is not None and shard.world_size > 1 and output is None:
         raise ValueError("a shard needs an output file: the processes exchange answers through its parts")
+    fam = _family_name(model, processor, family)
     opts: dict[str, Any] = {
+        "family": fam,
         "batch_size": batch_size,
         "max_new_tokens": max_new_tokens,
         "on_bad_image": on_bad_image,
@@ -376,6 +395,8 @@ def generate_answers(
     out = Path(output)
     settings = {"max_new_tokens": max_new_tokens, "decoding": "greedy", "batch_size": batch_size}
     settings.update(n=len(samples), on_bad_image=on_bad_image)
+    if fam is not None:  # the family the answers were made with, whatever the caller recorded
+        run = {**(run or {}), "family": fam}
     launch = shard or launch_shard()
     if launch.world_size > 1 or parts_dir(out).is_dir():
 
@@ -404,6 +425,17 @@ def generate_answers(
         return preds
 
 
+def _family_name(model: Any, processor: Any, family: str | None) -> str | None:
+    """The family the answers are made with (``None``: a processor of no family medvqa knows)."""
+    from medvqa.collate import _family
+    from medvqa.server import ServerEngine
+
+    if family is None and isinstance(model, ServerEngine):
+        return model.family_name
+    fam = _family(processor, family)
+    return None if fam is None else fam.name
+
+
 def _job_output(output: Path) -> Path:
     """The job's output file of a part file (``OUT.jsonl.parts/part-00001.jsonl`` -> ``OUT.jsonl``)."""
     folder = output.parent
@@ -419,6 +451,7 @@ def _generate(
     template: PromptTemplate | None,
     stream: tuple[Path, dict[str, Prediction], list[dict[str, Any]]] | None,
     *,
+    family: str | None,
     batch_size: int,
     max_new_tokens: int,
     progress: bool,
@@ -442,6 +475,7 @@ def _generate(
                 progress=progress,
                 on_bad_image=on_bad_image,
                 bad=bad,
+                family=family,
             )
         )
     else:
@@ -455,6 +489,7 @@ def _generate(
             bad,
             progress=progress,
             total=len(samples),
+            family=family,
             batch_size=batch_size,
             max_new_tokens=max_new_tokens,
             on_bad_image=on_bad_image,
@@ -483,6 +518,7 @@ def _generate_hf(
     *,
     progress: bool,
     total: int,
+    family: str | None,
     batch_size: int,
     max_new_tokens: int,
     on_bad_image: str,
@@ -495,14 +531,14 @@ def _generate_hf(
     import torch
     from tqdm.auto import tqdm
 
-    collator = GenerationCollator(processor, prompt=template)
+    collator = GenerationCollator(processor, prompt=template, family=family)
     tok = processor.tokenizer
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.unk_token_id
     gen_kwargs: dict[str, Any] = {
         "max_new_tokens": max_new_tokens,
         "do_sample": False,
         "num_beams": 1,
-        "eos_token_id": stop_token_ids(processor),
+        "eos_token_id": stop_token_ids(processor, family),
         "pad_token_id": pad_id,
     }
     was_training = bool(getattr(model, "training", False))

@@ -92,6 +92,8 @@ class DemoConfig:
     Attributes:
         output_dir: The one folder everything goes to.
         model: ``"tiny"``, or the base model (folder or hub id) for the real run.
+        family: The model family (:data:`medvqa.models.FAMILIES`); ``None``: Idefics2 for the
+            tiny model, read from the checkpoint's ``config.json`` otherwise.
         quantization: Base-model quantization; ``None``: ``none`` for the tiny model, the
             preset's ``nf4`` otherwise.
         vqa_rad: VQA-RAD folder (``None``: the bundled sample).
@@ -120,6 +122,7 @@ class DemoConfig:
 
     output_dir: str = "medvqa-output/demo"
     model: str = TINY_MODEL
+    family: str | None = None
     quantization: Quantization | None = None
     vqa_rad: str | None = None
     roco: str | None = None
@@ -167,6 +170,8 @@ class DemoConfig:
         d = dataclasses.asdict(self)
         d["profiles"] = list(self.profiles)
         d["sweep_sizes"] = None if self.sweep_sizes is None else list(self.sweep_sizes)
+        if self.family is None:  # demo folders written before families existed stay reusable
+            del d["family"]
         return d
 
 
@@ -197,7 +202,7 @@ def _bundled(sub: str) -> str:
 
 def _stage_configs(cfg: DemoConfig, n_stage1: int) -> tuple[StageConfig, StageConfig]:
     quant: Any = cfg.quantization or ("none" if cfg.tiny else "nf4")
-    common: dict[str, Any] = {"model": cfg.model, "quantization": quant}
+    common: dict[str, Any] = {"model": cfg.model, "family": cfg.family, "quantization": quant}
     s1: dict[str, Any] = {**common, "data_dir": cfg.roco, "subset_size": cfg.stage1_size}
     s2: dict[str, Any] = {**common, "data_dir": cfg.vqa_rad}
     if cfg.tiny:
@@ -371,18 +376,20 @@ def run_demo(
         evals[label] = result
         return result
 
-    base_m, base_p = load_trained_model(cfg.model, None, quantization=quant, precision=stage2.precision)
+    base_m, base_p = load_trained_model(
+        cfg.model, None, quantization=quant, precision=stage2.precision, family=cfg.family
+    )
     evaluate("base", base_m, base_p, vqa_test, info={"adapter": None})
     evaluate("base, OOD", base_m, base_p, ood_test, info={"adapter": None})
     base_nonsense = evaluate("base, nonsense questions", base_m, base_p, nonsense, max_new_tokens=50)
     del base_m
     one_m, one_p = load_trained_model(
-        cfg.model, one.adapter_dir, quantization=quant, precision=stage2.precision
+        cfg.model, one.adapter_dir, quantization=quant, precision=stage2.precision, family=cfg.family
     )
     evaluate("single-stage", one_m, one_p, vqa_test, info={"adapter": one.adapter_dir})
     del one_m
     two_m, two_p = load_trained_model(
-        cfg.model, two.adapter_dir, quantization=quant, precision=stage2.precision
+        cfg.model, two.adapter_dir, quantization=quant, precision=stage2.precision, family=cfg.family
     )
     info = {"adapter": two.adapter_dir}
     normal = evaluate("two-stage", two_m, two_p, vqa_test, info=info)

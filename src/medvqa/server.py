@@ -5,12 +5,13 @@ vLLM, SGLang and TGI serve a model behind the chat-completions API
 :func:`medvqa.generation.generate_answers` takes a model and the answers come from the
 server instead of an in-process ``transformers`` model, with the same guarantees: greedy
 decoding (``temperature=0``), at most ``max_new_tokens`` tokens, generation stopped at the
-end of the utterance, predictions streamed to the output file and resumed from it, and
+end of the turn (the stop tokens of the model's family, :attr:`medvqa.models.ModelFamily.stop_tokens`,
+sent as stop strings), predictions streamed to the output file and resumed from it, and
 sharding under ``torchrun`` (each process sends its share).
 
 What is sent is what the ``hf`` engine uses: the messages of :func:`medvqa.chat.build_messages`
 (same instruction, question and layout), which the server renders with the model's own chat
-template, and every image as a lossless PNG ``data:`` URL of the very pixels the ``hf`` engine
+template (the template the ``hf`` engine renders them with, for every family), and every image as a lossless PNG ``data:`` URL of the very pixels the ``hf`` engine
 gives the image processor (:meth:`medvqa.records.ImageRef.open`).
 
 The engine needs only the standard library and Pillow (no torch).
@@ -28,13 +29,29 @@ from typing import Any
 
 from medvqa._openai_client import ChatClient
 from medvqa.chat import PromptTemplate, build_messages
+from medvqa.models._families import get_family
 from medvqa.records import Prediction, VQASample
 
-__all__ = ["STOP_STRINGS", "ServerEngine", "image_data_url", "server_messages"]
+__all__ = ["STOP_STRINGS", "ServerEngine", "image_data_url", "server_messages", "stop_strings"]
 
-STOP_STRINGS: tuple[str, ...] = ("<end_of_utterance>",)
-"""Stop strings sent with every request (the ``hf`` engine stops on the same token and on ``</s>``,
-which servers stop on by themselves)."""
+_DEFAULT_FAMILY = "idefics2"
+
+
+def stop_strings(family: str | None = None) -> tuple[str, ...]:
+    """The stop strings sent for a model family: its stop tokens, as the ``hf`` engine stops on them.
+
+    Args:
+        family: The model family (default: Idefics2, the reference family).
+
+    >>> stop_strings("qwen2_vl")
+    ('<|im_end|>', '<|endoftext|>')
+    """
+    return get_family(family or _DEFAULT_FAMILY).stop_tokens
+
+
+STOP_STRINGS: tuple[str, ...] = stop_strings(_DEFAULT_FAMILY)
+"""Stop strings sent for Idefics2, the default family (``<end_of_utterance>`` and ``</s>``, as the
+``hf`` engine stops on them)."""
 
 
 def image_data_url(image: Any) -> str:
@@ -78,7 +95,10 @@ class ServerEngine:
         concurrency: Requests in flight at once.
         timeout_s: Timeout of one request attempt, in seconds.
         max_retries: Retries (exponential backoff) on 429, 5xx and connection errors.
-        stop: Stop strings sent with every request.
+        family: The served model's family (:data:`medvqa.models.FAMILIES`; default:
+            Idefics2). It decides the stop strings and is recorded in the run record.
+        stop: Stop strings sent with every request (default: :func:`stop_strings` of the
+            family).
     """
 
     url: str
@@ -87,10 +107,13 @@ class ServerEngine:
     concurrency: int = 8
     timeout_s: float = 120.0
     max_retries: int = 5
-    stop: tuple[str, ...] = STOP_STRINGS
+    family: str | None = None
+    stop: tuple[str, ...] | None = None
     client: ChatClient = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.family is not None:
+            self.family = get_family(self.family).name  # an unknown family is refused here
         key = self.api_key if self.api_key is not None else os.environ.get("MEDVQA_SERVER_API_KEY")
         self.client = ChatClient(
             self.url,
@@ -100,6 +123,11 @@ class ServerEngine:
             max_retries=self.max_retries,
             max_workers=self.concurrency,
         )
+
+    @property
+    def family_name(self) -> str:
+        """The served model's family name (Idefics2's when none was given)."""
+        return self.family or _DEFAULT_FAMILY
 
     def generate_answers(
         self,
@@ -111,12 +139,14 @@ class ServerEngine:
         progress: bool,
         on_bad_image: str = "error",
         bad: list[dict[str, Any]] | None = None,
+        family: str | None = None,
     ) -> list[Prediction]:
         """Answer ``samples`` (called by :func:`medvqa.generation.generate_answers`; see there).
 
         Requests go ``concurrency`` at a time; each finished group is streamed to ``output``.
         With ``on_bad_image="skip"`` a sample whose image cannot be decoded is not sent, and
-        its entry (id, image, error) is appended to ``bad``.
+        its entry (id, image, error) is appended to ``bad``. ``family`` (default: the
+        engine's) chooses the stop strings unless :attr:`stop` is set.
         """
         from tqdm.auto import tqdm
 
@@ -125,6 +155,7 @@ class ServerEngine:
 
         done: dict[str, Prediction] = {} if output is None else _load_done(Path(output), samples, prompt)
         todo = [s for s in samples if s.id not in done]
+        stop = list(self.stop if self.stop is not None else stop_strings(family or self.family))
         writer = JsonlWriter(output) if output is not None else None
         bar = tqdm(total=len(samples), initial=len(done), disable=not progress, desc="generate", unit="q")
         try:
@@ -137,7 +168,7 @@ class ServerEngine:
                         messages,
                         max_tokens=max_new_tokens,
                         temperature=0.0,
-                        stop=list(self.stop),
+                        stop=stop,
                     )
                     if chunk
                     else []

@@ -1,7 +1,8 @@
 """The ``server`` engine against a local HTTP server speaking the chat-completions shape.
 
-The fake server renders every request's messages with Idefics2's chat template, as vLLM does
-with the model's own template, decodes its images, and answers what the ``hf`` engine
+The fake server renders every request's messages with the served family's chat template
+(Idefics2's unless a test says otherwise), as vLLM does with the model's own template, decodes
+its images, and answers what the ``hf`` engine
 answered for that exact prompt and those exact pixels; so the server engine's file equals the
 ``hf`` engine's file only if it sent exactly what the ``hf`` engine used.
 """
@@ -9,12 +10,13 @@ answered for that exact prompt and those exact pixels; so the server engine's fi
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -43,9 +45,16 @@ def _key(text: str, pixels: list[bytes]) -> str:
     return hashlib.sha256(text.encode() + b"".join(pixels)).hexdigest()
 
 
+def _idefics2_render(messages: list[dict[str, Any]]) -> str:
+    return render_messages(messages, add_generation_prompt=True)
+
+
 class _State:
-    def __init__(self, answers: dict[str, str]) -> None:
+    def __init__(
+        self, answers: dict[str, str], render: Callable[[list[dict[str, Any]]], str] = _idefics2_render
+    ) -> None:
         self.answers = answers
+        self.render = render  # the served model's chat template
         self.requests: list[dict[str, Any]] = []
         self.fail_status: dict[int, int] = {}  # request number (1-based) -> status to answer
         self.lock = threading.Lock()
@@ -53,7 +62,9 @@ class _State:
         self.max_in_flight = 0
 
 
-def _decode(messages: list[dict[str, Any]]) -> tuple[str, list[bytes]]:
+def _decode(
+    messages: list[dict[str, Any]], render: Callable[[list[dict[str, Any]]], str]
+) -> tuple[str, list[bytes]]:
     pixels: list[bytes] = []
     plain = []
     for m in messages:
@@ -68,7 +79,7 @@ def _decode(messages: list[dict[str, Any]]) -> tuple[str, list[bytes]]:
             else:
                 content.append(part)
         plain.append({"role": m["role"], "content": content})
-    return render_messages(plain, add_generation_prompt=True), pixels
+    return render(plain), pixels
 
 
 def _handler(state: _State) -> type[BaseHTTPRequestHandler]:
@@ -85,7 +96,7 @@ def _handler(state: _State) -> type[BaseHTTPRequestHandler]:
                 state.max_in_flight = max(state.max_in_flight, state.in_flight)
             time.sleep(0.02)
             status = state.fail_status.get(number)
-            text, pixels = _decode(body["messages"])
+            text, pixels = _decode(body["messages"], state.render)
             reply: dict[str, Any] = {
                 "id": f"c{number}",
                 "object": "chat.completion",
@@ -133,17 +144,23 @@ def job(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"samples": samples, "hf_file": hf_file, "answers": answers}
 
 
-@pytest.fixture
-def server(job: dict[str, Any]) -> Iterator[tuple[str, _State]]:
-    state = _State(job["answers"])
+@contextlib.contextmanager
+def _serve(state: _State) -> Iterator[str]:
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", state
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+@pytest.fixture
+def server(job: dict[str, Any]) -> Iterator[tuple[str, _State]]:
+    state = _State(job["answers"])
+    with _serve(state) as url:
+        yield url, state
 
 
 def test_server_engine_sends_what_hf_uses_and_writes_the_same_file(
@@ -231,3 +248,39 @@ def test_predict_cli_with_the_server_engine(
     assert (tmp_path / "eval" / "eval.predictions.jsonl").read_bytes() == (tmp_path / "hf.jsonl").read_bytes()
     assert main([*base, "--model", "tiny", "--engine", "server", "--output", str(tmp_path / "x.jsonl")]) != 0
     assert "--server-url" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "gemma3"])
+def test_server_engine_sends_what_hf_renders_for_the_family(
+    job: dict[str, Any], family: str, tmp_path: Path
+) -> None:
+    """A server rendering with the family's template gets the hf engine's prompts; stops are the family's."""
+    from medvqa._errors import MedVQAError
+    from medvqa.models import get_family, tiny_model
+
+    model, processor = tiny_model(family, seed=0)
+    samples = job["samples"]
+    hf_file = tmp_path / "hf.jsonl"
+    preds = generate_answers(
+        model, processor, samples, batch_size=4, max_new_tokens=6, output=hf_file, progress=False
+    )
+    answers = {}
+    for sample, pred, text in zip(samples, preds, GenerationCollator(processor).texts(samples), strict=True):
+        pixels = [] if sample.image is None else [sample.image.open().tobytes()]
+        answers[_key(text, pixels)] = pred.prediction
+
+    def render(messages: list[dict[str, Any]]) -> str:
+        return str(processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+
+    state = _State(answers, render)
+    out = tmp_path / "server.jsonl"
+    with _serve(state) as url:
+        engine = ServerEngine(url, family, family=family, concurrency=3)
+        generate_answers(engine, None, samples, max_new_tokens=6, output=out, progress=False)
+        assert out.read_bytes() == hf_file.read_bytes()
+        assert {tuple(b["stop"]) for b in state.requests} == {get_family(family).stop_tokens}
+        for f in (hf_file, out):
+            assert json.loads(f.with_suffix(".run.json").read_text())["family"] == family
+        other = ServerEngine(url, family, family="idefics2")
+        with pytest.raises(MedVQAError, match=f"family was '{family}', now 'idefics2'"):
+            generate_answers(other, None, samples, max_new_tokens=6, output=out, progress=False)

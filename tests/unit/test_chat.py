@@ -185,8 +185,8 @@ def test_reserved_tokens_in_the_data_are_refused(field: str) -> None:
         build_messages(s, with_answer=True)
 
 
-# The chat_template entry of processor_config.json in the HuggingFaceM4/idefics2-8b repository
-# (https://huggingface.co/HuggingFaceM4/idefics2-8b/blob/main/processor_config.json), verbatim.
+# The chat_template entry of processor_config.json in the HuggingFaceM4/idefics2-8b-chatty repository
+# (https://huggingface.co/HuggingFaceM4/idefics2-8b-chatty/blob/791b4b5e58fee17aac2d20b99e1287de761948b4/processor_config.json), verbatim.
 PUBLISHED_IDEFICS2_TEMPLATE = (
     "{% for message in messages %}{{message['role'].capitalize()}}{% if message['content'][0]['type'] "
     "== 'image' %}{{':'}}{% else %}{{': '}}{% endif %}{% for line in message['content'] %}{% if "

@@ -100,14 +100,19 @@ def server_engine(args: argparse.Namespace) -> Any:
         )
     if args.concurrency < 1:
         raise ValueError(f"--concurrency must be at least 1, got {args.concurrency}")
+    from medvqa._commands.models import known_family
     from medvqa.server import ServerEngine
 
+    family = known_family(args.model, getattr(args, "family", None))
+    if family is None and args.server_model:
+        family = known_family(args.server_model, None)
     return ServerEngine(
         args.server_url,
         args.server_model or args.model,
         concurrency=args.concurrency,
         timeout_s=args.timeout,
         max_retries=args.max_retries,
+        family=family,
     )
 
 

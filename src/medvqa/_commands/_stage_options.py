@@ -100,7 +100,10 @@ def add_two_stage_options(parser: argparse.ArgumentParser) -> None:
 
 def add_two_stage_sources(parser: argparse.ArgumentParser) -> None:
     """Add --model (of both stages), --stage1-data and --stage2-data."""
+    from medvqa._commands.models import add_family_option
+
     parser.add_argument("--model", default=None, help="base model of both stages (folder, hub id or 'tiny')")
+    add_family_option(parser)
     parser.add_argument(
         "--stage1-data", default=None, help="stage-1 caption folder in ROCO layout (default: bundled)"
     )
@@ -121,12 +124,19 @@ def resolve_two_stages(
         "stage1-",
         default_preset="paper_stage1",
         model=args.model,
+        family=args.family,
         data_dir=args.stage1_data,
         **stage1_extra,
         **both,
     )
     s2 = resolve_stage(
-        args, "stage2-", default_preset="paper_stage2", model=args.model, data_dir=args.stage2_data, **both
+        args,
+        "stage2-",
+        default_preset="paper_stage2",
+        model=args.model,
+        family=args.family,
+        data_dir=args.stage2_data,
+        **both,
     )
     return s1, s2
 

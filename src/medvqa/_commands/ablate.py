@@ -55,6 +55,9 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--model", required=True, help="model folder or hub id, or 'tiny' for the tiny offline model"
     )
+    from medvqa._commands.models import add_family_option
+
+    add_family_option(p)
     p.add_argument("--adapter", type=Path, default=None, help="LoRA adapter folder to attach (eval mode)")
     p.add_argument(
         "--quantization",
@@ -236,16 +239,18 @@ def _load_model(args: argparse.Namespace) -> tuple[Any, Any]:
     if args.model == "tiny":
         if args.adapter is not None or args.quantization != "none":
             raise ValueError("--model tiny takes neither --adapter nor --quantization")
-        from medvqa.models import tiny_idefics2
+        from medvqa.models import tiny_model
 
-        return tiny_idefics2()
-    from medvqa.models import load_adapter, load_idefics2
+        return tiny_model(args.family or "idefics2")
+    from medvqa.models import load_adapter, load_model
 
     quant = None if args.quantization == "none" else args.quantization
     from medvqa._distributed import default_device_map
 
     device_map = args.device_map if args.device_map is not None else default_device_map()
-    model, processor = load_idefics2(args.model, quantization=quant, dtype=args.dtype, device_map=device_map)
+    model, processor = load_model(
+        args.model, family=args.family, quantization=quant, dtype=args.dtype, device_map=device_map
+    )
     if args.adapter is not None:
         model = load_adapter(model, args.adapter)
     return model, processor

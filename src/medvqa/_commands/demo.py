@@ -14,6 +14,8 @@ examples:
       tiny random model + the sample bundled with medvqa; a few minutes on a laptop CPU;
       writes ./medvqa-output/demo and prints the report's path
   medvqa demo --output /tmp/demo --overwrite
+  medvqa demo --family qwen2_5_vl --output /tmp/demo-qwen
+      the same pipeline on the tiny Qwen2.5-VL (any family of 'medvqa models')
   medvqa demo --model HuggingFaceM4/idefics2-8b --vqa-rad ../shared/data/vqa_rad \\
       --roco /data/roco --ood-dataset path_vqa --ood-data /data/pathvqa \\
       --med-halt ../shared/data/medhalt --eval-limit 400 --output runs/paper
@@ -51,6 +53,9 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--model", default="tiny", help="'tiny' (default) or the base model folder / hub id for the real run"
     )
+    from medvqa._commands.models import add_family_option
+
+    add_family_option(p)
     p.add_argument(
         "--quantization",
         choices=("nf4", "fp4", "int8", "none"),
@@ -117,6 +122,7 @@ def _run(args: argparse.Namespace) -> int:
     cfg = DemoConfig(
         output_dir=str(args.output),
         model=args.model,
+        family=args.family,
         quantization=args.quantization,
         vqa_rad=args.vqa_rad,
         roco=args.roco,

@@ -55,7 +55,10 @@ def register(subparsers: Any) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    from medvqa._commands.models import add_family_option
+
     p.add_argument("--model", required=True, help="base model folder or hub id, or 'tiny'")
+    add_family_option(p)
     p.add_argument("--adapter", type=Path, default=None, help="LoRA adapter folder (default: the base model)")
     p.add_argument(
         "--quantization",
@@ -148,7 +151,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{AS_RUN_NOTE} (quantization {quantization}, precision {precision})", file=sys.stderr)
     if engine is None:
         model, processor = load_trained_model(
-            args.model, args.adapter, quantization=quantization, precision=precision
+            args.model, args.adapter, quantization=quantization, precision=precision, family=args.family
         )
     result = predict_and_score(
         model,

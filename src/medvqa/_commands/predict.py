@@ -59,7 +59,7 @@ def register(subparsers: Any) -> None:
     """Add the ``predict`` command."""
     p = subparsers.add_parser(
         "predict",
-        help="generate answers for a dataset split with Idefics2 (+ optional LoRA adapter)",
+        help="generate answers for a dataset split with a vision-language model (+ optional LoRA adapter)",
         description=(
             "Generate one answer per question, greedily and in batches, and stream the predictions "
             "to a JSON Lines file (resumable)."
@@ -75,6 +75,9 @@ def register(subparsers: Any) -> None:
         "HuggingFaceM4/idefics2-8b (needs network or the Hugging Face cache), or 'tiny' for the tiny "
         "random offline model",
     )
+    from medvqa._commands.models import add_family_option
+
+    add_family_option(p)
     p.add_argument(
         "--adapter",
         type=Path,
@@ -198,10 +201,10 @@ def _predict(args: argparse.Namespace, restore: list[Any]) -> int:
         QuantizationSettings,
         check_adapter_folder,
         load_adapter,
-        load_idefics2,
+        load_model,
         lora_report,
-        save_tiny_idefics2,
-        tiny_idefics2,
+        save_tiny_model,
+        tiny_model,
     )
 
     if args.limit is not None and args.limit < 1:
@@ -253,11 +256,16 @@ def _predict(args: argparse.Namespace, restore: list[Any]) -> int:
             and quantization is None
             and args.dtype in ("auto", "float32")
         ):
-            model, processor = tiny_idefics2(args.seed)
+            model, processor = tiny_model(args.family or "idefics2", seed=args.seed)
         elif engine is None:
-            path = save_tiny_idefics2(tmp, seed=args.seed) if args.model == "tiny" else args.model
-            model, processor = load_idefics2(
-                path, quantization=quantization, dtype=args.dtype, device_map=default_device_map()
+            tiny = args.model == "tiny"
+            path = save_tiny_model(tmp, args.family or "idefics2", seed=args.seed) if tiny else args.model
+            model, processor = load_model(
+                path,
+                family=args.family,
+                quantization=quantization,
+                dtype=args.dtype,
+                device_map=default_device_map(),
             )
     adapter_modules = None
     if args.adapter is not None:
@@ -309,9 +317,13 @@ def _settings(
     engine: Any,
 ) -> dict[str, Any]:
     """The run record of this prediction run (written beside the output as OUTPUT.run.json)."""
+    from medvqa._commands.models import known_family
+
+    family = engine.family_name if engine is not None else known_family(args.model, args.family)
     return {
         "command": "predict",
         "model": args.model,
+        "family": family,
         "seed": args.seed if args.model == "tiny" else None,
         "adapter": None if args.adapter is None else str(args.adapter),
         "adapted_modules": None,

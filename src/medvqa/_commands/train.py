@@ -54,6 +54,9 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--data", default=None, help="dataset folder (overrides data_dir; default: bundled sample)"
     )
+    from medvqa._commands.models import add_family_option
+
+    add_family_option(p)
     p.add_argument("--output", type=Path, default=None, help="output folder (overrides output_dir)")
     p.add_argument(
         "--init-adapter", type=Path, default=None, help="start from this saved adapter (trainable)"
@@ -73,6 +76,7 @@ def _run(args: argparse.Namespace) -> int:
         args,
         default_preset=None,
         model=args.model,
+        family=args.family,
         data_dir=args.data,
         output_dir=None if args.output is None else str(args.output),
         report_to=args.report_to,

@@ -1,4 +1,8 @@
-"""Idefics2 models: loading, quantization, LoRA/QLoRA adapters and a tiny offline model.
+"""Vision-language models: families, loading, quantization, LoRA/QLoRA adapters, tiny offline models.
+
+Every supported architecture is one :class:`ModelFamily` entry of :data:`FAMILIES`
+(Idefics2, the paper's model, is the reference; Idefics3/SmolVLM, Qwen2-VL/Qwen2.5-VL,
+Gemma 3/MedGemma and LLaVA/LLaVA-NeXT follow the same pipeline).
 
 Needs the ``medvqa[train]`` extra. transformers and peft are imported only when a function
 that needs them is called.
@@ -15,7 +19,17 @@ Typical QLoRA setup (the paper's settings)::
 from __future__ import annotations
 
 from medvqa.models._dropout import active_dropout
-from medvqa.models._loading import DType, load_idefics2, quantized_module_names
+from medvqa.models._families import (
+    FAMILIES,
+    LORA_PRESET_NAMES,
+    ModelFamily,
+    chat_template,
+    detect_family,
+    family_of_model,
+    family_of_processor,
+    get_family,
+)
+from medvqa.models._loading import DType, load_idefics2, load_model, quantized_module_names
 from medvqa.models._lora import (
     LORA_PRESETS,
     LoraInit,
@@ -43,9 +57,12 @@ from medvqa.models._tiny import (
     save_tiny_idefics2,
     tiny_idefics2,
 )
+from medvqa.models._tiny_families import save_tiny_model, tiny_model
 
 __all__ = [
+    "FAMILIES",
     "LORA_PRESETS",
+    "LORA_PRESET_NAMES",
     "TINY_IMAGE_SEQ_LEN",
     "TINY_IMAGE_SIZE",
     "ComputeDType",
@@ -54,20 +71,29 @@ __all__ = [
     "LoraPreset",
     "LoraReport",
     "LoraSettings",
+    "ModelFamily",
     "QuantizationMode",
     "QuantizationSettings",
     "TinySize",
     "active_dropout",
     "add_lora",
     "bnb_config",
+    "chat_template",
     "check_adapter_folder",
+    "detect_family",
+    "family_of_model",
+    "family_of_processor",
+    "get_family",
     "load_adapter",
     "load_idefics2",
+    "load_model",
     "lora_report",
     "lora_target_modules",
     "quantized_module_names",
     "save_tiny_idefics2",
+    "save_tiny_model",
     "skip_modules",
     "skip_pattern_matches",
     "tiny_idefics2",
+    "tiny_model",
 ]

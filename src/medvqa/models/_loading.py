@@ -1,4 +1,4 @@
-"""Loading Idefics2 checkpoints (optionally quantized) with their processor."""
+"""Loading checkpoints of every supported family (optionally quantized) with their processor."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from medvqa._errors import MedVQAError
+from medvqa.models._families import ModelFamily, detect_family
 from medvqa.models._quant import (
     LM_HEAD,
-    VISION_ENCODER,
     QuantizationMode,
     QuantizationSettings,
     bnb_config,
@@ -19,7 +19,7 @@ from medvqa.models._quant import (
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DType", "load_idefics2", "quantized_module_names"]
+__all__ = ["DType", "load_idefics2", "load_model", "quantized_module_names"]
 
 DType = Literal["auto", "float32", "float16", "bfloat16"]
 """Dtype names accepted by :func:`load_idefics2` (``auto``: the checkpoint's own dtype)."""
@@ -49,8 +49,8 @@ def load_idefics2(
 ) -> tuple[Any, Any]:
     """Load an Idefics2 model and its processor from a folder (or a hub id, where online).
 
-    Weights are read only from safetensors files and remote code is never trusted. The
-    model is returned in ``eval`` mode.
+    :func:`load_model` with ``family="idefics2"``. Weights are read only from safetensors
+    files and remote code is never trusted. The model is returned in ``eval`` mode.
 
     Args:
         path: A folder written by ``save_pretrained`` (for example by
@@ -73,18 +73,67 @@ def load_idefics2(
         ``(model, processor)``.
 
     Raises:
+        MedVQAError: As :func:`load_model`, or the processor's ``image_seq_len`` differs
+            from the perceiver's ``resampler_n_latents``.
+    """
+    return load_model(
+        path,
+        family="idefics2",
+        quantization=quantization,
+        dtype=dtype,
+        device_map=device_map,
+        image_settings={"do_image_splitting": do_image_splitting},
+        attn_implementation=attn_implementation,
+        local_files_only=local_files_only,
+    )
+
+
+def load_model(
+    path: str | os.PathLike[str],
+    *,
+    family: str | None = None,
+    quantization: QuantizationMode | QuantizationSettings | None = None,
+    dtype: DType | torch.dtype = "auto",
+    device_map: str | dict[str, Any] | None = None,
+    image_settings: dict[str, Any] | None = None,
+    attn_implementation: str | None = None,
+    local_files_only: bool | None = None,
+) -> tuple[Any, Any]:
+    """Load a model of any supported family and its processor from a folder (or a hub id).
+
+    The family is read from the checkpoint's ``config.json`` (``model_type``) unless
+    ``family`` names it. Weights are read only from safetensors files and remote code is
+    never trusted. The model is returned in ``eval`` mode; the processor carries the family
+    name as ``processor.medvqa_family``. Processors that transformers cannot build without
+    torchvision (Qwen2-VL, Qwen2.5-VL, SmolVLM2) are replaced by image-only equivalents.
+
+    Args:
+        path: A folder written by ``save_pretrained`` (for example by
+            :func:`medvqa.models.save_tiny_model`), or a hub id.
+        family: The family (see :data:`medvqa.models.FAMILIES`); default: detected.
+        quantization: ``None`` (full precision), ``"nf4"``, ``"fp4"``, ``"int8"``, or full
+            :class:`QuantizationSettings`; the family's skip list applies.
+        dtype: Dtype of the unquantized weights. With ``auto`` and quantization, the
+            settings' compute dtype is used.
+        device_map: Passed to ``from_pretrained``. Quantized models default to ``{"": 0}``
+            when CUDA is available, ``"cpu"`` otherwise.
+        image_settings: Image processor settings; default: the family's
+            (:attr:`~medvqa.models.ModelFamily.image_settings`).
+        attn_implementation: ``"eager"``, ``"sdpa"``, ... (``None``: transformers' default).
+        local_files_only: Never reach the network (default: when ``path`` is a folder, or
+            ``HF_HUB_OFFLINE`` is set).
+
+    Returns:
+        ``(model, processor)``.
+
+    Raises:
         MedVQAError: ``path`` is neither a model folder nor a reachable hub id (one line
-            saying which), the folder has no safetensors weights, a ``keep_modules``
-            pattern keeps no linear layer, a module that must stay unquantized
-            (``lm_head``, the vision encoder with ``quantize_vision=False``) was quantized
-            anyway, or the processor's ``image_seq_len`` differs from the perceiver's
-            ``resampler_n_latents``.
+            saying which), the folder has no safetensors weights, the family is unknown or
+            unsupported, a ``keep_modules`` pattern keeps no linear layer, or a module that
+            must stay unquantized was quantized anyway.
     """
     import torch
     from transformers import AutoModelForImageTextToText
-    from transformers import AutoProcessor as _AutoProcessor
-
-    auto_processor: Any = _AutoProcessor
 
     where, is_dir = _source(path)
     if is_dir and not (Path(where) / "config.json").is_file():
@@ -99,6 +148,7 @@ def load_idefics2(
         )
     if local_files_only is None:
         local_files_only = is_dir or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+    fam = _family(where, is_dir, family, local_files_only)
     kwargs: dict[str, Any] = {
         "use_safetensors": True,
         "trust_remote_code": False,
@@ -110,7 +160,7 @@ def load_idefics2(
     if settings is not None and settings.keep_modules:
         _check_keep_patterns(where, settings, local_files_only)
     if settings is not None:
-        kwargs["quantization_config"] = bnb_config(settings)
+        kwargs["quantization_config"] = bnb_config(settings, fam.name)
         if torch_dtype == "auto":
             torch_dtype = getattr(torch, settings.compute_dtype)
         if device_map is None:
@@ -120,26 +170,65 @@ def load_idefics2(
         kwargs["device_map"] = device_map
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
+    image_kwargs = dict(fam.image_settings if image_settings is None else image_settings)
     try:
         model: Any = AutoModelForImageTextToText.from_pretrained(where, **kwargs)
-        processor = auto_processor.from_pretrained(
-            where,
-            do_image_splitting=do_image_splitting,
-            trust_remote_code=False,
-            local_files_only=local_files_only,
-        )
+        processor = _load_processor(where, fam, image_kwargs, local_files_only)
     except OSError as exc:
         raise MedVQAError(_load_failure(where, is_dir, exc)) from exc
     if settings is not None:
-        _check_unquantized(where, model, settings)
-    n_latents = model.config.perceiver_config.resampler_n_latents
-    if getattr(processor, "image_seq_len", n_latents) != n_latents:
-        raise MedVQAError(
-            f"{where}: processor image_seq_len={processor.image_seq_len} differs from the perceiver's "
-            f"resampler_n_latents={n_latents}; every image must become exactly {n_latents} image tokens"
-        )
+        _check_unquantized(where, model, settings, fam)
+    if fam.name == "idefics2":
+        n_latents = model.config.perceiver_config.resampler_n_latents
+        if getattr(processor, "image_seq_len", n_latents) != n_latents:
+            raise MedVQAError(
+                f"{where}: processor image_seq_len={processor.image_seq_len} differs from the perceiver's "
+                f"resampler_n_latents={n_latents}; every image must become exactly {n_latents} image tokens"
+            )
+    processor.medvqa_family = fam.name
     model.eval()
     return model, processor
+
+
+def _family(where: str, is_dir: bool, family: str | None, local_files_only: bool) -> ModelFamily:
+    """The family: given, read from a local or cached ``config.json``, else from the hub's."""
+    try:
+        return detect_family(where, family)
+    except MedVQAError:
+        if is_dir or family is not None:
+            raise
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(where, trust_remote_code=False, local_files_only=local_files_only)
+    except (OSError, ValueError) as exc:
+        raise MedVQAError(_load_failure(where, is_dir, exc)) from exc
+    return detect_family({"model_type": config.model_type}, None)
+
+
+def _load_processor(
+    where: str, fam: ModelFamily, image_kwargs: dict[str, Any], local_files_only: bool
+) -> Any:
+    """The checkpoint's processor; an image-only stand-in where transformers needs torchvision."""
+    from transformers import AutoProcessor as _AutoProcessor
+
+    auto_processor: Any = _AutoProcessor
+    common = {"trust_remote_code": False, "local_files_only": local_files_only, **image_kwargs}
+    if fam.name in ("qwen2_vl", "qwen2_5_vl"):
+        from medvqa.models._tiny_families import image_only_qwen_processor_class
+
+        return image_only_qwen_processor_class().from_pretrained(where, **common)
+    try:
+        return auto_processor.from_pretrained(where, **common)
+    except (ImportError, AttributeError, ValueError) as exc:
+        if fam.name != "smolvlm":
+            raise
+        from transformers import Idefics3Processor
+
+        try:
+            return Idefics3Processor.from_pretrained(where, **common)
+        except (ImportError, AttributeError, ValueError):
+            raise exc from None
 
 
 def quantized_module_names(model: Any) -> list[str]:
@@ -215,12 +304,12 @@ def _check_keep_patterns(where: str, settings: QuantizationSettings, local_files
             )
 
 
-def _check_unquantized(where: str, model: Any, settings: QuantizationSettings) -> None:
+def _check_unquantized(where: str, model: Any, settings: QuantizationSettings, fam: ModelFamily) -> None:
     """Check that what the settings keep in full precision really was kept."""
     quantized = set(quantized_module_names(model))
-    must_keep = [LM_HEAD]
+    must_keep = [LM_HEAD, *fam.quantization_skip]
     if not settings.quantize_vision:
-        must_keep.append(VISION_ENCODER)
+        must_keep.append(fam.vision_prefix)
     must_keep.extend(settings.keep_modules)
     wrong = sorted(n for n in quantized if any(skip_pattern_matches(p, n) for p in must_keep))
     if wrong:

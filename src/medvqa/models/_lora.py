@@ -1,4 +1,4 @@
-"""LoRA / QLoRA adapters for Idefics2: target presets, building, reporting, loading."""
+"""LoRA / QLoRA adapters for every family: target presets, building, reporting, loading."""
 
 from __future__ import annotations
 
@@ -28,8 +28,13 @@ __all__ = [
     "lora_target_modules",
 ]
 
-LoraPreset = Literal["paper", "llm_only", "connector_only", "custom"]
-"""Which modules get adapters (``custom``: the ``target_modules`` you give)."""
+LoraPreset = Literal["paper", "llm_only", "connector_only", "all_linear", "custom"]
+"""Which modules get adapters (``custom``: the ``target_modules`` you give).
+
+``paper``: language model + connector (never the vision encoder or ``lm_head``);
+``llm_only``; ``connector_only``; ``all_linear``: every linear layer but ``lm_head``,
+vision encoder included. Each family defines them (:attr:`medvqa.models.ModelFamily.lora_presets`).
+"""
 
 LoraInit = Literal["gaussian", "kaiming"]
 """Initialisation of the A matrix (B is zero either way, so a fresh adapter is a no-op)."""
@@ -41,35 +46,50 @@ LORA_PRESETS: Mapping[str, str] = {
     "llm_only": rf".*text_model.*{_PROJ}$",
     "connector_only": rf".*(modality_projection|perceiver_resampler).*{_PROJ}$",
 }
-"""Target regexes (matched in full against module names, as peft does) of the presets.
+"""Idefics2's target regexes (matched in full against module names, as peft does).
 
+Other families' presets, and ``all_linear``, are in :data:`medvqa.models.FAMILIES`.
 ``paper`` is the paper's regex: the q/k/v/o/gate/up/down projections of the text model,
 the modality projection and the perceiver resampler; never the SigLIP vision encoder
 (whose layers are ``q/k/v/out_proj``, ``fc1/fc2``) and never ``lm_head``.
 """
 
-_FORBIDDEN = (re.compile(r"(^|.*\.)vision_model\."), re.compile(r"(^|.*\.)lm_head$"))
+
+def _forbidden(vision_prefix: str) -> tuple[re.Pattern[str], ...]:
+    """Module names the ``paper``, ``llm_only`` and ``connector_only`` presets must never adapt."""
+    return (re.compile(rf"(^|.*\.){re.escape(vision_prefix)}\."), re.compile(r"(^|.*\.)lm_head$"))
 
 
 def lora_target_modules(
-    preset: LoraPreset, target_modules: str | Sequence[str] | None = None
+    preset: LoraPreset, target_modules: str | Sequence[str] | None = None, *, family: str | None = None
 ) -> str | list[str]:
     """The peft ``target_modules`` value of a preset.
 
+    Args:
+        preset: A built-in preset or ``custom``.
+        target_modules: Regex or names, only with ``custom``.
+        family: The model family (default: ``idefics2``).
+
     >>> lora_target_modules("llm_only")
     '.*text_model.*(down_proj|gate_proj|up_proj|k_proj|q_proj|v_proj|o_proj)$'
+    >>> lora_target_modules("connector_only", family="qwen2_vl")
+    'model\\\\.visual\\\\.merger\\\\.mlp\\\\.[02]'
     >>> lora_target_modules("custom", ["q_proj"])
     ['q_proj']
     """
+    from medvqa.models._families import get_family
+
     if preset == "custom":
         if not target_modules:
             raise ValueError("preset='custom' needs target_modules (a regex or a list of module names)")
         return target_modules if isinstance(target_modules, str) else list(target_modules)
-    if preset not in LORA_PRESETS:
+    if preset not in get_args(LoraPreset):
         raise ValueError(f"unknown LoRA preset {preset!r}; valid presets are {get_args(LoraPreset)}")
     if target_modules:
         raise ValueError(f"target_modules is only used with preset='custom' (got preset={preset!r})")
-    return LORA_PRESETS[preset]
+    if (family is None or family == "idefics2") and preset in LORA_PRESETS:
+        return LORA_PRESETS[preset]
+    return get_family(family or "idefics2").lora_target(preset)
 
 
 @dataclass(frozen=True)
@@ -179,11 +199,12 @@ def add_lora(
     settings: LoraSettings | None = None,
     prepare_kbit: bool | None = None,
     gradient_checkpointing: bool = False,
+    family: str | None = None,
 ) -> Any:
     """Wrap a model with a fresh, trainable LoRA adapter.
 
     Args:
-        model: An Idefics2 model (quantized or not).
+        model: A model of a supported family (quantized or not).
         preset: Target preset; ``custom`` uses ``target_modules``.
         r: Rank (paper: 8).
         alpha: Scaling numerator (paper: 8).
@@ -194,16 +215,19 @@ def add_lora(
         prepare_kbit: Run peft's ``prepare_model_for_kbit_training`` (casts norms to
             float32, freezes the base); default: when the model is 4/8-bit.
         gradient_checkpointing: Turn on non-reentrant activation checkpointing.
+        family: The model family whose presets apply (default: from ``model.config.model_type``).
 
     Returns:
         A ``peft.PeftModel`` in train mode.
 
     Raises:
-        MedVQAError: A built-in preset matched a vision-encoder module or ``lm_head``
-            (never expected), or nothing matched.
+        MedVQAError: A ``paper``/``llm_only``/``connector_only`` preset matched a
+            vision-encoder module or ``lm_head`` (never expected), or nothing matched.
     """
     from peft import LoraConfig, get_peft_model
     from peft import prepare_model_for_kbit_training as _prepare
+
+    from medvqa.models._families import family_of_model, get_family
 
     prepare_model_for_kbit_training: Any = _prepare
 
@@ -218,7 +242,18 @@ def add_lora(
             if target_modules is None or isinstance(target_modules, str)
             else tuple(target_modules),
         )
-    targets = lora_target_modules(settings.preset, settings.target_modules)
+    fam = get_family(family) if family is not None else family_of_model(model)
+    targets: str | list[str] = lora_target_modules(settings.preset, settings.target_modules, family=fam.name)
+    parameters = list(fam.lora_target_parameters.get(settings.preset, ()))
+    to_save = list(fam.lora_modules_to_save.get(settings.preset, ()))
+    if parameters and targets == _NOTHING:
+        targets = []
+    if parameters and settings.dropout:
+        raise MedVQAError(
+            f"LoRA preset {settings.preset!r} of family {fam.name!r} adapts {parameters} through peft's "
+            f"target_parameters, which peft supports only without dropout; pass dropout=0 (got "
+            f"{settings.dropout}) or use the 'paper' preset, which trains the connector in full"
+        )
     quantized = _is_quantized(model)
     if quantized:
         keep_4bit_weights_unpacked(model)
@@ -228,6 +263,11 @@ def add_lora(
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     if gradient_checkpointing:
         _enable_checkpointing(model)
+    extra: dict[str, Any] = {}
+    if parameters:
+        extra["target_parameters"] = parameters
+    if to_save:
+        extra["modules_to_save"] = to_save
     config = LoraConfig(
         r=settings.r,
         lora_alpha=settings.alpha,
@@ -235,6 +275,7 @@ def add_lora(
         init_lora_weights="gaussian" if settings.init == "gaussian" else True,
         target_modules=targets,
         bias="none",
+        **extra,
     )
     try:
         with _quiet_peft():
@@ -246,12 +287,17 @@ def add_lora(
     report = lora_report(peft_model)
     if not report.adapted_modules:
         raise MedVQAError(f"LoRA targets {targets!r} matched no module of the model")
-    if settings.preset != "custom":
-        bad = [n for n in report.adapted_modules if any(p.match(n) for p in _FORBIDDEN)]
+    if settings.preset not in ("custom", "all_linear"):
+        forbidden = _forbidden(fam.vision_prefix)
+        bad = [n for n in report.adapted_modules if any(p.match(n) for p in forbidden)]
         if bad:
             raise MedVQAError(f"LoRA preset {settings.preset!r} adapted forbidden modules: {bad}")
     peft_model.train()
     return peft_model
+
+
+_NOTHING = r"(?!)"
+"""A preset regex that matches no module (a connector without Linear layers)."""
 
 
 @contextmanager

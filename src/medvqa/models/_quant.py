@@ -1,4 +1,4 @@
-"""bitsandbytes quantization settings for Idefics2 (NF4 as in the paper, or int8)."""
+"""bitsandbytes quantization settings (NF4 as in the paper, or int8), with each family's skip list."""
 
 from __future__ import annotations
 
@@ -203,27 +203,38 @@ def skip_pattern_matches(pattern: str, module_name: str) -> bool:
     return bool(re.match(rf"(?:{pattern}){_BOUNDARY}", module_name)) or module_name.endswith(pattern)
 
 
-def skip_modules(settings: QuantizationSettings) -> list[str]:
+def skip_modules(settings: QuantizationSettings, family: str | None = None) -> list[str]:
     """The module-name patterns bitsandbytes must leave unquantized.
 
     ``lm_head`` is always listed: giving bitsandbytes any list replaces its default skip
-    of ``lm_head``.
+    of ``lm_head``. The family's own skip list and, with ``quantize_vision=False``, its
+    vision encoder follow.
+
+    Args:
+        settings: The quantization settings.
+        family: The model family (default: ``idefics2``).
 
     >>> skip_modules(QuantizationSettings(quantize_vision=False))
     ['lm_head', 'model.vision_model']
+    >>> skip_modules(QuantizationSettings(quantize_vision=False), family="qwen2_5_vl")
+    ['lm_head', 'model.visual.blocks']
     """
-    out = [LM_HEAD]
+    from medvqa.models._families import get_family
+
+    fam = get_family(family or "idefics2")
+    out = [LM_HEAD, *(p for p in fam.quantization_skip if p != LM_HEAD)]
     if not settings.quantize_vision:
-        out.append(VISION_ENCODER)
+        out.append(fam.vision_prefix)
     out.extend(p for p in settings.keep_modules if p not in out)
     return out
 
 
-def bnb_config(settings: QuantizationSettings | QuantizationMode) -> Any:
+def bnb_config(settings: QuantizationSettings | QuantizationMode, family: str | None = None) -> Any:
     """The ``transformers.BitsAndBytesConfig`` for these settings.
 
     Args:
         settings: Settings, or just a mode (other settings at their defaults).
+        family: The model family whose skip list applies (default: ``idefics2``).
     """
     import torch
     from transformers import BitsAndBytesConfig as _BitsAndBytesConfig
@@ -232,7 +243,7 @@ def bnb_config(settings: QuantizationSettings | QuantizationMode) -> Any:
 
     if isinstance(settings, str):
         settings = QuantizationSettings(mode=settings)
-    skips = skip_modules(settings)
+    skips = skip_modules(settings, family)
     if settings.mode == "int8":
         return bnb_cls(load_in_8bit=True, llm_int8_skip_modules=skips)
     return bnb_cls(

@@ -89,9 +89,10 @@ LoraInitName = Literal["gaussian", "kaiming"]
 is a no-op): ``gaussian`` (the paper's ``init_lora_weights="gaussian"``) or ``kaiming`` (peft's
 default)."""
 
-LoraPresetName = Literal["paper", "llm_only", "connector_only"]
-"""LoRA target presets of :func:`medvqa.models.add_lora` (``paper``: the text model, the modality
-projection and the perceiver resampler; never the vision encoder or ``lm_head``)."""
+LoraPresetName = Literal["paper", "llm_only", "connector_only", "all_linear"]
+"""LoRA target presets of :func:`medvqa.models.add_lora` (``paper``: the language model and the
+connector, for Idefics2 the text model, the modality projection and the perceiver resampler;
+never the vision encoder or ``lm_head``; each family's regexes are in :data:`medvqa.models.FAMILIES`)."""
 
 TINY_MODEL = "tiny"
 """``StageConfig.model`` value that selects the tiny random Idefics2 of :mod:`medvqa.models`."""
@@ -133,7 +134,9 @@ class StageConfig:
         name: A short label for the stage (``stage1``, ``stage2``, ``single_stage``); used in
             file names, plots and reports.
         model: The base model: a Hugging Face id or local folder, or ``"tiny"`` for the tiny
-            random Idefics2 of :func:`medvqa.models.tiny_idefics2` (tests and the demo).
+            random model of :func:`medvqa.models.tiny_model` (tests and the demo).
+        family: The model family (:data:`medvqa.models.FAMILIES`); ``None``: read from the
+            checkpoint's ``config.json``, and Idefics2 for ``"tiny"``.
         quantization: ``nf4`` (QLoRA, the paper), ``fp4``, ``int8`` or ``none``.
         double_quant: Quantize the 4-bit quantization constants too (the paper did not).
         dataset: Which dataset adapter reads the training data (:func:`medvqa.data.load`).
@@ -201,6 +204,7 @@ class StageConfig:
 
     name: str = "stage"
     model: str = PAPER_MODEL
+    family: str | None = None
     quantization: Quantization = "nf4"
     double_quant: bool = False
     dataset: DatasetName = "vqa_rad"
@@ -249,6 +253,13 @@ class StageConfig:
             )
         if not isinstance(self.model, str) or not self.model:
             raise ValueError(f"StageConfig.model must be a model id, a folder or 'tiny'; got {self.model!r}")
+        if self.family is not None:
+            from medvqa.models._families import FAMILIES
+
+            if self.family not in FAMILIES:
+                raise ValueError(
+                    f"StageConfig.family must be one of {', '.join(sorted(FAMILIES))} or null; got {self.family!r}"
+                )
         _check_literal("quantization", self.quantization, Quantization)
         _check_literal("dataset", self.dataset, DatasetName)
         _check_literal("split", self.split, SplitName)
@@ -348,6 +359,8 @@ class StageConfig:
             "report_to",
         ):
             data.pop(key)
+        if data["family"] is None:  # runs from before model families keep their fingerprint
+            data.pop("family")
         blob = json.dumps(data, sort_keys=True).encode("utf-8")
         return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -325,6 +325,7 @@ def load_trained_model(
     *,
     quantization: str = "nf4",
     precision: str = "auto",
+    family: str | None = None,
     as_run: bool = False,
 ) -> tuple[Any, Any]:
     """Load a base model (``"tiny"``, a folder or a hub id), attach an adapter, and switch to eval mode.
@@ -338,6 +339,7 @@ def load_trained_model(
         adapter: A saved LoRA adapter folder, or ``None`` for the base model alone.
         quantization: ``nf4``, ``fp4``, ``int8`` or ``none``.
         precision: ``auto``, ``fp32``, ``fp16`` or ``bf16`` (compute dtype).
+        family: The model family (``None``: detected; Idefics2 for ``"tiny"``).
         as_run: Load as the paper evaluated (see :func:`as_run_loading`): ``quantization``
             and ``precision`` are replaced by the paper's (fp16 falls back to fp32 on a CPU).
 
@@ -351,7 +353,7 @@ def load_trained_model(
     if as_run:
         quantization, precision = as_run_loading(adapter)
 
-    cfg = StageConfig(model=model, quantization=quantization, precision=precision)  # type: ignore[arg-type]
+    cfg = StageConfig(model=model, family=family, quantization=quantization, precision=precision)  # type: ignore[arg-type]
     base, processor = load_base_model(cfg)
     if adapter is None:
         base.eval()

@@ -246,13 +246,14 @@ def load_base_model(config: StageConfig) -> tuple[Any, Any]:
     """
     import torch
 
-    from medvqa.models import QuantizationSettings, load_idefics2
+    from medvqa.models import QuantizationSettings, load_model
 
+    family = config.family
     if config.model == TINY_MODEL:
-        from medvqa.models import save_tiny_idefics2, tiny_idefics2
+        from medvqa.models import save_tiny_model, tiny_model
 
         if config.quantization == "none":
-            return tiny_idefics2(seed=0)
+            return tiny_model(family or "idefics2", seed=0)
         # Quantizing goes through the loader, as for a real checkpoint; the folder is only
         # read while loading (the quantized weights live in memory), so it is removed after.
         import tempfile
@@ -263,8 +264,8 @@ def load_base_model(config: StageConfig) -> tuple[Any, Any]:
             double_quant=config.double_quant,
         )
         with tempfile.TemporaryDirectory(prefix="medvqa-tiny-") as tmp:
-            folder = save_tiny_idefics2(tmp, seed=0)
-            return load_idefics2(folder, quantization=settings, dtype="float32")
+            folder = save_tiny_model(tmp, family or "idefics2", seed=0)
+            return load_model(folder, family=family, quantization=settings, dtype="float32")
 
     precision = resolve_precision(config.precision)
     dtype_name = {"bf16": "bfloat16", "fp16": "float16"}.get(precision, "float32")
@@ -278,8 +279,12 @@ def load_base_model(config: StageConfig) -> tuple[Any, Any]:
     device_map: Any = None
     if torch.cuda.is_available():
         device_map = {"": int(os.environ.get("LOCAL_RANK", "0"))}
-    return load_idefics2(
-        config.model, quantization=quant, dtype=getattr(torch, dtype_name), device_map=device_map
+    return load_model(
+        config.model,
+        family=family,
+        quantization=quant,
+        dtype=getattr(torch, dtype_name),
+        device_map=device_map,
     )
 
 
