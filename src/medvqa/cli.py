@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="medvqa",
         description=(
             "Medical visual question answering with multimodal language models: data, "
-            "two-stage QLoRA fine-tuning of Idefics2, honest scoring, ablations and reports."
+            "two-stage QLoRA fine-tuning of vision-language models, honest scoring, ablations and reports."
         ),
         epilog="Run 'medvqa COMMAND --help' for the options and an example of each command.",
     )
