@@ -344,6 +344,13 @@ class MedEvalKitProfile(Profile):
             out["judge"] = dict(self.judge or {})
         return out
 
+    def item_key(self, pred: Prediction) -> tuple[Any, ...] | None:
+        """Answers, type and whether the dataset is SLAKE; ``None`` with judge verdicts (by id)."""
+        if self.judge_verdicts is not None:
+            return None
+        source = pred.metadata.get("answer_type_source")
+        return (pred.reference, pred.prediction, pred.answer_type, source, "slake" in pred.dataset.lower())
+
     def score_item(self, pred: Prediction) -> dict[str, ItemValue]:
         reply, pre_rule = medevalkit_pre_extract(pred.prediction)
         truth = pred.reference.lower().strip()

@@ -107,6 +107,17 @@ class Profile:
         """Per-item values for one prediction."""
         raise NotImplementedError
 
+    def item_key(self, pred: Prediction) -> tuple[Any, ...] | None:
+        """What :meth:`score_item`'s values depend on besides the id (``None``: unknown).
+
+        Two items with equal keys get the same values (but their ids), so :func:`evaluate`
+        scores each key once. Without :attr:`answers_only` the key is ``None`` (every item
+        is scored).
+        """
+        if not self.answers_only:
+            return None
+        return (pred.reference, pred.prediction, pred.answer_type, pred.metadata.get("answer_type_source"))
+
     def is_closed(self, pred: Prediction, truth_norm: str) -> bool:
         """The dataset's annotation when there is one, else: normalized truth is yes/no."""
         if _inferred(pred):
@@ -578,13 +589,14 @@ def _in_subset(row: Mapping[str, ItemValue], subset: str) -> bool:
 
 
 def _score_items(prof: Profile, predictions: Sequence[Prediction]) -> list[dict[str, ItemValue]]:
-    """Per-item values; with :attr:`Profile.answers_only`, items that differ only in id are scored once."""
-    if not prof.answers_only:
-        return [prof.score_item(p) for p in predictions]
+    """Per-item values; items with equal :meth:`Profile.item_key` are scored once."""
     memo: dict[tuple[Any, ...], dict[str, ItemValue]] = {}
     out: list[dict[str, ItemValue]] = []
     for p in predictions:
-        key = (p.reference, p.prediction, p.answer_type, p.metadata.get("answer_type_source"))
+        key = prof.item_key(p)
+        if key is None:
+            out.append(prof.score_item(p))
+            continue
         row = memo.get(key)
         if row is None:
             row = prof.score_item(p)
@@ -608,9 +620,50 @@ def _id_order(predictions: Sequence[Prediction]) -> Any:
     return np.array(sorted(range(len(ids)), key=ids.__getitem__), dtype=np.intp)
 
 
+def _check_options(n_boot: int, level: float) -> None:
+    if n_boot < 0:
+        raise ValueError(f"n_boot must be >= 0, got {n_boot}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+
+
+def _check_items(predictions: Sequence[Prediction]) -> None:
+    """Raise ValueError for duplicate ids, non-text answers or an empty reference."""
+    seen: dict[str, int] = {}
+    for i, p in enumerate(predictions):
+        if p.id in seen:
+            raise ValueError(f"duplicate id {p.id!r} at items {seen[p.id]} and {i}; ids must be unique")
+        seen[p.id] = i
+        if type(p.reference) is not str or type(p.prediction) is not str:
+            for name in ("reference", "prediction"):
+                value = getattr(p, name)
+                if not isinstance(value, str):
+                    raise ValueError(
+                        f"item {p.id!r} (index {i}): {name} must be text, got {type(value).__name__} {value!r}"
+                    )
+        if not p.reference.strip():
+            raise ValueError(f"item {p.id!r} (index {i}) has an empty reference answer; it cannot be scored")
+
+
+class _Shared:
+    """What every profile of one :func:`evaluate` call reads from the items, checked and made once."""
+
+    def __init__(self, predictions: Sequence[Prediction]) -> None:
+        _check_items(predictions)
+        self.predictions = predictions
+        self.order = _id_order(predictions)
+        self._fields: dict[str, list[str | None]] = {}
+
+    def field_values(self, name: str) -> list[str | None]:
+        """Each item's value of a grouping field (``None`` when it has none)."""
+        if name not in self._fields:
+            self._fields[name] = [_field_value(p, name) for p in self.predictions]
+        return self._fields[name]
+
+
 def _aggregate_specs(
     prof: Profile,
-    predictions: Sequence[Prediction],
+    shared: _Shared,
     per_item: Sequence[Mapping[str, ItemValue]],
     by: Sequence[str] | None,
 ) -> list[tuple[AggregateSpec, str, str, Any]]:
@@ -626,7 +679,7 @@ def _aggregate_specs(
     specs = [(spec, spec.key, spec.subset, masks[spec.subset]) for spec in prof.aggregates]
     fields = prof.default_by if by is None else tuple(by)
     for fname in fields:
-        values = [_field_value(p, fname) for p in predictions]
+        values = shared.field_values(fname)
         if prof.fold_group_values:
             values = [None if v is None or not v.strip() else v.strip().lower() for v in values]
         if all(v is None for v in values):
@@ -717,9 +770,15 @@ def evaluate(
         chosen.extend(sorted(PROFILES) if item == "all" else [item])
     if not chosen:
         raise ValueError("profile: give at least one profile name")
+    for item in chosen:
+        get_profile(item)  # an unknown name fails before any scoring
+    _check_options(n_boot, level)
+    shared = _Shared(predictions)
     out: dict[str, ProfileResult] = {}
     for item in chosen:
-        result = _score_profile(predictions, profile=item, seed=seed, n_boot=n_boot, by=by, level=level)
+        result = _score_profile(
+            predictions, profile=item, seed=seed, n_boot=n_boot, by=by, level=level, shared=shared
+        )
         if result.profile in out:
             raise ValueError(f"profile {result.profile!r} given twice")
         out[result.profile] = result
@@ -734,6 +793,7 @@ def _score_profile(
     n_boot: int = 1000,
     by: Sequence[str] | None = None,
     level: float = 0.95,
+    shared: _Shared | None = None,
 ) -> ProfileResult:
     """Score predictions under one profile (what :func:`evaluate` does for each profile).
 
@@ -751,6 +811,7 @@ def _score_profile(
             modality and content type). Fields absent from every item are ignored; items
             without the field are grouped under ``(missing)``; empty groups are left out.
         level: Confidence level of the intervals.
+        shared: The checked items' id order and group values (made here when not given).
 
     Returns:
         The aggregates and per-item values.
@@ -769,27 +830,12 @@ def _score_profile(
     '1.00 [1.00, 1.00]'
     """
     prof = get_profile(profile)
-    if n_boot < 0:
-        raise ValueError(f"n_boot must be >= 0, got {n_boot}")
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must lie in (0, 1), got {level}")
-    seen: dict[str, int] = {}
-    for i, p in enumerate(predictions):
-        if p.id in seen:
-            raise ValueError(f"duplicate id {p.id!r} at items {seen[p.id]} and {i}; ids must be unique")
-        seen[p.id] = i
-        if type(p.reference) is not str or type(p.prediction) is not str:
-            for name in ("reference", "prediction"):
-                value = getattr(p, name)
-                if not isinstance(value, str):
-                    raise ValueError(
-                        f"item {p.id!r} (index {i}): {name} must be text, got {type(value).__name__} {value!r}"
-                    )
-        if not p.reference.strip():
-            raise ValueError(f"item {p.id!r} (index {i}) has an empty reference answer; it cannot be scored")
+    _check_options(n_boot, level)
+    if shared is None:
+        shared = _Shared(predictions)
     per_item = _score_items(prof, predictions)
-    specs = _aggregate_specs(prof, predictions, per_item, by)
-    order = _id_order(predictions)
+    specs = _aggregate_specs(prof, shared, per_item, by)
+    order = shared.order
     columns: dict[str, Any] = {}
 
     def column(metric: str) -> Any:
