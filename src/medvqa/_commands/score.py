@@ -216,7 +216,13 @@ def score_files(args: argparse.Namespace) -> list[tuple[str, list[Prediction], P
             elif name == "medevalkit" and args.medevalkit_swapped_labels:
                 profile = MedEvalKitProfile(swapped_labels=True)
             result = _score_profile(
-                preds, profile=profile, seed=args.seed, n_boot=args.n_boot, by=args.by, shared=shared
+                preds,
+                profile=profile,
+                seed=args.seed,
+                n_boot=args.n_boot,
+                by=args.by,
+                shared=shared,
+                keep_per_item=args.details is not None,
             )
             if args.details is None:  # per-item values are only written with --details
                 result = dataclasses.replace(result, per_item=[])

@@ -588,29 +588,45 @@ def _in_subset(row: Mapping[str, ItemValue], subset: str) -> bool:
     raise ValueError(f"unknown subset {subset!r}")
 
 
-def _score_items(prof: Profile, predictions: Sequence[Prediction]) -> list[dict[str, ItemValue]]:
-    """Per-item values; items with equal :meth:`Profile.item_key` are scored once."""
-    memo: dict[tuple[Any, ...], dict[str, ItemValue]] = {}
-    out: list[dict[str, ItemValue]] = []
+def _score_items(prof: Profile, predictions: Sequence[Prediction]) -> tuple[list[dict[str, ItemValue]], Any]:
+    """Distinct per-item rows and each item's row index; equal :meth:`Profile.item_key` share a row."""
+    import numpy as np
+
+    memo: dict[tuple[Any, ...], int] = {}
+    rows: list[dict[str, ItemValue]] = []
+    index: list[int] = []
     for p in predictions:
         key = prof.item_key(p)
-        if key is None:
-            out.append(prof.score_item(p))
-            continue
-        row = memo.get(key)
-        if row is None:
-            row = prof.score_item(p)
-            memo[key] = row
-            out.append(row)
+        j = None if key is None else memo.get(key)
+        if j is None:
+            j = len(rows)
+            rows.append(prof.score_item(p))
+            if key is not None:
+                memo[key] = j
+        index.append(j)
+    return rows, np.array(index, dtype=np.intp)
+
+
+def _per_item(
+    rows: Sequence[dict[str, ItemValue]], index: Sequence[int], predictions: Sequence[Prediction]
+) -> list[dict[str, ItemValue]]:
+    """One dict per item: a shared row's first item gets the row, later ones a copy with their id."""
+    used = bytearray(len(rows))
+    out: list[dict[str, ItemValue]] = []
+    for j, p in zip(index, predictions):
+        if used[j]:
+            out.append({**rows[j], "id": p.id})
         else:
-            out.append({**row, "id": p.id})
+            used[j] = 1
+            out.append(rows[j])
     return out
 
 
-def _column(per_item: Sequence[Mapping[str, ItemValue]], metric: str) -> Any:
+def _column(rows: Sequence[Mapping[str, ItemValue]], index: Any, metric: str) -> Any:
+    """One metric's per-item values as floats, read once per distinct row."""
     import numpy as np
 
-    return np.fromiter(map(itemgetter(metric), per_item), dtype=np.float64, count=len(per_item))
+    return np.fromiter(map(itemgetter(metric), rows), dtype=np.float64, count=len(rows))[index]
 
 
 def _id_order(predictions: Sequence[Prediction]) -> Any:
@@ -664,14 +680,13 @@ class _Shared:
 def _aggregate_specs(
     prof: Profile,
     shared: _Shared,
-    per_item: Sequence[Mapping[str, ItemValue]],
+    closed: Any,
     by: Sequence[str] | None,
 ) -> list[tuple[AggregateSpec, str, str, Any]]:
     """Every aggregate to compute: its spec, key, subset label and boolean item mask."""
     import numpy as np
 
-    n = len(per_item)
-    closed = np.fromiter((bool(row["closed"]) for row in per_item), dtype=bool, count=n)
+    n = len(closed)
     masks = {"all": np.ones(n, dtype=bool), "closed": closed, "open": ~closed}
     for spec in prof.aggregates:
         if spec.subset not in masks:
@@ -794,6 +809,7 @@ def _score_profile(
     by: Sequence[str] | None = None,
     level: float = 0.95,
     shared: _Shared | None = None,
+    keep_per_item: bool = True,
 ) -> ProfileResult:
     """Score predictions under one profile (what :func:`evaluate` does for each profile).
 
@@ -812,6 +828,7 @@ def _score_profile(
             without the field are grouped under ``(missing)``; empty groups are left out.
         level: Confidence level of the intervals.
         shared: The checked items' id order and group values (made here when not given).
+        keep_per_item: Whether to return the per-item values (``False``: an empty list).
 
     Returns:
         The aggregates and per-item values.
@@ -829,18 +846,21 @@ def _score_profile(
     >>> _score_profile(preds, n_boot=200)["accuracy"].format(2)
     '1.00 [1.00, 1.00]'
     """
+    import numpy as np
+
     prof = get_profile(profile)
     _check_options(n_boot, level)
     if shared is None:
         shared = _Shared(predictions)
-    per_item = _score_items(prof, predictions)
-    specs = _aggregate_specs(prof, shared, per_item, by)
+    rows, index = _score_items(prof, predictions)
+    closed = np.fromiter((bool(row["closed"]) for row in rows), dtype=bool, count=len(rows))[index]
+    specs = _aggregate_specs(prof, shared, closed, by)
     order = shared.order
     columns: dict[str, Any] = {}
 
     def column(metric: str) -> Any:
         if metric not in columns:
-            columns[metric] = _column(per_item, metric)
+            columns[metric] = _column(rows, index, metric)
         return columns[metric]
 
     aggregates: dict[str, Aggregate] = {}
@@ -871,7 +891,7 @@ def _score_profile(
     return ProfileResult(
         profile=prof.name,
         aggregates=aggregates,
-        per_item=per_item,
+        per_item=_per_item(rows, index.tolist(), predictions) if keep_per_item else [],
         metric_names=prof.metric_names,
         n=len(predictions),
         seed=seed,
