@@ -7,11 +7,12 @@ decide which strings they receive (extracted, normalized, tokenized).
 
 from __future__ import annotations
 
+import collections
 import math
 import sys
 from collections import Counter
-from collections.abc import Hashable, Iterable, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from typing import Any, TypeVar
 
 _T = TypeVar("_T", bound=Hashable)
 
@@ -64,11 +65,15 @@ def ngram_counts(tokens: Sequence[str], n: int) -> Counter[tuple[str, ...]]:
     return Counter(zip(*(tokens[i:] for i in range(n))))
 
 
+# Counter's own C counting loop (a pure-Python fallback where the C module is missing), applied
+# to a plain dict: for the few tokens of one answer a Counter's construction costs more.
+_count_into: Callable[[dict[Any, int], Iterable[Any]], None] = vars(collections)["_count_elements"]
+
+
 def _counts(items: Iterable[_T]) -> dict[_T, int]:
-    """Counts of ``items`` in a plain dict (for the few tokens of one answer, cheaper than a Counter)."""
+    """Counts of ``items`` in a plain dict (the same counts as ``Counter(items)``)."""
     out: dict[_T, int] = {}
-    for item in items:
-        out[item] = out.get(item, 0) + 1
+    _count_into(out, items)
     return out
 
 
