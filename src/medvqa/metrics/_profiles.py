@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from types import MappingProxyType
@@ -588,10 +588,31 @@ def _in_subset(row: Mapping[str, ItemValue], subset: str) -> bool:
     raise ValueError(f"unknown subset {subset!r}")
 
 
-def _score_items(prof: Profile, predictions: Sequence[Prediction]) -> tuple[list[dict[str, ItemValue]], Any]:
+def _group_keys(keys: Iterable[tuple[Any, ...] | None]) -> tuple[list[int], list[int]]:
+    """The first item of each distinct key (``None``: its own group) and each item's group."""
+    memo: dict[tuple[Any, ...], int] = {}
+    firsts: list[int] = []
+    index: list[int] = []
+    for i, key in enumerate(keys):
+        j = None if key is None else memo.get(key)
+        if j is None:
+            j = len(firsts)
+            firsts.append(i)
+            if key is not None:
+                memo[key] = j
+        index.append(j)
+    return firsts, index
+
+
+def _score_items(
+    prof: Profile, predictions: Sequence[Prediction], shared: _Shared | None = None
+) -> tuple[list[dict[str, ItemValue]], Any]:
     """Distinct per-item rows and each item's row index; equal :meth:`Profile.item_key` share a row."""
     import numpy as np
 
+    if shared is not None and prof.answers_only and type(prof).item_key is Profile.item_key:
+        firsts, index = shared.answer_groups()
+        return [prof.score_item(predictions[i]) for i in firsts], np.array(index, dtype=np.intp)
     memo: dict[tuple[Any, ...], int] = {}
     rows: list[dict[str, ItemValue]] = []
     index: list[int] = []
@@ -669,6 +690,16 @@ class _Shared:
         self.predictions = predictions
         self.order = _id_order(predictions)
         self._fields: dict[str, list[str | None]] = {}
+        self._groups: tuple[list[int], list[int]] | None = None
+
+    def answer_groups(self) -> tuple[list[int], list[int]]:
+        """:func:`_group_keys` of the default :meth:`Profile.item_key` (answers, type, its source)."""
+        if self._groups is None:
+            self._groups = _group_keys(
+                (p.reference, p.prediction, p.answer_type, p.metadata.get("answer_type_source"))
+                for p in self.predictions
+            )
+        return self._groups
 
     def field_values(self, name: str) -> list[str | None]:
         """Each item's value of a grouping field (``None`` when it has none)."""
@@ -852,7 +883,7 @@ def _score_profile(
     _check_options(n_boot, level)
     if shared is None:
         shared = _Shared(predictions)
-    rows, index = _score_items(prof, predictions)
+    rows, index = _score_items(prof, predictions, shared)
     closed = np.fromiter((bool(row["closed"]) for row in rows), dtype=bool, count=len(rows))[index]
     specs = _aggregate_specs(prof, shared, closed, by)
     order = shared.order
