@@ -611,21 +611,10 @@ def _score_items(
     import numpy as np
 
     if shared is not None and prof.answers_only and type(prof).item_key is Profile.item_key:
-        firsts, index = shared.answer_groups()
-        return [prof.score_item(predictions[i]) for i in firsts], np.array(index, dtype=np.intp)
-    memo: dict[tuple[Any, ...], int] = {}
-    rows: list[dict[str, ItemValue]] = []
-    index: list[int] = []
-    for p in predictions:
-        key = prof.item_key(p)
-        j = None if key is None else memo.get(key)
-        if j is None:
-            j = len(rows)
-            rows.append(prof.score_item(p))
-            if key is not None:
-                memo[key] = j
-        index.append(j)
-    return rows, np.array(index, dtype=np.intp)
+        firsts, index = shared.answer_groups()  # the default key, grouped once for every profile
+    else:
+        firsts, index = _group_keys(prof.item_key(p) for p in predictions)
+    return [prof.score_item(predictions[i]) for i in firsts], np.array(index, dtype=np.intp)
 
 
 def _per_item(
