@@ -151,6 +151,9 @@ def jsonl_line(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False).translate(_RAW_BREAKS) + "\n"
 
 
+_DECODE = json.JSONDecoder().decode  # what json.loads(text) calls, with the same default options
+
+
 def parse_jsonl(text: str, *, file: str | None = None, hint: str = "") -> Iterator[tuple[int, Any]]:
     """Yield ``(line_number, value)`` for every non-blank line of JSON Lines ``text``.
 
@@ -173,7 +176,8 @@ def parse_jsonl(text: str, *, file: str | None = None, hint: str = "") -> Iterat
         if not line.strip(" \t\r"):
             continue
         try:
-            value = json.loads(line)
+            # json.loads without its per-call argument checks; it still rejects a byte-order mark
+            value = json.loads(line) if line.startswith("\ufeff") else _DECODE(line)
         except json.JSONDecodeError as exc:
             extra = f"; {hint}" if hint else ""
             raise DataFormatError(f"malformed JSON line ({exc.msg}){extra}", file=file, line=number) from exc

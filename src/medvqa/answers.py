@@ -275,7 +275,7 @@ def _vqav2_punct_set() -> frozenset[str]:
     return frozenset(_vqav2_tables()[0])
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=262144)  # two profiles normalize the same predictions
 def normalize_vqav2(text: str) -> str:
     """LLaVA-Med v1.0's ``normalize_word`` (VQA v2 rules), quirks included.
 

@@ -290,3 +290,41 @@ def test_cli_swapped_labels_parity_mode(tmp_path: Path, capsys: pytest.CaptureFi
         assert json.loads(json.dumps(aggs))  # JSON-clean
     (p, r, f), swapped = values
     assert (p, r) == (1.0, pytest.approx(2 / 3)) and swapped == (f, p, r)
+
+
+class _Counting(MedEvalKitProfile):
+    """Records the id of every item it scores."""
+
+    calls: list[str]
+
+    def score_item(self, pred: Prediction) -> dict[str, Any]:
+        self.calls.append(pred.id)
+        return super().score_item(pred)
+
+
+def _counting(**kwargs: Any) -> _Counting:
+    prof = _Counting(**kwargs)
+    object.__setattr__(prof, "calls", [])
+    return prof
+
+
+def test_repeated_answers_are_scored_once_without_judge_and_per_item_with_one() -> None:
+    preds = [Prediction(str(i), "q", "liver", "Liver", "open") for i in range(3)]
+    plain = _counting()
+    result = evaluate(preds, profile=plain, n_boot=0)
+    assert plain.calls == ["0"]
+    assert [row["id"] for row in result.per_item] == ["0", "1", "2"]
+    judged = _counting(judge_verdicts={"0": True, "1": False, "2": None})
+    result = evaluate(preds, profile=judged, n_boot=0)
+    assert judged.calls == ["0", "1", "2"]
+    assert [row["correct"] for row in result.per_item] == [1.0, 0.0, 0.0]
+
+
+def test_equal_answers_from_slake_and_another_dataset_are_scored_apart() -> None:
+    # SLAKE keeps its closed annotation; elsewhere a non-yes/no truth makes the item open.
+    preds = [
+        Prediction("a", "q", "left", "left", "closed", dataset="slake"),
+        Prediction("b", "q", "left", "left", "closed", dataset="vqa_rad"),
+    ]
+    rows = evaluate(preds, profile="medevalkit", n_boot=0).per_item
+    assert [row["closed"] for row in rows] == [True, False]

@@ -194,7 +194,8 @@ def run_record_shortfall(path: Path, n_read: int) -> str | None:
 
 def score_files(args: argparse.Namespace) -> list[tuple[str, list[Prediction], ProfileResult]]:
     """Read every file and score it under every requested profile."""
-    from medvqa.metrics import MedEvalKitProfile, Profile, evaluate
+    from medvqa.metrics import MedEvalKitProfile, Profile
+    from medvqa.metrics._profiles import _score_profile, _Shared
 
     names = _profiles(args.profile)
     judge = _make_judge(args, names)
@@ -207,13 +208,22 @@ def score_files(args: argparse.Namespace) -> list[tuple[str, list[Prediction], P
         warning = run_record_shortfall(path, len(preds))
         if warning is not None:
             print(f"medvqa: WARNING: {warning}", file=sys.stderr)
+        shared = _Shared(preds)  # checked, id-sorted and grouped once for every profile
         for name in names:
             profile: str | Profile = name
             if judge is not None and name == "medevalkit":
                 profile = _judged(args, path, preds, judge)
             elif name == "medevalkit" and args.medevalkit_swapped_labels:
                 profile = MedEvalKitProfile(swapped_labels=True)
-            result = evaluate(preds, profile=profile, seed=args.seed, n_boot=args.n_boot, by=args.by)
+            result = _score_profile(
+                preds,
+                profile=profile,
+                seed=args.seed,
+                n_boot=args.n_boot,
+                by=args.by,
+                shared=shared,
+                keep_per_item=args.details is not None,
+            )
             if args.details is None:  # per-item values are only written with --details
                 result = dataclasses.replace(result, per_item=[])
             out.append((str(path), preds, result))

@@ -7,10 +7,14 @@ decide which strings they receive (extracted, normalized, tokenized).
 
 from __future__ import annotations
 
+import collections
 import math
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from typing import Any, TypeVar
+
+_T = TypeVar("_T", bound=Hashable)
 
 __all__ = [
     "containment",
@@ -61,6 +65,35 @@ def ngram_counts(tokens: Sequence[str], n: int) -> Counter[tuple[str, ...]]:
     return Counter(zip(*(tokens[i:] for i in range(n))))
 
 
+# Counter's own C counting loop (a pure-Python fallback where the C module is missing), applied
+# to a plain dict: for the few tokens of one answer a Counter's construction costs more.
+_count_into: Callable[[dict[Any, int], Iterable[Any]], None] = vars(collections)["_count_elements"]
+
+
+def _counts(items: Iterable[_T]) -> dict[_T, int]:
+    """Counts of ``items`` in a plain dict (the same counts as ``Counter(items)``)."""
+    out: dict[_T, int] = {}
+    _count_into(out, items)
+    return out
+
+
+def _ngram_dict(tokens: Sequence[str], n: int) -> dict[tuple[str, ...], int]:
+    """:func:`ngram_counts` as a plain dict."""
+    if len(tokens) < n:
+        return {}
+    return _counts(zip(*(tokens[i:] for i in range(n))))
+
+
+def _clipped(hyp: dict[_T, int], ref: dict[_T, int]) -> int:
+    """Sum over ``hyp`` of each count clipped to ``ref``'s count (the shared multiset's size)."""
+    total = 0
+    for gram, count in hyp.items():
+        other = ref.get(gram)
+        if other:
+            total += count if count < other else other
+    return total
+
+
 def sentence_bleu(
     reference: Sequence[str],
     hypothesis: Sequence[str],
@@ -88,9 +121,7 @@ def sentence_bleu(
     ref_len = len(reference)
     if hyp_len == 0:
         return 0.0
-    hyp1 = Counter(hypothesis)
-    ref1 = Counter(reference)
-    first_numerator = sum(min(c, ref1[g]) for g, c in hyp1.items())
+    first_numerator = _clipped(_counts(hypothesis), _counts(reference))
     if first_numerator == 0:
         return 0.0
     logs: list[float] = []
@@ -101,10 +132,8 @@ def sentence_bleu(
         if n == 1:
             numerator, denominator = first_numerator, hyp_len
         else:
-            counts = ngram_counts(hypothesis, n)
-            ref_counts = ngram_counts(reference, n)
-            numerator = sum(min(c, ref_counts[g]) for g, c in counts.items())
-            denominator = max(1, sum(counts.values()))
+            numerator = _clipped(_ngram_dict(hypothesis, n), _ngram_dict(reference, n))
+            denominator = max(1, hyp_len - n + 1)
         p = numerator / denominator if numerator else sys.float_info.min
         logs.append(w * math.log(p))
     bp = 1.0 if hyp_len > ref_len else math.exp(1 - ref_len / hyp_len)
@@ -127,16 +156,13 @@ def sentence_bleus(
     hyp_len = len(hypothesis)
     if hyp_len == 0:
         return tuple(0.0 for _ in weight_sets)
-    ref1 = Counter(reference)
-    first_numerator = sum(min(c, ref1[g]) for g, c in Counter(hypothesis).items())
+    first_numerator = _clipped(_counts(hypothesis), _counts(reference))
     if first_numerator == 0:
         return tuple(0.0 for _ in weight_sets)
     precisions: dict[int, float] = {1: first_numerator / hyp_len}
     for n in range(2, max((len(w) for w in weight_sets), default=1) + 1):
-        counts = ngram_counts(hypothesis, n)
-        ref_counts = ngram_counts(reference, n)
-        numerator = sum(min(c, ref_counts[g]) for g, c in counts.items())
-        denominator = max(1, sum(counts.values()))
+        numerator = _clipped(_ngram_dict(hypothesis, n), _ngram_dict(reference, n))
+        denominator = max(1, hyp_len - n + 1)
         precisions[n] = numerator / denominator if numerator else sys.float_info.min
     ref_len = len(reference)
     bp = 1.0 if hyp_len > ref_len else math.exp(1 - ref_len / hyp_len)
@@ -160,8 +186,8 @@ def vqa_prf(truth_words: Sequence[str], pred_words: Sequence[str]) -> tuple[floa
     >>> vqa_prf(["left", "lung"], ["left", "left"])
     (1.0, 0.6666666666666666, 0.8)
     """
-    cand = Counter(pred_words)
-    ref = Counter(truth_words)
+    cand = _counts(pred_words)
+    ref = _counts(truth_words)
     if not cand or not ref:
         return 0.0, 0.0, 0.0
     tp = fp = fn = 0
@@ -216,11 +242,10 @@ def torchmetrics_bleu1(reference: Sequence[str], hypothesis: Sequence[str]) -> f
     >>> torchmetrics_bleu1(["no"], ["no", "not"])
     0.5
     """
-    counts = Counter(hypothesis)
+    counts = _counts(hypothesis)
     if not counts:
         return 0.0
-    ref = Counter(reference)
-    numerator = sum(min(c, ref[w]) for w, c in counts.items())
+    numerator = _clipped(counts, _counts(reference))
     if numerator == 0:
         return 0.0
     c, r = len(hypothesis), len(reference)
@@ -236,8 +261,7 @@ def squad_f1(truth_words: Sequence[str], pred_words: Sequence[str]) -> float:
     """
     if not truth_words and not pred_words:
         return 1.0
-    common = Counter(truth_words) & Counter(pred_words)
-    same = sum(common.values())
+    same = _clipped(_counts(truth_words), _counts(pred_words))
     if same == 0:
         return 0.0
     precision = same / len(pred_words)
@@ -253,5 +277,4 @@ def token_recall(truth_words: Sequence[str], pred_words: Sequence[str]) -> float
     """
     if not truth_words:
         return 1.0
-    common = Counter(truth_words) & Counter(pred_words)
-    return sum(common.values()) / len(truth_words)
+    return _clipped(_counts(truth_words), _counts(pred_words)) / len(truth_words)

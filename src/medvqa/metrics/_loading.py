@@ -94,20 +94,23 @@ def read_predictions(
     seen: dict[str, RowRef] = {}
     skip = {id_field, reference_field, prediction_field, answer_type_field, "metadata", *_KNOWN}
     for row_no, row in _rows(p):
-        if not isinstance(row, Mapping):
+        if type(row) is not dict and not isinstance(row, Mapping):
             raise DataFormatError(f"expected a JSON object, got {type(row).__name__}", file=file, row=row_no)
-        for name in (reference_field, prediction_field):
-            if name not in row:
-                present = ", ".join(sorted(map(str, row))) or "none"
-                raise DataFormatError(
-                    f"missing field (fields present: {present}); choose it with "
-                    f"--{'reference' if name == reference_field else 'prediction'}-field",
-                    file=file,
-                    row=row_no,
-                    field=name,
-                )
-        ident = str(row[id_field]) if row.get(id_field) is not None else str(row_no.number)
-        reference = _answer_text(row[reference_field], file=file, row=row_no, field=reference_field)
+        if reference_field not in row or prediction_field not in row:
+            name = reference_field if reference_field not in row else prediction_field
+            present = ", ".join(sorted(map(str, row))) or "none"
+            raise DataFormatError(
+                f"missing field (fields present: {present}); choose it with "
+                f"--{'reference' if name == reference_field else 'prediction'}-field",
+                file=file,
+                row=row_no,
+                field=name,
+            )
+        raw_id = row.get(id_field)
+        ident = raw_id if type(raw_id) is str else str(row_no.number) if raw_id is None else str(raw_id)
+        reference = row[reference_field]
+        if type(reference) is not str:
+            reference = _answer_text(reference, file=file, row=row_no, field=reference_field)
         if not reference.strip():
             raise DataFormatError(
                 f"item {ident!r} has an empty reference answer; every item needs one",
@@ -116,14 +119,17 @@ def read_predictions(
                 field=reference_field,
             )
         raw_pred = row[prediction_field]
-        if isinstance(raw_pred, (dict, list)):
+        if type(raw_pred) is str:
+            prediction = raw_pred
+        elif isinstance(raw_pred, (dict, list)):
             raise DataFormatError(
                 f"prediction must be text, got {type(raw_pred).__name__}",
                 file=file,
                 row=row_no,
                 field=prediction_field,
             )
-        prediction = _prediction_text(raw_pred)
+        else:
+            prediction = _prediction_text(raw_pred)
         if ident in seen:
             raise DataFormatError(
                 f"duplicate id {ident!r} (first seen at {seen[ident]}); ids must be unique",
@@ -136,9 +142,10 @@ def read_predictions(
         nested = row.get("metadata")
         if isinstance(nested, Mapping):
             meta.update(nested)
-        for key, value in row.items():
-            if key not in skip and (value is None or isinstance(value, (str, int, float, bool))):
-                meta.setdefault(str(key), value)
+        if not skip.issuperset(row):
+            for key, value in row.items():
+                if key not in skip and (value is None or isinstance(value, (str, int, float, bool))):
+                    meta.setdefault(str(key), value)
         raw_type = row.get(answer_type_field)
         if raw_type is None:
             answer_type = infer_answer_type(reference)

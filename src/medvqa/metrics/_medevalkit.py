@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import math
 import sys
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from medvqa.metrics._items import ngram_counts, sentence_bleu
+from medvqa.metrics._items import _clipped, _counts, _ngram_dict, sentence_bleu
 from medvqa.metrics._profiles import AggregateSpec, ItemValue, Profile, _common
 from medvqa.records import Prediction
 
@@ -163,15 +162,13 @@ def medevalkit_bleu_1_to_4(pred: str, truth: str) -> tuple[float, float, float, 
     True
     """
     ref, hyp = medevalkit_tokenize(truth), medevalkit_tokenize(pred)
-    ref1 = Counter(ref)
-    if not sum(min(c, ref1[g]) for g, c in Counter(hyp).items()):
+    first = _clipped(_counts(hyp), _counts(ref))
+    if not first:
         return 0.0, 0.0, 0.0, 0.0
-    precisions: list[float] = []
-    for k in (1, 2, 3, 4):
-        counts = ngram_counts(hyp, k)
-        ref_counts = ngram_counts(ref, k)
-        numerator = sum(min(c, ref_counts[g]) for g, c in counts.items())
-        denominator = len(hyp) if k == 1 else max(1, sum(counts.values()))
+    precisions: list[float] = [first / len(hyp)]
+    for k in (2, 3, 4):
+        numerator = _clipped(_ngram_dict(hyp, k), _ngram_dict(ref, k))
+        denominator = max(1, len(hyp) - k + 1)
         precisions.append(numerator / denominator if numerator else sys.float_info.min)
     bp = 1.0 if len(hyp) > len(ref) else math.exp(1 - len(ref) / len(hyp))
     out = [bp * math.exp(math.fsum((1 / n) * math.log(p) for p in precisions[:n])) for n in (1, 2, 3, 4)]
@@ -343,6 +340,13 @@ class MedEvalKitProfile(Profile):
         if self.judge_verdicts is not None:
             out["judge"] = dict(self.judge or {})
         return out
+
+    def item_key(self, pred: Prediction) -> tuple[Any, ...] | None:
+        """Answers, type and whether the dataset is SLAKE; ``None`` with judge verdicts (by id)."""
+        if self.judge_verdicts is not None:
+            return None
+        source = pred.metadata.get("answer_type_source")
+        return (pred.reference, pred.prediction, pred.answer_type, source, "slake" in pred.dataset.lower())
 
     def score_item(self, pred: Prediction) -> dict[str, ItemValue]:
         reply, pre_rule = medevalkit_pre_extract(pred.prediction)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from types import MappingProxyType
@@ -106,6 +106,17 @@ class Profile:
     def score_item(self, pred: Prediction) -> dict[str, ItemValue]:
         """Per-item values for one prediction."""
         raise NotImplementedError
+
+    def item_key(self, pred: Prediction) -> tuple[Any, ...] | None:
+        """What :meth:`score_item`'s values depend on besides the id (``None``: unknown).
+
+        Two items with equal keys get the same values (but their ids), so :func:`evaluate`
+        scores each key once. Without :attr:`answers_only` the key is ``None`` (every item
+        is scored).
+        """
+        if not self.answers_only:
+            return None
+        return (pred.reference, pred.prediction, pred.answer_type, pred.metadata.get("answer_type_source"))
 
     def is_closed(self, pred: Prediction, truth_norm: str) -> bool:
         """The dataset's annotation when there is one, else: normalized truth is yes/no."""
@@ -577,28 +588,55 @@ def _in_subset(row: Mapping[str, ItemValue], subset: str) -> bool:
     raise ValueError(f"unknown subset {subset!r}")
 
 
-def _score_items(prof: Profile, predictions: Sequence[Prediction]) -> list[dict[str, ItemValue]]:
-    """Per-item values; with :attr:`Profile.answers_only`, items that differ only in id are scored once."""
-    if not prof.answers_only:
-        return [prof.score_item(p) for p in predictions]
-    memo: dict[tuple[Any, ...], dict[str, ItemValue]] = {}
+def _group_keys(keys: Iterable[tuple[Any, ...] | None]) -> tuple[list[int], list[int]]:
+    """The first item of each distinct key (``None``: its own group) and each item's group."""
+    memo: dict[tuple[Any, ...], int] = {}
+    firsts: list[int] = []
+    index: list[int] = []
+    for i, key in enumerate(keys):
+        j = None if key is None else memo.get(key)
+        if j is None:
+            j = len(firsts)
+            firsts.append(i)
+            if key is not None:
+                memo[key] = j
+        index.append(j)
+    return firsts, index
+
+
+def _score_items(
+    prof: Profile, predictions: Sequence[Prediction], shared: _Shared | None = None
+) -> tuple[list[dict[str, ItemValue]], Any]:
+    """Distinct per-item rows and each item's row index; equal :meth:`Profile.item_key` share a row."""
+    import numpy as np
+
+    if shared is not None and prof.answers_only and type(prof).item_key is Profile.item_key:
+        firsts, index = shared.answer_groups()  # the default key, grouped once for every profile
+    else:
+        firsts, index = _group_keys(prof.item_key(p) for p in predictions)
+    return [prof.score_item(predictions[i]) for i in firsts], np.array(index, dtype=np.intp)
+
+
+def _per_item(
+    rows: Sequence[dict[str, ItemValue]], index: Sequence[int], predictions: Sequence[Prediction]
+) -> list[dict[str, ItemValue]]:
+    """One dict per item: a shared row's first item gets the row, later ones a copy with their id."""
+    used = bytearray(len(rows))
     out: list[dict[str, ItemValue]] = []
-    for p in predictions:
-        key = (p.reference, p.prediction, p.answer_type, p.metadata.get("answer_type_source"))
-        row = memo.get(key)
-        if row is None:
-            row = prof.score_item(p)
-            memo[key] = row
-            out.append(row)
+    for j, p in zip(index, predictions):
+        if used[j]:
+            out.append({**rows[j], "id": p.id})
         else:
-            out.append({**row, "id": p.id})
+            used[j] = 1
+            out.append(rows[j])
     return out
 
 
-def _column(per_item: Sequence[Mapping[str, ItemValue]], metric: str) -> Any:
+def _column(rows: Sequence[Mapping[str, ItemValue]], index: Any, metric: str) -> Any:
+    """One metric's per-item values as floats, read once per distinct row."""
     import numpy as np
 
-    return np.fromiter(map(itemgetter(metric), per_item), dtype=np.float64, count=len(per_item))
+    return np.fromiter(map(itemgetter(metric), rows), dtype=np.float64, count=len(rows))[index]
 
 
 def _id_order(predictions: Sequence[Prediction]) -> Any:
@@ -608,17 +646,67 @@ def _id_order(predictions: Sequence[Prediction]) -> Any:
     return np.array(sorted(range(len(ids)), key=ids.__getitem__), dtype=np.intp)
 
 
+def _check_options(n_boot: int, level: float) -> None:
+    if n_boot < 0:
+        raise ValueError(f"n_boot must be >= 0, got {n_boot}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+
+
+def _check_items(predictions: Sequence[Prediction]) -> None:
+    """Raise ValueError for duplicate ids, non-text answers or an empty reference."""
+    seen: dict[str, int] = {}
+    for i, p in enumerate(predictions):
+        if p.id in seen:
+            raise ValueError(f"duplicate id {p.id!r} at items {seen[p.id]} and {i}; ids must be unique")
+        seen[p.id] = i
+        if type(p.reference) is not str or type(p.prediction) is not str:
+            for name in ("reference", "prediction"):
+                value = getattr(p, name)
+                if not isinstance(value, str):
+                    raise ValueError(
+                        f"item {p.id!r} (index {i}): {name} must be text, got {type(value).__name__} {value!r}"
+                    )
+        if not p.reference.strip():
+            raise ValueError(f"item {p.id!r} (index {i}) has an empty reference answer; it cannot be scored")
+
+
+class _Shared:
+    """What every profile of one :func:`evaluate` call reads from the items, checked and made once."""
+
+    def __init__(self, predictions: Sequence[Prediction]) -> None:
+        _check_items(predictions)
+        self.predictions = predictions
+        self.order = _id_order(predictions)
+        self._fields: dict[str, list[str | None]] = {}
+        self._groups: tuple[list[int], list[int]] | None = None
+
+    def answer_groups(self) -> tuple[list[int], list[int]]:
+        """:func:`_group_keys` of the default :meth:`Profile.item_key` (answers, type, its source)."""
+        if self._groups is None:
+            self._groups = _group_keys(
+                (p.reference, p.prediction, p.answer_type, p.metadata.get("answer_type_source"))
+                for p in self.predictions
+            )
+        return self._groups
+
+    def field_values(self, name: str) -> list[str | None]:
+        """Each item's value of a grouping field (``None`` when it has none)."""
+        if name not in self._fields:
+            self._fields[name] = [_field_value(p, name) for p in self.predictions]
+        return self._fields[name]
+
+
 def _aggregate_specs(
     prof: Profile,
-    predictions: Sequence[Prediction],
-    per_item: Sequence[Mapping[str, ItemValue]],
+    shared: _Shared,
+    closed: Any,
     by: Sequence[str] | None,
 ) -> list[tuple[AggregateSpec, str, str, Any]]:
     """Every aggregate to compute: its spec, key, subset label and boolean item mask."""
     import numpy as np
 
-    n = len(per_item)
-    closed = np.fromiter((bool(row["closed"]) for row in per_item), dtype=bool, count=n)
+    n = len(closed)
     masks = {"all": np.ones(n, dtype=bool), "closed": closed, "open": ~closed}
     for spec in prof.aggregates:
         if spec.subset not in masks:
@@ -626,7 +714,7 @@ def _aggregate_specs(
     specs = [(spec, spec.key, spec.subset, masks[spec.subset]) for spec in prof.aggregates]
     fields = prof.default_by if by is None else tuple(by)
     for fname in fields:
-        values = [_field_value(p, fname) for p in predictions]
+        values = shared.field_values(fname)
         if prof.fold_group_values:
             values = [None if v is None or not v.strip() else v.strip().lower() for v in values]
         if all(v is None for v in values):
@@ -717,9 +805,15 @@ def evaluate(
         chosen.extend(sorted(PROFILES) if item == "all" else [item])
     if not chosen:
         raise ValueError("profile: give at least one profile name")
+    for item in chosen:
+        get_profile(item)  # an unknown name fails before any scoring
+    _check_options(n_boot, level)
+    shared = _Shared(predictions)
     out: dict[str, ProfileResult] = {}
     for item in chosen:
-        result = _score_profile(predictions, profile=item, seed=seed, n_boot=n_boot, by=by, level=level)
+        result = _score_profile(
+            predictions, profile=item, seed=seed, n_boot=n_boot, by=by, level=level, shared=shared
+        )
         if result.profile in out:
             raise ValueError(f"profile {result.profile!r} given twice")
         out[result.profile] = result
@@ -734,6 +828,8 @@ def _score_profile(
     n_boot: int = 1000,
     by: Sequence[str] | None = None,
     level: float = 0.95,
+    shared: _Shared | None = None,
+    keep_per_item: bool = True,
 ) -> ProfileResult:
     """Score predictions under one profile (what :func:`evaluate` does for each profile).
 
@@ -751,6 +847,8 @@ def _score_profile(
             modality and content type). Fields absent from every item are ignored; items
             without the field are grouped under ``(missing)``; empty groups are left out.
         level: Confidence level of the intervals.
+        shared: The checked items' id order and group values (made here when not given).
+        keep_per_item: Whether to return the per-item values (``False``: an empty list).
 
     Returns:
         The aggregates and per-item values.
@@ -768,33 +866,21 @@ def _score_profile(
     >>> _score_profile(preds, n_boot=200)["accuracy"].format(2)
     '1.00 [1.00, 1.00]'
     """
+    import numpy as np
+
     prof = get_profile(profile)
-    if n_boot < 0:
-        raise ValueError(f"n_boot must be >= 0, got {n_boot}")
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must lie in (0, 1), got {level}")
-    seen: dict[str, int] = {}
-    for i, p in enumerate(predictions):
-        if p.id in seen:
-            raise ValueError(f"duplicate id {p.id!r} at items {seen[p.id]} and {i}; ids must be unique")
-        seen[p.id] = i
-        if type(p.reference) is not str or type(p.prediction) is not str:
-            for name in ("reference", "prediction"):
-                value = getattr(p, name)
-                if not isinstance(value, str):
-                    raise ValueError(
-                        f"item {p.id!r} (index {i}): {name} must be text, got {type(value).__name__} {value!r}"
-                    )
-        if not p.reference.strip():
-            raise ValueError(f"item {p.id!r} (index {i}) has an empty reference answer; it cannot be scored")
-    per_item = _score_items(prof, predictions)
-    specs = _aggregate_specs(prof, predictions, per_item, by)
-    order = _id_order(predictions)
+    _check_options(n_boot, level)
+    if shared is None:
+        shared = _Shared(predictions)
+    rows, index = _score_items(prof, predictions, shared)
+    closed = np.fromiter((bool(row["closed"]) for row in rows), dtype=bool, count=len(rows))[index]
+    specs = _aggregate_specs(prof, shared, closed, by)
+    order = shared.order
     columns: dict[str, Any] = {}
 
     def column(metric: str) -> Any:
         if metric not in columns:
-            columns[metric] = _column(per_item, metric)
+            columns[metric] = _column(rows, index, metric)
         return columns[metric]
 
     aggregates: dict[str, Aggregate] = {}
@@ -825,7 +911,7 @@ def _score_profile(
     return ProfileResult(
         profile=prof.name,
         aggregates=aggregates,
-        per_item=per_item,
+        per_item=_per_item(rows, index.tolist(), predictions) if keep_per_item else [],
         metric_names=prof.metric_names,
         n=len(predictions),
         seed=seed,
