@@ -96,8 +96,13 @@ def child(folder: str, warmup_folder: str, variant: str) -> None:
         Image.new("RGB", (64, 64), (60 * i, 90, 200)).save(buf, "PNG")
         samples.append(
             VQASample(
-                id=f"q{i}", question="Is there a fracture in the left rib?", answer="no",
-                answer_type="closed", answer_type_source="annotation", dataset="demo", split="train",
+                id=f"q{i}",
+                question="Is there a fracture in the left rib?",
+                answer="no",
+                answer_type="closed",
+                answer_type_source="annotation",
+                dataset="demo",
+                split="train",
                 image=ImageRef(data=buf.getvalue()),
             )
         )
@@ -145,7 +150,17 @@ def main() -> int:
         save_tiny_idefics2(Path(tmp) / "tiny", seed=0, size="tiny")
         for variant in ("lora", "qlora"):
             proc = subprocess.run(
-                [sys.executable, __file__, "--child", str(Path(tmp) / "small"), str(Path(tmp) / "tiny"), variant], capture_output=True, text=True, check=False
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    str(Path(tmp) / "small"),
+                    str(Path(tmp) / "tiny"),
+                    variant,
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
             )
             lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
             if proc.returncode != 0 or not lines:

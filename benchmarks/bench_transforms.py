@@ -41,7 +41,9 @@ def _load_slake(root: Path) -> list[Any]:
                     answer_type_source="annotation",
                     dataset="slake",
                     split="test",
-                    image=ImageRef(path=str(root / "imgs" / row["img_name"]), root=str(root), name=row["img_name"]),
+                    image=ImageRef(
+                        path=str(root / "imgs" / row["img_name"]), root=str(root), name=row["img_name"]
+                    ),
                     metadata={"modality": row.get("modality"), "location": row.get("location")},
                 )
             )
@@ -67,7 +69,9 @@ def main() -> int:
 
     decode_s, _ = best_of(decode, repeat=2)
     swap_s, swapped = best_of(lambda: SwapImages(seed=0)(samples), repeat=3)
-    within_s, _ = best_of(lambda: SwapImages(seed=0, within=("modality",), fallback="pool")(samples), repeat=3)
+    within_s, _ = best_of(
+        lambda: SwapImages(seed=0, within=("modality",), fallback="pool")(samples), repeat=3
+    )
     blank_s, blanked = best_of(lambda: BlankImage()(samples), repeat=3)
     assert len(swapped) == len(blanked) == n
 

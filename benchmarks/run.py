@@ -32,7 +32,9 @@ def _fmt(x: object) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("filter", nargs="*", help="run only benchmarks whose file name contains one of these")
     parser.add_argument("--verbose", action="store_true", help="show everything the benchmarks print")
     parser.add_argument("--json", type=Path, help="also write all results to this JSON file")

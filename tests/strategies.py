@@ -28,7 +28,9 @@ def image_sample_lists(draw: st.DrawFn, *, max_size: int = 14, max_contents: int
 
     n = draw(st.integers(min_value=0, max_value=max_size))
     contents = draw(st.lists(st.integers(0, max_contents - 1), min_size=n, max_size=n))
-    ids = draw(st.lists(st.text("abcdefgh0123456789", min_size=1, max_size=6), min_size=n, max_size=n, unique=True))
+    ids = draw(
+        st.lists(st.text("abcdefgh0123456789", min_size=1, max_size=6), min_size=n, max_size=n, unique=True)
+    )
     modalities = draw(st.lists(st.sampled_from(["CT", "MRI"]), min_size=n, max_size=n))
     samples = []
     for k, (sample_id, content, modality) in enumerate(zip(ids, contents, modalities)):
@@ -53,9 +55,9 @@ def image_sample_lists(draw: st.DrawFn, *, max_size: int = 14, max_contents: int
 #: "yes"/"no" written the ways releases write them: any case, surrounding whitespace,
 #: trailing punctuation. Every value is a closed answer.
 yes_no_variants = st.builds(
-    lambda word, casing, left, right, punct: left + "".join(
-        c.upper() if up else c.lower() for c, up in zip(word, casing)
-    ) + punct + right,
+    lambda word, casing, left, right, punct: (
+        left + "".join(c.upper() if up else c.lower() for c, up in zip(word, casing)) + punct + right
+    ),
     st.sampled_from(["yes", "no"]),
     st.lists(st.booleans(), min_size=3, max_size=3),
     st.sampled_from(["", " ", "  ", "\t", "\n"]),
@@ -92,7 +94,9 @@ answer_words = st.sampled_from(
 )  # fmt: skip
 
 #: Punctuation and spacing that answers and model replies carry.
-answer_punct = st.sampled_from([".", ",", "?", "!", ";", ":", "'", '"', "(", ")", "-", "/", " ", "  ", "\n", "..."])
+answer_punct = st.sampled_from(
+    [".", ",", "?", "!", ";", ":", "'", '"', "(", ")", "-", "/", " ", "  ", "\n", "..."]
+)
 
 #: A short answer-like string: words joined by spaces, sometimes with punctuation and case changes.
 answer_text = st.lists(st.one_of(answer_words, answer_words.map(str.upper), answer_punct), max_size=8).map(
@@ -134,8 +138,14 @@ def prediction_lists(draw: st.DrawFn, min_size: int = 1, max_size: int = 12) -> 
         ref = draw(answer_text.filter(lambda s: s.strip() != ""))
         pred = draw(st.one_of(answer_text, model_reply, st.just(ref)))
         kind = draw(st.sampled_from(["closed", "open"]))
-        meta = draw(st.sampled_from([{}, {"modality": "CT"}, {"modality": "MRI"}, {"answer_type_source": "inferred"}]))
-        out.append(Prediction(id=f"item-{i}", question="q", reference=ref, prediction=pred, answer_type=kind, metadata=meta))
+        meta = draw(
+            st.sampled_from([{}, {"modality": "CT"}, {"modality": "MRI"}, {"answer_type_source": "inferred"}])
+        )
+        out.append(
+            Prediction(
+                id=f"item-{i}", question="q", reference=ref, prediction=pred, answer_type=kind, metadata=meta
+            )
+        )
     return out
 
 
@@ -189,7 +199,8 @@ stage_config_kwargs = st.fixed_dictionaries(
         "holdout_fraction": st.sampled_from([0.0, 0.05, 0.1, 0.25]),
         "instruction": st.none() | st.text(min_size=1, max_size=40).filter(lambda t: t.strip() != ""),
         "data_options": st.dictionaries(
-            st.text("abc", min_size=1, max_size=3), st.none() | st.booleans() | st.integers() | st.text(max_size=5)
+            st.text("abc", min_size=1, max_size=3),
+            st.none() | st.booleans() | st.integers() | st.text(max_size=5),
         ),
     }
 )

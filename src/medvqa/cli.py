@@ -40,8 +40,19 @@ _COMMAND_MODULES: tuple[str, ...] = (
 # Modules of the ``medvqa[train]`` extra: a command that needs one of them and does not find
 # it says which extra to install instead of showing an import traceback.
 _TRAIN_EXTRA_MODULES = frozenset(
-    {"torch", "transformers", "peft", "bitsandbytes", "accelerate", "datasets", "tokenizers",
-     "safetensors", "tqdm", "yaml", "matplotlib"}
+    {
+        "torch",
+        "transformers",
+        "peft",
+        "bitsandbytes",
+        "accelerate",
+        "datasets",
+        "tokenizers",
+        "safetensors",
+        "tqdm",
+        "yaml",
+        "matplotlib",
+    }
 )
 
 
@@ -56,9 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run 'medvqa COMMAND --help' for the options and an example of each command.",
     )
     parser.add_argument("--version", action="version", version=f"medvqa {__version__}")
-    parser.add_argument(
-        "--debug", action="store_true", help="show the full traceback when a command fails"
-    )
+    parser.add_argument("--debug", action="store_true", help="show the full traceback when a command fails")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
         if importlib.util.find_spec(name) is None:

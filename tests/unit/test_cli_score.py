@@ -153,7 +153,9 @@ def test_read_predictions_errors_name_row_and_field(tmp_path: Path) -> None:
     with pytest.raises(DataFormatError, match=r"line 2, field 'reference': item 'b' has an empty"):
         read_predictions(bad)
     missing = _write_jsonl(tmp_path / "missing.jsonl", [{"id": "a", "answer": "yes", "prediction": "yes"}])
-    with pytest.raises(DataFormatError, match=r"line 1, field 'reference': missing field .*--reference-field"):
+    with pytest.raises(
+        DataFormatError, match=r"line 1, field 'reference': missing field .*--reference-field"
+    ):
         read_predictions(missing)
     kind = _write_jsonl(
         tmp_path / "kind.jsonl", [{"reference": "yes", "prediction": "y", "answer_type": "yn"}]

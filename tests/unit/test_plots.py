@@ -43,7 +43,9 @@ def test_sweep_data_is_sorted_by_size_and_keeps_intervals(tmp_path: Path) -> Non
     ]
     data = sweep_plot_data(rows, metrics=["m"])
     assert data["sizes"] == [0, 7000]
-    assert data["series"] == [{"metric": "m", "value": [0.5, 0.6], "ci_low": [0.4, 0.5], "ci_high": [0.6, 0.7]}]
+    assert data["series"] == [
+        {"metric": "m", "value": [0.5, 0.6], "ci_low": [0.4, 0.5], "ci_high": [0.6, 0.7]}
+    ]
     pytest.importorskip("matplotlib")
     assert plot_sweep(rows, tmp_path / "sweep.png", metrics=["m"]).read_bytes().startswith(PNG)
     assert json.loads((tmp_path / "sweep.json").read_text())["sizes"] == [0, 7000]

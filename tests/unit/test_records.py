@@ -15,8 +15,13 @@ from medvqa.records import open_rgb
 
 def _sample(**kw: object) -> VQASample:
     base: dict[str, object] = {
-        "id": "d:test:1", "question": "q?", "answer": "yes", "answer_type": "closed",
-        "answer_type_source": "inferred", "dataset": "d", "split": "test",
+        "id": "d:test:1",
+        "question": "q?",
+        "answer": "yes",
+        "answer_type": "closed",
+        "answer_type_source": "inferred",
+        "dataset": "d",
+        "split": "test",
     }
     base.update(kw)
     return VQASample(**base)  # type: ignore[arg-type]
@@ -100,8 +105,14 @@ def test_image_ref_bytes_and_hash(tmp_path: Path) -> None:
 
 
 def test_prediction_round_trip_and_errors() -> None:
-    p = Prediction(id="x", question="q", reference="yes", prediction="Yes.", answer_type="closed",
-                   metadata={"transforms": "swap"})
+    p = Prediction(
+        id="x",
+        question="q",
+        reference="yes",
+        prediction="Yes.",
+        answer_type="closed",
+        metadata={"transforms": "swap"},
+    )
     assert Prediction.from_dict(p.to_dict()) == p
     with pytest.raises(DataFormatError, match=r"f\.jsonl, line 3, field 'reference'"):
         Prediction.from_dict({"id": "x", "prediction": "", "answer_type": "open"}, file="f.jsonl", line=3)
