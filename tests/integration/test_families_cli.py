@@ -103,3 +103,19 @@ def test_a_training_stage_runs_and_its_adapter_evaluates(family: str, tmp_path: 
     assert result.global_step == cfg.max_steps
     model, _ = load_trained_model("tiny", result.adapter_dir, quantization="none", family=family)
     assert model.config.model_type in FAMILIES[family].model_types and not model.training
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", sorted(f for f in FAMILIES if f != "idefics2"))  # idefics2: test_demo.py
+def test_the_demo_runs_end_to_end_for_every_family(family: str, tmp_path: Path) -> None:
+    """Two-stage training, every table row (swap, expert prompt, nonsense, OOD) and scoring, per family."""
+    out = tmp_path / "demo"
+    argv = ["demo", "--family", family, "--sweep-sizes", "none", "--stage1-size", "8", "--eval-limit", "3"]
+    assert main([*argv, "--n-boot", "0", "--no-progress", "--output", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert report["config"]["family"] == family
+    rows = {"base", "two-stage", "two-stage, OOD", "two-stage, swapped images", "two-stage, expert prompt"}
+    assert rows <= set(report["rows"])
+    assert all(report["rows"][name]["n"] == 3 for name in rows)
+    assert report["visual_reliance"]["transform"].startswith("swap_images")
+    assert (out / "report.md").is_file()
