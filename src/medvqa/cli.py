@@ -13,7 +13,8 @@ import argparse
 import importlib
 import importlib.util
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from medvqa import __version__
 
@@ -88,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help(sys.stderr)
         return 2
+    undo = _quiet_transformers() if getattr(args, "no_progress", False) else None
     try:
         code = func(args)
     except KeyboardInterrupt:
@@ -110,7 +112,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         kind = "error" if expected else f"unexpected {type(exc).__name__}"
         print(f"medvqa: {kind}: {exc} (rerun with --debug for the traceback)", file=sys.stderr)
         return 1
+    finally:
+        if undo is not None:
+            undo()
     return int(code or 0)
+
+
+def _quiet_transformers() -> Callable[[], None] | None:
+    """``--no-progress``: hide transformers' own progress bars (loading and saving weights) too.
+
+    Returns the undo, or ``None`` when transformers is not installed (light commands).
+    """
+    try:
+        from transformers.utils import logging as _hf_logging
+    except ModuleNotFoundError:
+        return None
+    hf_logging: Any = _hf_logging
+    was_enabled = bool(hf_logging.is_progress_bar_enabled())
+    hf_logging.disable_progress_bar()
+    return hf_logging.enable_progress_bar if was_enabled else None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -245,8 +245,6 @@ def _predict(args: argparse.Namespace, restore: list[Any]) -> int:
         run.update(as_run=True, dropout_seed=args.dropout_seed, as_run_note=AS_RUN_NOTE)
         print(AS_RUN_NOTE, file=sys.stderr)
     check_run_record(args.output, run, resume_unverified=args.resume_unverified)
-    if args.no_progress:
-        restore.append(_quiet_transformers())
     model: Any = engine  # the server engine stands in for the model
     processor: Any = None
     with tempfile.TemporaryDirectory(prefix="medvqa-tiny-") as tmp:
@@ -374,13 +372,3 @@ def _as_run_settings(args: argparse.Namespace) -> None:
     quantization, _ = as_run_loading(args.adapter)
     args.quantization = quantization
     args.dtype = "float16" if torch.cuda.is_available() else "float32"
-
-
-def _quiet_transformers() -> Any:
-    """Hide transformers' own progress bars (saving, loading weights); returns the undo."""
-    from transformers.utils import logging as _hf_logging
-
-    hf_logging: Any = _hf_logging
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    return hf_logging.enable_progress_bar if was_enabled else (lambda: None)
