@@ -121,8 +121,10 @@ def test_predict_bad_model_adapter_and_dataset_are_one_clear_line(
     assert "adapter_config.json: not a readable JSON adapter config" in _error_line(capsys)
     assert main([*base, "--model", "tiny", "--dataset", "path_vqa"]) == 1
     assert "--data is required for 'path_vqa'" in _error_line(capsys)
-    assert main([*base, "--model", "tiny", "--batch-size", "0"]) == 1
-    assert "--batch-size must be at least 1" in _error_line(capsys)
+    with pytest.raises(SystemExit) as too_small:  # argparse: every count option is at least 1
+        main([*base, "--model", "tiny", "--batch-size", "0"])
+    assert too_small.value.code == 2
+    assert "argument --batch-size: must be a whole number of at least 1, got '0'" in capsys.readouterr().err
     with pytest.raises(SystemExit) as info:  # argparse: unknown dataset name
         main(["predict", "--model", "tiny", "--dataset", "vqa-rad", "--output", out])
     assert info.value.code == 2

@@ -18,6 +18,7 @@ __all__ = [
     "add_report_to_option",
     "bundled_sample",
     "load_questions",
+    "positive_int",
     "read_prediction_file",
     "resolve_prompt",
     "server_engine",
@@ -193,3 +194,23 @@ def read_prediction_file(path: Path, args: argparse.Namespace) -> list[Predictio
         prediction_field=args.prediction_field,
         answer_type_field=args.answer_type_field,
     )
+
+
+def positive_int(text: str) -> int:
+    """The argparse type of every count option (``--limit``, ``--eval-limit``, ``--batch-size``,
+    ``--max-new-tokens``): an integer of at least 1, so that ``--eval-limit -5`` is refused instead
+    of silently dropping the last five questions.
+
+    >>> positive_int("3")
+    3
+    >>> positive_int("-5")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: must be a whole number of at least 1, got '-5'
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return value

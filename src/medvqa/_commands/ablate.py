@@ -7,7 +7,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from medvqa._commands._common import DATASET_NAMES, add_generation_loading_options, bundled_sample
+from medvqa._commands._common import (
+    DATASET_NAMES,
+    add_generation_loading_options,
+    bundled_sample,
+    positive_int,
+)
 from medvqa._commands._run_options import add_run_options
 
 __all__ = ["register"]
@@ -74,7 +79,9 @@ def register(subparsers: Any) -> None:
         "--data", type=Path, default=None, help="release folder or file (default: the bundled sample)"
     )
     p.add_argument("--split", default="test", help="split to run on (default: test)")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N samples, in dataset order")
+    p.add_argument(
+        "--limit", type=positive_int, default=None, help="use only the first N samples, in dataset order"
+    )
     p.add_argument(
         "--transforms",
         required=True,
@@ -86,9 +93,9 @@ def register(subparsers: Any) -> None:
         "--profile", default="strict", help="scoring profile of the paired differences (default: strict)"
     )
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates (default: 1000)")
-    p.add_argument("--batch-size", type=int, default=8, help="generation batch size (default: 8)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="generation batch size (default: 8)")
     p.add_argument(
-        "--max-new-tokens", type=int, default=20, help="longest answer (default: 20, as the paper)"
+        "--max-new-tokens", type=positive_int, default=20, help="longest answer (default: 20, as the paper)"
     )
     p.add_argument("--prompt", default=None, help="prompt template name (default: the paper's)")
     p.add_argument(

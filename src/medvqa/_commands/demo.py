@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from medvqa._commands._common import positive_int
+
 __all__ = ["register"]
 
 _EPILOG = """\
@@ -89,7 +91,10 @@ def register(subparsers: Any) -> None:
         help="stage-1 sizes of the sweep, comma-separated; 'none' skips it (default: 0,half,all for tiny)",
     )
     p.add_argument(
-        "--eval-limit", type=int, default=None, help="score only the first N test questions (paper: 400)"
+        "--eval-limit",
+        type=positive_int,
+        default=None,
+        help="score only the first N test questions (paper: 400)",
     )
     p.add_argument(
         "--profiles", default="paper,strict", help="scoring profiles, comma-separated (default: paper,strict)"

@@ -13,6 +13,7 @@ from medvqa._commands._common import (
     add_generation_loading_options,
     add_report_to_option,
     load_questions,
+    positive_int,
     resolve_prompt,
     server_engine,
 )
@@ -76,7 +77,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--data", default=None, help="dataset folder (default: the bundled sample)")
     p.add_argument("--split", default="test", help="split to answer (default: test)")
     p.add_argument(
-        "--limit", type=int, default=None, help="answer only the first N questions in dataset order"
+        "--limit", type=positive_int, default=None, help="answer only the first N questions in dataset order"
     )
     p.add_argument("--prompt", choices=("paper", "expert", "caption"), default=None, help="built-in prompt")
     p.add_argument("--instruction", default=None, help="custom instruction text replacing 'Answer briefly.'")
@@ -89,9 +90,14 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--profiles", default="paper,strict", help="scoring profiles, comma-separated (default: paper,strict)"
     )
-    p.add_argument("--max-new-tokens", type=int, default=20, help="longest answer in tokens (paper: 20)")
     p.add_argument(
-        "--batch-size", type=int, default=None, help="generation batch size (default: 8; 1 with --as-run)"
+        "--max-new-tokens", type=positive_int, default=20, help="longest answer in tokens (paper: 20)"
+    )
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=None,
+        help="generation batch size (default: 8; 1 with --as-run)",
     )
     p.add_argument(
         "--as-run",

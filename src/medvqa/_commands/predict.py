@@ -13,6 +13,7 @@ from medvqa._commands._common import (
     add_engine_options,
     add_generation_loading_options,
     load_questions,
+    positive_int,
     resolve_prompt,
     server_engine,
 )
@@ -120,14 +121,14 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--limit",
-        type=int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="answer only the first N questions, in dataset order (the paper scored the first 400)",
     )
     p.add_argument(
         "--batch-size",
-        type=int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="questions per generate call (default: 8, 1 with --as-run; the paper used 1). Batch size 1 and 8 give "
@@ -136,7 +137,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--max-new-tokens",
-        type=int,
+        type=positive_int,
         default=20,
         metavar="N",
         help="longest answer in tokens (default: 20, as the paper; it used 50 for nonsense questions)",

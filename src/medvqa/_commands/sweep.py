@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from medvqa._commands._common import add_report_to_option
+from medvqa._commands._common import add_report_to_option, positive_int
 from medvqa._commands._stage_options import (
     add_two_stage_options,
     add_two_stage_sources,
@@ -50,7 +50,10 @@ def register(subparsers: Any) -> None:
     add_two_stage_sources(p)
     add_report_to_option(p)
     p.add_argument(
-        "--eval-limit", type=int, default=None, help="score only the first N test questions (paper: 400)"
+        "--eval-limit",
+        type=positive_int,
+        default=None,
+        help="score only the first N test questions (paper: 400)",
     )
     p.add_argument(
         "--profiles", default="paper,strict", help="scoring profiles, comma-separated (default: paper,strict)"
@@ -58,7 +61,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--n-boot", type=int, default=1000, help="bootstrap replicates of the intervals (default: 1000)"
     )
-    p.add_argument("--batch-size", type=int, default=8, help="generation batch size (default: 8)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="generation batch size (default: 8)")
     p.add_argument("--output", type=Path, required=True, help="output folder of the sweep")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=_run)

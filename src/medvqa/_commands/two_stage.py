@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from medvqa._commands._common import add_report_to_option
+from medvqa._commands._common import add_report_to_option, positive_int
 from medvqa._commands._run_options import add_run_options
 from medvqa._commands._stage_options import (
     add_two_stage_options,
@@ -57,7 +57,10 @@ def register(subparsers: Any) -> None:
         "--evaluate", action="store_true", help="then answer and score the stage-2 dataset's test split"
     )
     p.add_argument(
-        "--eval-limit", type=int, default=None, help="score only the first N test questions (paper: 400)"
+        "--eval-limit",
+        type=positive_int,
+        default=None,
+        help="score only the first N test questions (paper: 400)",
     )
     p.add_argument(
         "--profiles", default="paper,strict", help="scoring profiles, comma-separated (default: paper,strict)"
