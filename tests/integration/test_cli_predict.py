@@ -14,6 +14,7 @@ pytestmark = pytest.mark.train
 from medvqa._io import read_jsonl  # noqa: E402
 from medvqa.cli import main  # noqa: E402
 from medvqa.records import Prediction  # noqa: E402
+from tests.lock_holder import lock_held_elsewhere  # noqa: E402
 
 
 def _rows(path: Path) -> list[Prediction]:
@@ -164,34 +165,14 @@ def test_predict_help_explains_every_option_with_examples(capsys: pytest.Capture
 def test_a_second_predict_on_the_same_output_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import os
-    import subprocess
-    import sys
 
     out = tmp_path / "preds.jsonl"
-    holder = (
-        "import sys\nfrom medvqa._lock import RunLock\n"
-        "with RunLock(sys.argv[1]):\n    print('locked', flush=True)\n    sys.stdin.readline()\n"
-    )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
-    first = subprocess.Popen(
-        [sys.executable, "-c", holder, str(out)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert first.stdout is not None and first.stdout.readline().strip() == "locked"
+    with lock_held_elsewhere(out) as first:
         argv = ["predict", "--model", "tiny", "--dataset", "vqa_rad", "--limit", "1", "--no-progress"]
         assert main([*argv, "--output", str(out)]) == 1
         line = _error_line(capsys)
         assert f"{out}: this prediction file is being written by another run (pid {first.pid}" in line
         assert f"{out}.lock" in line
-    finally:
-        assert first.stdin is not None
-        first.stdin.close()
-        first.wait(timeout=30)
     assert not out.exists() and not (tmp_path / "preds.run.json").exists()
 
 

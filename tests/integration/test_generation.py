@@ -17,6 +17,7 @@ from medvqa._io import read_jsonl  # noqa: E402
 from medvqa.generation import generate_answers, stop_token_ids  # noqa: E402
 from medvqa.models import tiny_idefics2  # noqa: E402
 from medvqa.records import ImageRef, Prediction, VQASample  # noqa: E402
+from tests.lock_holder import lock_held_elsewhere  # noqa: E402
 
 QUESTIONS = (
     "Is there a fracture?",
@@ -332,32 +333,12 @@ def test_a_file_without_run_record_is_resumed_only_unverified(tiny: tuple[Any, A
 
 
 def test_a_file_being_written_by_another_process_is_refused(tiny: tuple[Any, Any], tmp_path: Path) -> None:
-    import os
-    import subprocess
-    import sys
 
     model, processor = tiny
     out = tmp_path / "preds.jsonl"
-    holder = (
-        "import sys\nfrom medvqa._lock import RunLock\n"
-        "with RunLock(sys.argv[1]):\n    print('locked', flush=True)\n    sys.stdin.readline()\n"
-    )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", holder, str(out)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+    with lock_held_elsewhere(out) as proc:
         with pytest.raises(
             MedVQAError, match=rf"preds.jsonl: this prediction file is being written.*pid {proc.pid}"
         ):
             generate_answers(model, processor, _samples(2), max_new_tokens=2, output=out, progress=False)
         assert not out.exists()
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        proc.wait(timeout=30)

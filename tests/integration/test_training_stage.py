@@ -19,6 +19,7 @@ from tests.integration.training_helpers import (
     tiny_config,
     vqa_samples,
 )
+from tests.lock_holder import lock_held_elsewhere
 
 pytestmark = [pytest.mark.train, pytest.mark.slow]
 
@@ -196,31 +197,11 @@ def test_skipping_unreadable_training_images_records_them(tmp_path: Path) -> Non
 
 
 def test_a_folder_being_trained_by_another_process_is_refused(tmp_path: Path) -> None:
-    import os
-    import subprocess
-    import sys
 
     out = tmp_path / "run"
-    holder = (
-        "import sys\nfrom medvqa._lock import RunLock\n"
-        "with RunLock(sys.argv[1], folder=True):\n    print('locked', flush=True)\n    sys.stdin.readline()\n"
-    )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", holder, str(out)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+    with lock_held_elsewhere(out, folder=True) as proc:
         with pytest.raises(
             MedVQAError, match=rf"this training folder is being written by another run \(pid {proc.pid}"
         ):
             run_stage(tiny_config(out), train_samples=vqa_samples(tmp_path / "data", 4), progress=False)
         assert not (out / "stage_config.json").exists()
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        proc.wait(timeout=30)
