@@ -35,6 +35,7 @@ import math
 import os
 import platform
 import signal
+import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -54,6 +55,8 @@ from _common import REPO_ROOT, SHARED_DATA  # noqa: E402
 from _flops import FlopCount, count_linear_flops, idefics2_flops  # noqa: E402
 
 GIB = 1024**3
+MAX_WARMUP = 5
+"""Most warm-up steps before a training-step measurement (see :func:`time_steps`)."""
 EVAL_VARIANT = "NF4 + adapter, eval"
 """Variant name of the measurements made on the evaluation copy (generation, FLOP check)."""
 IMAGE_LONGEST_EDGE = 872
@@ -461,27 +464,39 @@ def _simulated_oom(run: Run, batch_size: int) -> None:
         raise torch.cuda.OutOfMemoryError(f"simulated: batch {batch_size} > --oom-above {run.args.oom_above}")
 
 
-def time_steps(run: Run, model: Any, optimizer: Any, batches: list[dict[str, Any]]) -> float:
-    """Mean seconds per training step (forward, backward, optimizer step) after one warm-up."""
+def time_steps(
+    run: Run, model: Any, optimizer: Any, batches: list[dict[str, Any]]
+) -> tuple[float, list[float], int]:
+    """Mean seconds per training step (forward, backward, optimizer step), each step's seconds and
+    the number of warm-up steps.
+
+    Warm-up steps repeat the first batch until one takes at most 1.25 times the one before
+    (at least one, at most :data:`MAX_WARMUP` on a GPU; one on the CPU): the first steps of a
+    fresh model pay one-time costs (optimizer state, kernel selection, allocator growth) that are
+    not the step time. Each timed step is synchronised and timed on its own.
+    """
     import torch
 
     def autocast() -> Any:  # as transformers' Trainer with bf16=True
         return torch.autocast("cuda", dtype=torch.bfloat16) if run.cuda else contextlib.nullcontext()
 
-    def step(batch: dict[str, Any]) -> None:
+    def step(batch: dict[str, Any]) -> float:
+        start = time.perf_counter()
         with autocast():
             loss = model(**batch).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        run.sync()
+        return time.perf_counter() - start
 
-    step(batches[0])
-    run.sync()
-    start = time.perf_counter()
-    for batch in batches[1:]:
-        step(batch)
-    run.sync()
-    return (time.perf_counter() - start) / (len(batches) - 1)
+    warmups = [step(batches[0])]
+    while run.cuda and len(warmups) < MAX_WARMUP:
+        warmups.append(step(batches[0]))
+        if warmups[-1] <= 1.25 * warmups[-2]:
+            break
+    times = [step(batch) for batch in batches[1:]]
+    return sum(times) / len(times), times, len(warmups)
 
 
 def measure_step(
@@ -516,7 +531,7 @@ def measure_step(
     try:
         _simulated_oom(run, batch_size)
         batches = [to_device(b, run.device) for b in cpu_batches]
-        seconds = time_steps(run, model, optimizer, batches)
+        seconds, step_times, warmups = time_steps(run, model, optimizer, batches)
     except Exception as exc:
         if not _is_oom(exc):
             raise
@@ -536,7 +551,10 @@ def measure_step(
         tflop_per_step=tflop,
         mfu=None if run.peak_flops is None else train_flops / seconds / run.peak_flops,
         mfu_3x=None if run.peak_flops is None else train_flops_3x / seconds / run.peak_flops,
-        note=f"{tokens / batch_size:.0f} tokens/sample; {run.args.steps} timed steps",
+        step_median_s=statistics.median(step_times),
+        step_times_s=[round(t, 4) for t in step_times],
+        note=f"{tokens / batch_size:.0f} tokens/sample; {run.args.steps} timed steps "
+        f"({min(step_times):.3g}-{max(step_times):.3g} s) after {warmups} warm-up",
     )
     return run.rec.add(**row)
 
