@@ -121,23 +121,41 @@ def markdown_table(
     return "\n".join(lines)
 
 
-def plain_table(header: Sequence[str], rows: Iterable[Sequence[object]], *, digits: int | None = None) -> str:
+def plain_table(
+    header: Sequence[str],
+    rows: Iterable[Sequence[object]],
+    *,
+    align: Sequence[Align] | None = None,
+    digits: int | None = None,
+) -> str:
     """A plain-text table for terminals: columns padded to their widest cell, a dashed rule.
 
-    Cells follow :func:`cell` without Markdown escaping (missing values as :data:`MISSING`).
+    Cells follow :func:`cell` without Markdown escaping (missing values as :data:`MISSING`);
+    ``align`` pads each column to the left (default), right or centre.
 
-    >>> print(plain_table(["a", "bb"], [["x", None]]))
-    a  bb
-    -  --
-    x  —
+    >>> print(plain_table(["a", "count"], [["x", None], ["yy", 12]], align=["left", "right"]))
+    a   count
+    --  -----
+    x       —
+    yy     12
     """
     head = [cell(h, escape=False) for h in header]
     body = [[cell(v, digits=digits, escape=False) for v in row] for row in rows]
     for index, row in enumerate(body):
         if len(row) != len(head):
             raise ValueError(f"table row {index} has {len(row)} cells for {len(head)} columns")
+    sides = list(align) if align is not None else ["left"] * len(head)
+    if len(sides) != len(head):
+        raise ValueError(f"align has {len(sides)} entries for {len(head)} columns")
     widths = [max([len(head[i]), *(len(r[i]) for r in body)]) for i in range(len(head))]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in body]
-    return "\n".join(lines)
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(_pad(c, w, a) for c, w, a in zip(cells, widths, sides)).rstrip()
+
+    return "\n".join([line(head), "  ".join("-" * w for w in widths), *(line(r) for r in body)])
+
+
+def _pad(text: str, width: int, side: str) -> str:
+    if side == "right":
+        return text.rjust(width)
+    return text.center(width) if side == "center" else text.ljust(width)

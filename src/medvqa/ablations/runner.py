@@ -35,6 +35,8 @@ def _file_name(name: str) -> str:
     return safe
 
 
+# Long for its 20 keyword options and their docstring; the body is four steps: settings, generate
+# every run, score, write.
 def run_ablations(
     model: Any,
     processor: Any,
