@@ -47,6 +47,7 @@ from medvqa._judge_cache import JudgeCache, cache_key
 from medvqa._openai_client import ChatClient, Message
 from medvqa.metrics._aggregate import Aggregate, wilson_interval
 from medvqa.metrics._medevalkit import MedEvalKitProfile, medevalkit_pre_extract
+from medvqa.metrics._profiles import PROFILES
 from medvqa.records import Prediction
 
 __all__ = [
@@ -611,7 +612,7 @@ def judge_report(
     predictions: Sequence[Prediction],
     verdicts: Sequence[JudgeVerdict],
     *,
-    profiles: Sequence[str] = ("paper", "llava_med", "lmms_eval", "multimedeval", "medevalkit", "strict"),
+    profiles: Sequence[str] = tuple(PROFILES),
     review_sheet: str | os.PathLike[str] | None = None,
     max_disagreements: int = 10,
     threshold: float = 0.5,

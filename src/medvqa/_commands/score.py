@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medvqa._commands._common import read_prediction_file
+from medvqa.metrics import PROFILES
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-_PROFILE_NAMES = ("paper", "llava_med", "lmms_eval", "multimedeval", "medevalkit", "strict")
+_PROFILE_NAMES = tuple(PROFILES)
 
 _EPILOG = """\
 examples:

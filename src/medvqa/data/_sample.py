@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 
 from medvqa.records import ImageRef, VQASample
 
-__all__ = ["image_pool", "nested_subset", "pair_with_images", "sample_root"]
+__all__ = ["SAMPLE_FOLDERS", "image_pool", "nested_subset", "pair_with_images", "sample_root"]
+
+SAMPLE_FOLDERS: Mapping[str, str] = MappingProxyType(
+    {"vqa_rad": "vqa_rad", "slake": "slake", "roco": "captions", "med_halt": "med_halt"}
+)
+"""Dataset name -> its folder under :func:`sample_root` (PathVQA has no bundled sample: its
+images may not be redistributed). Every command and stage that falls back on the bundled
+sample reads this mapping."""
 
 
 def sample_root() -> Path:
