@@ -1,24 +1,13 @@
-"""Ablation probes (kept for compatibility): every name now lives in :mod:`medvqa.ablations`.
+# ruff: noqa: F403, F405
+"""Former home of the ablation probes and report; they live in :mod:`medvqa.ablations` now.
 
-``from medvqa.probes import visual_reliance`` keeps working and gives the same objects as
-``from medvqa.ablations import visual_reliance``; new code imports from :mod:`medvqa.ablations`.
+Kept so that ``from medvqa.probes import visual_reliance`` still works (the same objects).
 """
 
 from __future__ import annotations
 
-from medvqa.ablations.abstention import (
-    DEFAULT_ABSTENTION_PATTERNS,
-    DEFAULT_ABSTENTION_RULES,
-    DEFAULT_WHOLE_ANSWERS,
-    AbstentionDecision,
-    AbstentionResult,
-    AbstentionRules,
-    abstention,
-    detect_abstention,
-)
-from medvqa.ablations.reliance import MetricDifference, ProbeError, RelianceResult, Subset, visual_reliance
-from medvqa.ablations.report import AblationReport, ablation_report
-from medvqa.ablations.runner import run_ablations
+# The same objects as medvqa.ablations; __all__ below keeps this module's former list.
+from medvqa.ablations import *
 
 __all__ = [
     "DEFAULT_ABSTENTION_PATTERNS",

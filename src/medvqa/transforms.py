@@ -1,3 +1,4 @@
+# ruff: noqa: F403, F405
 """Ablation transforms (kept for compatibility): every name now lives in :mod:`medvqa.ablations`.
 
 ``from medvqa.transforms import SwapImages`` keeps working and gives the same objects as
@@ -6,18 +7,9 @@
 
 from __future__ import annotations
 
-from medvqa.ablations.images import BlankImage, BlankKind, NoImage, SwapFallback, SwapImages, SwapRule
-from medvqa.ablations.nonsense import (
-    DEFAULT_FILLERS,
-    DEFAULT_NONSENSE_TEMPLATES,
-    NonsenseQuestions,
-    format_options,
-    made_up_questions,
-)
-from medvqa.ablations.prompts import PAPER_INSTRUCTION as PAPER_INSTRUCTION  # not in __all__, kept importable
-from medvqa.ablations.prompts import MedEvalKitPrompt, PromptMode, PromptVariant
-from medvqa.ablations.registry import TRANSFORM_NAMES, parse_transforms, transform_from_dict
-from medvqa.ablations.transforms import TRANSFORMS_KEY, Compose, Transform, TransformError
+# The same objects as medvqa.ablations; __all__ below keeps this module's former list.
+from medvqa.ablations import *
+from medvqa.ablations import PAPER_INSTRUCTION as PAPER_INSTRUCTION  # not in __all__, kept importable
 
 __all__ = [
     "DEFAULT_FILLERS",

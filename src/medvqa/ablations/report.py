@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from medvqa._io import atomic_write_json, atomic_write_text
-from medvqa._tables import cell, interval, markdown_table, number
+from medvqa._tables import Align, cell, interval, markdown_table, number
 from medvqa.ablations.abstention import (
     DEFAULT_ABSTENTION_RULES,
     AbstentionResult,
@@ -28,6 +28,29 @@ __all__ = ["AblationReport", "ablation_report"]
 
 _LIMIT = 160
 """Longest cell text in the report's tables."""
+
+_RELIANCE_COLUMNS: tuple[tuple[str, Align], ...] = (
+    ("ablation", "left"),
+    ("metric", "left"),
+    ("n", "right"),
+    ("normal", "right"),
+    ("ablated", "right"),
+    ("drop [CI]", "left"),
+    ("McNemar p", "right"),
+)
+_ABSTENTION_COLUMNS: tuple[tuple[str, Align], ...] = (
+    ("run", "left"),
+    ("n", "right"),
+    ("abstained", "right"),
+    ("rate [CI]", "left"),
+    ("confident", "right"),
+    ("empty", "right"),
+    ("rules that fired", "left"),
+)
+
+
+def _table(columns: Sequence[tuple[str, Align]], rows: Sequence[Sequence[object]]) -> str:
+    return markdown_table([c for c, _ in columns], rows, align=[a for _, a in columns], limit=_LIMIT)
 
 
 @dataclass(frozen=True)
@@ -117,12 +140,7 @@ def _reliance_section(report: AblationReport, digits: int) -> list[str]:
         f"seed {first.seed}). An interval that excludes 0 (marked \\*) is evidence that the "
         "ablated input matters for that metric; one that contains 0 is not.",
         "",
-        markdown_table(
-            ["ablation", "metric", "n", "normal", "ablated", "drop [CI]", "McNemar p"],
-            rows,
-            align=["left", "left", "right", "right", "right", "left", "right"],
-            limit=_LIMIT,
-        ),
+        _table(_RELIANCE_COLUMNS, rows),
         "",
         "### Answers that changed",
         "",
@@ -155,12 +173,7 @@ def _abstention_section(results: Sequence[AbstentionResult], digits: int) -> lis
         "Detection follows the documented rules of `medvqa.ablations.AbstentionRules`; check "
         "the examples below before trusting the rate.",
         "",
-        markdown_table(
-            ["run", "n", "abstained", "rate [CI]", "confident", "empty", "rules that fired"],
-            rows,
-            align=["left", "right", "right", "left", "right", "right", "left"],
-            limit=_LIMIT,
-        ),
+        _table(_ABSTENTION_COLUMNS, rows),
     ]
     for a in results:
         if not a.examples:
