@@ -81,3 +81,16 @@ def test_two_reports_show_a_missing_value_the_same_way() -> None:
     row = next(line for line in report.splitlines() if line.startswith("| swap | accuracy/open"))
     assert _cells(row)[3:6] == [MISSING, MISSING, MISSING]
     assert _cells(row)[6] == MISSING  # no McNemar p-value
+
+
+def test_sweep_and_score_tables_use_the_same_missing_mark() -> None:
+    from medvqa._commands.score import _render
+    from medvqa.training._sweep import _table_markdown
+
+    sweep = _table_markdown(
+        [{"stage1_size": 0, "stage1_steps": None, "n": 4, "accuracy": None}], ["accuracy"]
+    )
+    assert _cells(sweep.splitlines()[2]) == ["0", MISSING, MISSING, "4", MISSING]
+    score = _render(["file", "x|y"], [["a|b.jsonl", MISSING]], markdown=True)
+    assert _cells(score.splitlines()[0]) == ["file", "x\\|y"]
+    assert _cells(score.splitlines()[2]) == ["a\\|b.jsonl", MISSING]
