@@ -80,3 +80,27 @@ def test_judge_report_defaults_to_every_profile() -> None:
     from medvqa.judge import judge_report
 
     assert inspect.signature(judge_report).parameters["profiles"].default == tuple(PROFILES)
+
+
+def test_lora_preset_literals_are_the_registered_presets() -> None:
+    from medvqa.models import FAMILIES, LORA_PRESET_NAMES
+    from medvqa.models._lora import LoraPreset
+    from medvqa.training._config import LoraPresetName
+
+    assert get_args(LoraPresetName) == LORA_PRESET_NAMES
+    assert get_args(LoraPreset) == (*LORA_PRESET_NAMES, "custom")
+    for family in FAMILIES.values():
+        assert set(LORA_PRESET_NAMES) <= set(family.lora_presets), family.name
+
+
+def test_prompt_and_transform_choices_name_registered_entries() -> None:
+    from medvqa.chat import PROMPTS
+    from medvqa.cli import build_parser
+    from medvqa.training._config import PromptName
+
+    assert set(get_args(PromptName)) <= set(PROMPTS)
+    for command, action in _options(build_parser()):
+        if "--prompt" in action.option_strings and action.choices is not None:
+            assert set(action.choices) <= set(PROMPTS), command
+        if "--transform" in action.option_strings and action.choices is not None:
+            assert set(action.choices) <= set(TRANSFORM_TYPES) | set(TRANSFORM_NAMES), command
