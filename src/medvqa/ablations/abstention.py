@@ -21,7 +21,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from medvqa.data import options_from_metadata
 from medvqa.records import Prediction
 
 __all__ = [
@@ -324,6 +323,8 @@ def detect_abstention(
 
 def _prediction_options(p: Prediction) -> tuple[list[tuple[str, str]] | None, str | None]:
     """The options and the abstaining key a prediction carries (see :func:`medvqa.data.options_from_metadata`)."""
+    from medvqa.data import options_from_metadata
+
     options = options_from_metadata(p.metadata, row=f"prediction {p.id!r}")
     if options is None:
         return None, None

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from medvqa.ablations.transforms import TRANSFORMS_KEY, Transform, TransformError, _check_seed, _record, _rng
-from medvqa.data import image_pool, options_from_metadata, pair_with_images
 from medvqa.records import ImageRef, VQASample
 
 __all__ = [
@@ -29,6 +28,8 @@ __all__ = [
 
 def _options_of(sample: VQASample) -> list[tuple[str, str]]:
     """The ``(key, text)`` options of a Med-HALT sample (read by the data layer's one reader)."""
+    from medvqa.data import options_from_metadata
+
     options = options_from_metadata(sample.metadata, row=f"sample {sample.id!r}")
     if not options:
         raise TransformError(
@@ -94,6 +95,8 @@ class NonsenseQuestions(Transform):
 
     def __post_init__(self) -> None:
         _check_seed(self.seed, "NonsenseQuestions")
+        from medvqa.data import image_pool
+
         object.__setattr__(self, "pool", image_pool(self.pool, who="NonsenseQuestions"))
         if not self.pool:
             raise ValueError("NonsenseQuestions: pool must hold at least one image")
@@ -124,6 +127,8 @@ class NonsenseQuestions(Transform):
 
     def _apply(self, samples: list[VQASample]) -> list[VQASample]:
         out = []
+        from medvqa.data import pair_with_images
+
         for s in pair_with_images(samples, self.pool, seed=self.seed):
             question = format_options(s.question, _options_of(s)) if self.with_options else s.question
             changed = s.replace(question=question, answer_type="open")
@@ -152,7 +157,7 @@ DEFAULT_FILLERS: Mapping[str, tuple[str, ...]] = {
 """Words for the ``{placeholders}`` of :data:`DEFAULT_NONSENSE_TEMPLATES`."""
 
 
-# Over 60 lines only through its signature and docstring; the body is about 35 lines.
+# Over 60 lines only through its signature and docstring; the body is about 40 lines.
 def made_up_questions(
     pool: Sequence[ImageRef] | Sequence[VQASample],
     *,
@@ -192,6 +197,8 @@ def made_up_questions(
     >>> len(qs), qs[0].id, qs[0].metadata["nonsense"]
     (2, 'made_up:test:0', True)
     """
+    from medvqa.data import image_pool, pair_with_images
+
     refs = image_pool(pool, who="made_up_questions")
     if not refs:
         raise TransformError("made_up_questions: the pool has no image")
