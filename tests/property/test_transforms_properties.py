@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from medvqa.records import VQASample
-from medvqa.transforms import (
+from medvqa.ablations import (
     BlankImage,
     Compose,
     NoImage,

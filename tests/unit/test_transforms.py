@@ -1,4 +1,4 @@
-"""Unit tests of medvqa.transforms: each ablation on tiny hand-made samples."""
+"""Unit tests of the ablation transforms (medvqa.ablations): each ablation on tiny hand-made samples."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from PIL import Image
 
 from medvqa.chat import EXPERT_INSTRUCTION, build_messages
 from medvqa.records import ImageRef, VQASample
-from medvqa.transforms import (
+from medvqa.ablations import (
     BlankImage,
     Compose,
     NoImage,
