@@ -10,8 +10,6 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from medvqa.chat import EXPERT_INSTRUCTION, build_messages
-from medvqa.records import ImageRef, VQASample
 from medvqa.ablations import (
     BlankImage,
     Compose,
@@ -24,6 +22,8 @@ from medvqa.ablations import (
     parse_transforms,
     transform_from_dict,
 )
+from medvqa.chat import EXPERT_INSTRUCTION, build_messages
+from medvqa.records import ImageRef, VQASample
 
 
 def _sample(i: int | str, image: ImageRef | None, **meta: object) -> VQASample:
