@@ -183,7 +183,7 @@ def evaluate(ev: Evaluation, output: Path, *, progress: bool, samples: Sequence[
         source = ev.data if ev.data is not None else sample_root() / bundled[ev.dataset]
         samples = list(load(ev.dataset, source, split=ev.split))[: ev.limit]
     if ev.transform == "swap_images":
-        from medvqa.transforms import SwapImages
+        from medvqa.ablations import SwapImages
 
         samples = SwapImages(seed=ev.seed)(samples)
     elif ev.transform is not None:

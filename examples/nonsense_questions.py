@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from _recipes import HERE, evaluate, load_recipe, parser, tiny_evaluation, two_stage
+from medvqa.ablations import NonsenseQuestions, abstention
 from medvqa.data import load, sample_root
-from medvqa.probes import abstention
-from medvqa.transforms import NonsenseQuestions
 
 
 def main(argv: Sequence[str] | None = None) -> Any:

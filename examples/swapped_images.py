@@ -2,7 +2,7 @@
 
 The paper drew a random different index, unseeded, so a question could get the same image through
 another question about it. Here the swap is a seeded derangement in which no question keeps an
-image with the same content (medvqa.transforms.SwapImages).
+image with the same content (medvqa.ablations.SwapImages).
 
 Run with the recipe's defaults (Idefics2-8B, QLoRA, the real data), or on the tiny model::
 

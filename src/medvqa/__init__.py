@@ -20,7 +20,7 @@ __version__ = "0.1.0.dev0"
 
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
-    "Compose": "medvqa.transforms",
+    "Compose": "medvqa.ablations",
     "DataFormatError": "medvqa._errors",
     "ImageLoadError": "medvqa._errors",
     "ImageRef": "medvqa.records",
@@ -29,7 +29,7 @@ _LAZY: dict[str, str] = {
     "PromptTemplate": "medvqa.chat",
     "RowRef": "medvqa._errors",
     "StageConfig": "medvqa.training",
-    "SwapImages": "medvqa.transforms",
+    "SwapImages": "medvqa.ablations",
     "VQASample": "medvqa.records",
     "add_lora": "medvqa.models",
     "evaluate": "medvqa.metrics",
@@ -43,7 +43,7 @@ _LAZY: dict[str, str] = {
     "run_stage": "medvqa.training",
     "run_two_stage": "medvqa.training",
     "tiny_idefics2": "medvqa.models",
-    "visual_reliance": "medvqa.probes",
+    "visual_reliance": "medvqa.ablations",
 }
 
 __all__ = [
@@ -76,17 +76,16 @@ __all__ = [
 
 if TYPE_CHECKING:  # pragma: no cover
     from medvqa._errors import DataFormatError, ImageLoadError, MedVQAError, RowRef
+    from medvqa.ablations import Compose, SwapImages, visual_reliance
     from medvqa.answers import extract_answer
     from medvqa.chat import PromptTemplate
     from medvqa.generation import generate_answers
     from medvqa.metrics import evaluate, paired_comparison
     from medvqa.models import add_lora, load_idefics2, tiny_idefics2
     from medvqa.pipeline import run_demo
-    from medvqa.probes import visual_reliance
     from medvqa.records import ImageRef, Prediction, VQASample, infer_answer_type
     from medvqa.reports import results_table
     from medvqa.training import StageConfig, run_stage, run_two_stage
-    from medvqa.transforms import Compose, SwapImages
 
 
 def __getattr__(name: str) -> Any:

@@ -47,6 +47,7 @@ from medvqa._judge_cache import JudgeCache, cache_key
 from medvqa._openai_client import ChatClient, Message
 from medvqa.metrics._aggregate import Aggregate, wilson_interval
 from medvqa.metrics._medevalkit import MedEvalKitProfile, medevalkit_pre_extract
+from medvqa.metrics._profiles import PROFILES
 from medvqa.records import Prediction
 
 __all__ = [
@@ -534,7 +535,26 @@ class JudgeReport:
 
     def to_markdown(self, digits: int = 3) -> str:
         """A readable Markdown report."""
+        from medvqa._tables import markdown_table, number
+
         j = self.judge
+        raters: list[list[object]] = [
+            ["judge", self.judged_accuracy.format(digits, n=True), None, None, None]
+        ]
+        for key, acc in self.rule_accuracy.items():
+            a = self.agreements[key]
+            raters.append([key, acc.format(digits, n=True), a.agree, a.disagree, number(a.kappa, digits)])
+        if "expert" in self.agreements and self.expert_accuracy is not None:
+            a = self.agreements["expert"]
+            raters.append(
+                [
+                    "expert",
+                    self.expert_accuracy.format(digits, n=True),
+                    a.agree,
+                    a.disagree,
+                    number(a.kappa, digits),
+                ]
+            )
         lines = [
             f"## Judged scoring: {j.get('model')} (revision {j.get('revision') or 'unpinned'}, "
             f"prompt {j.get('prompt_version')})",
@@ -542,40 +562,31 @@ class JudgeReport:
             f"{self.n_open} open items judged; {len(self.unparseable)} unparseable verdicts "
             f"(left out of every number below, listed at the end).",
             "",
-            "| rater | accuracy on the same items | agree | disagree | Cohen's kappa |",
-            "|---|---|---|---|---|",
-            f"| judge | {self.judged_accuracy.format(digits, n=True)} | | | |",
+            markdown_table(
+                ["rater", "accuracy on the same items", "agree", "disagree", "Cohen's kappa"], raters
+            ),
         ]
-        for key, acc in self.rule_accuracy.items():
-            a = self.agreements[key]
-            kappa = "n/a" if math.isnan(a.kappa) else f"{a.kappa:.{digits}f}"
-            lines.append(f"| {key} | {acc.format(digits, n=True)} | {a.agree} | {a.disagree} | {kappa} |")
-        if "expert" in self.agreements and self.expert_accuracy is not None:
-            a = self.agreements["expert"]
-            kappa = "n/a" if math.isnan(a.kappa) else f"{a.kappa:.{digits}f}"
-            lines.append(
-                f"| expert | {self.expert_accuracy.format(digits, n=True)} | {a.agree} | {a.disagree} | {kappa} |"
-            )
         if self.disagreements:
+            rows = [
+                [
+                    d["id"],
+                    d["reference"],
+                    d["answer"],
+                    "correct" if d["verdict"] else "wrong",
+                    ", ".join(d["rules"]),
+                ]
+                for d in self.disagreements
+            ]
             lines += ["", "Items where the rules disagree with the judge most often:", ""]
-            lines += ["| id | reference | answer | judge | rules disagreeing |", "|---|---|---|---|---|"]
-            for d in self.disagreements:
-                judge_says = "correct" if d["verdict"] else "wrong"
-                lines.append(
-                    f"| {d['id']} | {_cell(d['reference'])} | {_cell(d['answer'])} | {judge_says} | "
-                    f"{', '.join(d['rules'])} |"
-                )
+            lines.append(
+                markdown_table(["id", "reference", "answer", "judge", "rules disagreeing"], rows, limit=60)
+            )
         if self.unparseable:
-            lines += ["", "Unparseable verdicts:", "", "| id | answer | judge reply |", "|---|---|---|"]
-            for u in self.unparseable:
-                lines.append(f"| {u['id']} | {_cell(u['answer'])} | {_cell(u['reply'])} |")
+            rows = [[u["id"], u["answer"], u["reply"]] for u in self.unparseable]
+            lines += ["", "Unparseable verdicts:", ""]
+            lines.append(markdown_table(["id", "answer", "judge reply"], rows, limit=60))
         lines += [f"- {n}" for n in self.notes]
         return "\n".join(lines) + "\n"
-
-
-def _cell(text: str, limit: int = 60) -> str:
-    text = " ".join(str(text).split()).replace("|", "\\|")
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _proportion(name: str, values: Sequence[bool], level: float) -> Aggregate:
@@ -601,7 +612,7 @@ def judge_report(
     predictions: Sequence[Prediction],
     verdicts: Sequence[JudgeVerdict],
     *,
-    profiles: Sequence[str] = ("paper", "llava_med", "lmms_eval", "multimedeval", "medevalkit", "strict"),
+    profiles: Sequence[str] = tuple(PROFILES),
     review_sheet: str | os.PathLike[str] | None = None,
     max_disagreements: int = 10,
     threshold: float = 0.5,

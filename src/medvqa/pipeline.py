@@ -228,7 +228,9 @@ def _load(name: str, source: str | None, split: str, bundled: str) -> list[Any]:
 
 def _fmt(v: Any, digits: int = 3) -> str:
     if v is None:
-        return "n/a"
+        from medvqa._tables import MISSING
+
+        return MISSING
     if isinstance(v, float):
         return f"{v:.{digits}f}"
     return str(v)
@@ -555,16 +557,20 @@ def _judged_markdown(cfg: DemoConfig, judged: Mapping[str, Mapping[str, Any]]) -
             "the machinery only; pass a real judge (`--judge MODEL`) for numbers.",
             "",
         ]
-    lines += [
-        "| run | accuracy (rules) | accuracy (judged) | judge on open items | unparseable |",
-        "|---|---|---|---|---|",
+    from medvqa._tables import markdown_table
+
+    rows = [
+        [
+            row,
+            _fmt(v["rules"]["value"]),
+            _fmt(v["judged"]["value"]),
+            f"{_fmt(v['judge_on_open']['value'])} (n={v['judge_on_open']['denominator']})",
+            v["unparseable"],
+        ]
+        for row, v in judged.items()
     ]
-    for row, v in judged.items():
-        jo = v["judge_on_open"]
-        lines.append(
-            f"| {row} | {_fmt(v['rules']['value'])} | {_fmt(v['judged']['value'])} | "
-            f"{_fmt(jo['value'])} (n={jo['denominator']}) | {v['unparseable']} |"
-        )
+    header = ["run", "accuracy (rules)", "accuracy (judged)", "judge on open items", "unparseable"]
+    lines.append(markdown_table(header, rows))
     return "\n" + "\n".join(lines) + "\n"
 
 

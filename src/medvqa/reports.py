@@ -26,6 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from medvqa._tables import MISSING, markdown_table
+
 if TYPE_CHECKING:
     from medvqa.metrics import Aggregate, ProfileResult
 
@@ -60,10 +62,6 @@ _DIAGNOSTICS = frozenset({"empty_predictions", "closed_undecided", "closed_confl
 
 def _latex(text: str) -> str:
     return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in text)
-
-
-def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
 
 
 @dataclass(frozen=True)
@@ -101,10 +99,10 @@ class ResultsTable:
     @staticmethod
     def _n(cells: Sequence[Aggregate | None]) -> str:
         ns = {c.denominator for c in cells if c is not None}
-        return str(ns.pop()) if ns else ""
+        return str(ns.pop()) if ns else MISSING
 
     def _cell(self, agg: Aggregate | None, *, with_n: bool = False) -> str:
-        return "" if agg is None else agg.format(self.digits, n=with_n)
+        return MISSING if agg is None else agg.format(self.digits, n=with_n)
 
     def _layout(self) -> tuple[list[str], list[tuple[str, list[str]]]]:
         """Headers and cell texts: an ``n`` column when each row has one denominator, else each
@@ -118,15 +116,12 @@ class ResultsTable:
         return headers, rows
 
     def to_markdown(self) -> str:
-        """A Markdown (GitHub) table with an ``n`` column, or each cell's own n where they differ."""
+        """A Markdown (GitHub) table with an ``n`` column, or each cell's own n where they differ.
+
+        A run without a metric shows :data:`medvqa._tables.MISSING` (an em dash) in that cell.
+        """
         headers, rows = self._layout()
-        lines = [
-            "| run | " + " | ".join(_md(h) for h in headers) + " |",
-            "|" + "---|" * (len(headers) + 1),
-        ]
-        for label, cells in rows:
-            lines.append(f"| {_md(label)} | " + " | ".join(cells) + " |")
-        return "\n".join(lines)
+        return markdown_table(["run", *headers], [[label, *cells] for label, cells in rows])
 
     def to_csv(self) -> str:
         """CSV: ``run``, then for each column its value, ci_low, ci_high and n."""
@@ -186,7 +181,8 @@ class ResultsTable:
             "\\midrule",
         ]
         for label, cells in rows:
-            lines.append(f"{_latex(label)} & " + " & ".join(_latex(c) for c in cells) + " \\\\")
+            texts = ("---" if c == MISSING else _latex(c) for c in cells)  # LaTeX's em dash
+            lines.append(f"{_latex(label)} & " + " & ".join(texts) + " \\\\")
         lines += ["\\bottomrule", "\\end{tabular}"]
         return "\n".join(lines)
 

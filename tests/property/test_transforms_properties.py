@@ -9,8 +9,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from medvqa.records import VQASample
-from medvqa.transforms import (
+from medvqa.ablations import (
     BlankImage,
     Compose,
     NoImage,
@@ -19,6 +18,7 @@ from medvqa.transforms import (
     Transform,
     TransformError,
 )
+from medvqa.records import VQASample
 from tests.strategies import image_sample_lists
 
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -1,4 +1,4 @@
-"""Unit tests of medvqa.probes: abstention detection, visual reliance, reports."""
+"""Unit tests of the ablation probes (medvqa.ablations): abstention detection, visual reliance, reports."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from medvqa.probes import (
+from medvqa.ablations import (
     AblationReport,
     AbstentionRules,
     ProbeError,

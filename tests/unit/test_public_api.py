@@ -26,6 +26,8 @@ LIGHT_MODULES = [
     "medvqa.data",
     "medvqa.answers",
     "medvqa.metrics",
+    "medvqa.ablations",
+    "medvqa.ablations.runner",
     "medvqa.transforms",
     "medvqa.probes",
     "medvqa.chat",
@@ -39,8 +41,98 @@ LIGHT_MODULES = [
 ]
 HEAVY_MODULES = ["medvqa.models", "medvqa.collate", "medvqa.generation"]
 PUBLIC_MODULES = (
-    [m for m in LIGHT_MODULES if m not in ("medvqa", "medvqa.cli")] + HEAVY_MODULES + ["medvqa.plots"]
+    [m for m in LIGHT_MODULES if m not in ("medvqa", "medvqa.cli", "medvqa.ablations.runner")]
+    + HEAVY_MODULES
+    + ["medvqa.plots"]
 )
+
+ABLATIONS_EXPORTS = [
+    "DEFAULT_ABSTENTION_PATTERNS",
+    "DEFAULT_ABSTENTION_RULES",
+    "DEFAULT_FILLERS",
+    "DEFAULT_NONSENSE_TEMPLATES",
+    "DEFAULT_WHOLE_ANSWERS",
+    "PAPER_INSTRUCTION",
+    "TRANSFORMS_KEY",
+    "TRANSFORM_NAMES",
+    "TRANSFORM_TYPES",
+    "AblationReport",
+    "AbstentionDecision",
+    "AbstentionResult",
+    "AbstentionRules",
+    "BlankImage",
+    "BlankKind",
+    "Compose",
+    "MedEvalKitPrompt",
+    "MetricDifference",
+    "NoImage",
+    "NonsenseQuestions",
+    "ProbeError",
+    "PromptMode",
+    "PromptVariant",
+    "RelianceResult",
+    "Subset",
+    "SwapFallback",
+    "SwapImages",
+    "SwapRule",
+    "Transform",
+    "TransformError",
+    "ablation_report",
+    "abstention",
+    "detect_abstention",
+    "format_options",
+    "made_up_questions",
+    "parse_transforms",
+    "run_ablations",
+    "transform_from_dict",
+    "visual_reliance",
+]
+"""What ``medvqa.ablations`` exports (pinned: a name removed or added by accident fails)."""
+
+# The former homes of these names keep every public name they had, as the same objects.
+FORMER_EXPORTS = {
+    "medvqa.transforms": [
+        "DEFAULT_FILLERS",
+        "DEFAULT_NONSENSE_TEMPLATES",
+        "TRANSFORMS_KEY",
+        "TRANSFORM_NAMES",
+        "BlankImage",
+        "BlankKind",
+        "Compose",
+        "MedEvalKitPrompt",
+        "NoImage",
+        "NonsenseQuestions",
+        "PromptMode",
+        "PromptVariant",
+        "SwapFallback",
+        "SwapImages",
+        "SwapRule",
+        "Transform",
+        "TransformError",
+        "format_options",
+        "made_up_questions",
+        "parse_transforms",
+        "transform_from_dict",
+    ],
+    "medvqa.probes": [
+        "DEFAULT_ABSTENTION_PATTERNS",
+        "DEFAULT_ABSTENTION_RULES",
+        "DEFAULT_WHOLE_ANSWERS",
+        "AblationReport",
+        "AbstentionDecision",
+        "AbstentionResult",
+        "AbstentionRules",
+        "MetricDifference",
+        "ProbeError",
+        "RelianceResult",
+        "Subset",
+        "ablation_report",
+        "abstention",
+        "detect_abstention",
+        "run_ablations",
+        "visual_reliance",
+    ],
+}
 
 
 def _isort_key(name: str) -> tuple[int, str]:
@@ -73,6 +165,22 @@ def test_public_module_exports_are_sorted_documented_and_resolve(module_name: st
         obj = getattr(module, name)
         if inspect.isclass(obj) or inspect.isfunction(obj):
             assert inspect.getdoc(obj), f"{module_name}.{name} has no docstring"
+
+
+def test_ablations_exports_are_pinned() -> None:
+    import medvqa.ablations
+
+    assert list(medvqa.ablations.__all__) == ABLATIONS_EXPORTS
+
+
+@pytest.mark.parametrize("module_name", sorted(FORMER_EXPORTS))
+def test_former_modules_re_export_the_same_objects(module_name: str) -> None:
+    import medvqa.ablations
+
+    module = importlib.import_module(module_name)
+    assert list(module.__all__) == FORMER_EXPORTS[module_name]
+    for name in FORMER_EXPORTS[module_name]:
+        assert getattr(module, name) is getattr(medvqa.ablations, name), f"{module_name}.{name}"
 
 
 @pytest.mark.parametrize("module_name", LIGHT_MODULES)

@@ -1,4 +1,4 @@
-"""Unit tests of medvqa.transforms: each ablation on tiny hand-made samples."""
+"""Unit tests of the ablation transforms (medvqa.ablations): each ablation on tiny hand-made samples."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from medvqa.chat import EXPERT_INSTRUCTION, build_messages
-from medvqa.records import ImageRef, VQASample
-from medvqa.transforms import (
+from medvqa.ablations import (
     BlankImage,
     Compose,
     NoImage,
@@ -24,6 +22,8 @@ from medvqa.transforms import (
     parse_transforms,
     transform_from_dict,
 )
+from medvqa.chat import EXPERT_INSTRUCTION, build_messages
+from medvqa.records import ImageRef, VQASample
 
 
 def _sample(i: int | str, image: ImageRef | None, **meta: object) -> VQASample:

@@ -6,6 +6,9 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from medvqa.data._registry import DATASETS
+from medvqa.data._sample import SAMPLE_FOLDERS
+
 if TYPE_CHECKING:
     from medvqa.chat import PromptTemplate
     from medvqa.records import Prediction
@@ -24,9 +27,8 @@ __all__ = [
     "server_engine",
 ]
 
-DATASET_NAMES = ("vqa_rad", "slake", "path_vqa", "roco", "med_halt")
-# dataset name -> its folder under medvqa.data.sample_root() (path_vqa has no bundled sample)
-SAMPLE_DIRS = {"vqa_rad": "vqa_rad", "slake": "slake", "roco": "captions", "med_halt": "med_halt"}
+DATASET_NAMES = tuple(DATASETS)
+SAMPLE_DIRS = SAMPLE_FOLDERS  # dataset name -> its folder under medvqa.data.sample_root()
 
 
 def add_generation_loading_options(parser: argparse.ArgumentParser) -> None:

@@ -136,8 +136,8 @@ def _limit(items: list[Any], limit: int | None, what: str) -> list[Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from medvqa.ablations import TRANSFORM_NAMES, NonsenseQuestions, parse_transforms
     from medvqa.data import load
-    from medvqa.transforms import TRANSFORM_NAMES, NonsenseQuestions, parse_transforms
 
     names = [n.strip() for n in args.transforms.split(",") if n.strip()]
     wanted_nonsense = [n for n in names if n in _NONSENSE]
@@ -192,7 +192,7 @@ def _ablate(
     transforms: dict[str, Any],
     nonsense: dict[str, list[Any]],
 ) -> int:
-    from medvqa.probes import run_ablations
+    from medvqa.ablations import run_ablations
 
     model, processor = _load_model(args)
     config = {

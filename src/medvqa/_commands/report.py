@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medvqa._commands._common import read_prediction_file
+from medvqa.metrics import PROFILES
 
 if TYPE_CHECKING:
     from medvqa.metrics import Aggregate
@@ -48,7 +49,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--profile",
         default="paper",
-        choices=("paper", "llava_med", "lmms_eval", "multimedeval", "medevalkit", "strict"),
+        choices=tuple(PROFILES),
         help="profile whose metrics fill the table (default: paper)",
     )
     parser.add_argument(

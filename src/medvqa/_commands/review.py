@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from medvqa.metrics import PROFILES
+
 __all__ = ["register"]
 
 _EPILOG = """\
@@ -64,7 +66,7 @@ def register(subparsers: Any) -> None:
     im.add_argument(
         "--profile",
         action="append",
-        choices=("paper", "llava_med", "lmms_eval", "multimedeval", "medevalkit", "strict"),
+        choices=tuple(PROFILES),
         default=None,
         help="profiles to compare with (repeatable; default: paper and strict)",
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medvqa._commands._common import read_prediction_file
+from medvqa.metrics import PROFILES
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-_PROFILE_NAMES = ("paper", "llava_med", "lmms_eval", "multimedeval", "medevalkit", "strict")
+_PROFILE_NAMES = tuple(PROFILES)
 
 _EPILOG = """\
 examples:
@@ -289,6 +290,8 @@ def _blocks(rows: list[tuple[str, list[Prediction], ProfileResult]]) -> str:
 
 
 def _table(rows: list[tuple[str, list[Prediction], ProfileResult]], *, markdown: bool) -> str:
+    from medvqa._tables import MISSING
+
     keys: list[str] = []
     breakdown: list[list[str]] = []
     for file, _, result in rows:
@@ -304,7 +307,7 @@ def _table(rows: list[tuple[str, list[Prediction], ProfileResult]], *, markdown:
         for key in keys:
             found = result.aggregates.get(key)
             if found is None:
-                cells.append("")
+                cells.append(MISSING)
             elif key == "empty_predictions":
                 cells.append(f"{int(found.numerator)}/{found.denominator}")
             else:
@@ -319,15 +322,9 @@ def _table(rows: list[tuple[str, list[Prediction], ProfileResult]], *, markdown:
 
 
 def _render(header: list[str], body: list[list[str]], *, markdown: bool) -> str:
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |" for cells in body]
-        return "\n".join(lines)
-    widths = [max(len(header[i]), *(len(cells[i]) for cells in body)) for i in range(len(header))]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip() for cells in body]
-    return "\n".join(lines)
+    from medvqa._tables import markdown_table, plain_table
+
+    return markdown_table(header, body) if markdown else plain_table(header, body)
 
 
 def _csv(rows: list[tuple[str, list[Prediction], ProfileResult]]) -> str:

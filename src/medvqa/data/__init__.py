@@ -26,15 +26,16 @@ from medvqa.data._common import (
     content_id,
 )
 from medvqa.data._dataset import VQADataset
-from medvqa.data._med_halt import abstain_option, parse_options
+from medvqa.data._med_halt import abstain_option, options_from_metadata, parse_options
 from medvqa.data._registry import DATASETS, DatasetName, DatasetSpec, load
 from medvqa.data._roco import STAGE1_INSTRUCTION
-from medvqa.data._sample import nested_subset, pair_with_images, sample_root
+from medvqa.data._sample import SAMPLE_FOLDERS, image_pool, nested_subset, pair_with_images, sample_root
 from medvqa.data._sizes import SUBSET_FILE, KnownRelease
 
 __all__ = [
     "BREAKDOWN_FIELDS",
     "DATASETS",
+    "SAMPLE_FOLDERS",
     "SPLITS",
     "STAGE1_INSTRUCTION",
     "SUBSET_FILE",
@@ -53,8 +54,10 @@ __all__ = [
     "audit",
     "content_id",
     "format_report",
+    "image_pool",
     "load",
     "nested_subset",
+    "options_from_metadata",
     "pair_with_images",
     "parse_options",
     "sample_root",

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from medvqa._tables import Align, plain_table
 from medvqa.data._common import normalize_question
 from medvqa.data._dataset import VQADataset
 from medvqa.records import ImageRef, VQASample
@@ -254,9 +255,9 @@ def format_report(
         lines.append(f"dataset: {s0.dataset}    layout: {', '.join(sorted({s.layout for s in summaries}))}")
         lines.append("")
         header = ["split", "rows", "skipped", "closed", "open", "answer_type from", "images"]
-        table = [header]
+        table: list[list[object]] = []
         for s in summaries:
-            src = ", ".join(f"{k} {v:,}" for k, v in sorted(s.answer_type_source.items())) or "-"
+            src = ", ".join(f"{k} {v:,}" for k, v in sorted(s.answer_type_source.items())) or None
             table.append(
                 [
                     s.split,
@@ -268,15 +269,8 @@ def format_report(
                     f"{s.images:,}",
                 ]
             )
-        widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-        for j, r in enumerate(table):
-            lines.append(
-                "  ".join(
-                    c.ljust(w) if i == 0 or i == 5 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))
-                ).rstrip()
-            )
-            if j == 0:
-                lines.append("  ".join("-" * w for w in widths))
+        align: list[Align] = ["left", "right", "right", "right", "right", "left", "right"]
+        lines.append(plain_table(header, table, align=align))
         fields = [f for f in BREAKDOWN_FIELDS if any(f in s.breakdown for s in summaries)]
         for f in fields:
             lines.append("")

@@ -17,6 +17,7 @@ import json
 import os
 import re
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,81 @@ def parse_options(raw: str, *, file: str, row: RowRef | int) -> dict[str, str]:
             )
         out[str(key)] = str(text)
     return out
+
+
+def options_from_metadata(
+    metadata: Mapping[str, Any], *, row: RowRef | str, file: str | None = None
+) -> list[tuple[str, str]] | None:
+    """The ``(key, text)`` options that a Med-HALT sample or prediction carries in its metadata.
+
+    This is the one reader of the fields :func:`load_med_halt` writes: ``options`` is a JSON
+    list of option texts whose keys are in ``option_keys`` (a JSON list of the same length;
+    without it the keys are ``0``, ``1``, ...), or a JSON object ``{key: text}``. Already
+    decoded lists and dicts are accepted too. Nothing is dropped: keys and texts must pair up
+    one to one.
+
+    Args:
+        metadata: The sample's or prediction's metadata.
+        row: Where the record is, for error messages (``RowRef.line(3)`` or ``"sample 'x'"``).
+        file: The file the record came from, if known.
+
+    Returns:
+        The options in their order, or ``None`` when ``options`` is absent or empty.
+
+    Raises:
+        DataFormatError: ``options`` or ``option_keys`` is not valid JSON, has the wrong
+            type, or the two lists differ in length (the message names file, row and field).
+
+    >>> options_from_metadata({"options": '["Zeus", "I do not know"]', "option_keys": '["4", "5"]'},
+    ...                       row="sample 'q1'")
+    [('4', 'Zeus'), ('5', 'I do not know')]
+    >>> options_from_metadata({"options": '["a", "b"]', "option_keys": '["0"]'}, row="sample 'q1'")
+    Traceback (most recent call last):
+    ...
+    medvqa._errors.DataFormatError: sample 'q1', field 'option_keys': has 1 keys for 2 options; ...
+    """
+    raw = metadata.get("options")
+    if raw is None or raw == "":
+        return None
+    parsed = _json_field(raw, "options", row=row, file=file)
+    if isinstance(parsed, Mapping):
+        return [(str(k), _option_text(k, v, row=row, file=file)) for k, v in parsed.items()]
+    if not isinstance(parsed, list):
+        raise DataFormatError(
+            f"expected a JSON list or object of options, got {type(parsed).__name__}",
+            file=file,
+            row=row,
+            field="options",
+        )
+    keys: list[object] = list(range(len(parsed)))
+    raw_keys = metadata.get("option_keys")
+    if raw_keys is not None and raw_keys != "":
+        loaded = _json_field(raw_keys, "option_keys", row=row, file=file)
+        if not isinstance(loaded, list) or len(loaded) != len(parsed):
+            got = f"has {len(loaded)} keys" if isinstance(loaded, list) else f"is a {type(loaded).__name__}"
+            raise DataFormatError(
+                f"{got} for {len(parsed)} options; it must be a JSON list with one key per option",
+                file=file,
+                row=row,
+                field="option_keys",
+            )
+        keys = loaded
+    return [(str(k), _option_text(k, v, row=row, file=file)) for k, v in zip(keys, parsed, strict=True)]
+
+
+def _json_field(raw: object, name: str, *, row: RowRef | str, file: str | None) -> Any:
+    if not isinstance(raw, str):
+        return raw
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise DataFormatError(f"not valid JSON ({exc})", file=file, row=row, field=name) from None
+
+
+def _option_text(key: object, text: object, *, row: RowRef | str, file: str | None) -> str:
+    if not isinstance(text, str | int | float) or isinstance(text, bool):
+        raise DataFormatError(f"option {key!r} is not text: {text!r}", file=file, row=row, field="options")
+    return str(text)
 
 
 def abstain_option(options: dict[str, str]) -> tuple[str, str]:
@@ -219,4 +295,4 @@ def load_med_halt(
     )
 
 
-__all__ = ["abstain_option", "load_med_halt", "parse_options"]
+__all__ = ["abstain_option", "load_med_halt", "options_from_metadata", "parse_options"]

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 
 from medvqa.records import ImageRef, VQASample
 
-__all__ = ["nested_subset", "pair_with_images", "sample_root"]
+__all__ = ["SAMPLE_FOLDERS", "image_pool", "nested_subset", "pair_with_images", "sample_root"]
+
+SAMPLE_FOLDERS: Mapping[str, str] = MappingProxyType(
+    {"vqa_rad": "vqa_rad", "slake": "slake", "roco": "captions", "med_halt": "med_halt"}
+)
+"""Dataset name -> its folder under :func:`sample_root` (PathVQA has no bundled sample: its
+images may not be redistributed). Every command and stage that falls back on the bundled
+sample reads this mapping."""
 
 
 def sample_root() -> Path:
@@ -54,17 +63,45 @@ def nested_subset(samples: Sequence[VQASample], size: int, *, seed: int) -> list
     return [s for i, s in enumerate(samples) if i in keep]
 
 
-def _pool_refs(pool: Sequence[ImageRef] | Sequence[VQASample]) -> list[ImageRef]:
+def image_pool(pool: Iterable[ImageRef | VQASample], *, who: str = "image pool") -> tuple[ImageRef, ...]:
+    """The distinct images of ``pool``, in an order that does not depend on the pool's order.
+
+    The one rule for pooling images (used by :func:`pair_with_images` and the nonsense-question
+    probes): a file image is the same image as another when both point to the same file
+    (``root`` joined with ``path``), whatever their names; an in-memory image is the same as
+    another when their bytes are equal. Several questions usually share one image, so each
+    image counts once, and the first reference met is kept. Samples without an image add
+    nothing. The result is sorted by that identity (the path, or ``data:`` and the SHA-256
+    of the bytes), so two pools holding the same images give the same tuple.
+
+    Args:
+        pool: Images, or samples whose images are used.
+        who: Who asks, for error messages.
+
+    Raises:
+        TypeError: An item is neither an :class:`ImageRef` nor a :class:`VQASample`.
+
+    >>> a, b = ImageRef(path="b.png", root="/d", name="B"), ImageRef(path="a.png", root="/d")
+    >>> [r.path for r in image_pool([a, b, ImageRef(path="b.png", root="/d", name="other")])]
+    ['a.png', 'b.png']
+    """
     refs: dict[str, ImageRef] = {}
-    for item in pool:
+    for index, item in enumerate(pool):
         ref = item.image if isinstance(item, VQASample) else item
-        if ref is None:
+        if ref is None and isinstance(item, VQASample):
             continue
         if not isinstance(ref, ImageRef):
-            raise TypeError(f"pool items must be ImageRef or VQASample, got {type(item).__name__}")
-        key = ref.path if ref.path is not None else "data:" + hashlib.sha256(ref.data or b"").hexdigest()
-        refs.setdefault(key, ref)
-    return [refs[k] for k in sorted(refs)]
+            raise TypeError(
+                f"{who}: pool item {index} is a {type(item).__name__}, expected an ImageRef or VQASample"
+            )
+        refs.setdefault(_identity(ref), ref)
+    return tuple(refs[k] for k in sorted(refs))
+
+
+def _identity(ref: ImageRef) -> str:
+    if ref.path is not None:
+        return ref.path if ref.root is None else os.path.join(ref.root, ref.path)
+    return "data:" + hashlib.sha256(ref.data or b"").hexdigest()
 
 
 def pair_with_images(
@@ -73,7 +110,8 @@ def pair_with_images(
     """Give each sample an image drawn from ``pool`` (for the visual nonsense-question probe).
 
     The choice for each sample depends only on ``seed``, its id and the set of pool images
-    (duplicates and order do not matter). Each returned sample records the pairing in
+    (duplicates and order do not matter; see :func:`image_pool` for when two references are
+    the same image). Each returned sample records the pairing in
     ``metadata["paired_image"]`` and ``metadata["pairing"]``.
 
     Raises:
@@ -86,7 +124,7 @@ def pair_with_images(
     >>> p.image is not None, p.metadata["pairing"]
     (True, 'random_image(seed=0)')
     """
-    refs = _pool_refs(pool)
+    refs = image_pool(pool, who="pair_with_images")
     if not refs:
         raise ValueError("pair_with_images needs a pool with at least one image")
     out = []

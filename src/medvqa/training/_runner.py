@@ -28,6 +28,7 @@ from typing import Any
 
 from medvqa._errors import MedVQAError
 from medvqa._io import atomic_write_json, atomic_write_text, read_json
+from medvqa.data._sample import SAMPLE_FOLDERS
 from medvqa.records import VQASample
 from medvqa.training._config import TINY_MODEL, StageConfig
 
@@ -43,7 +44,7 @@ __all__ = [
 ]
 
 RESULT_FILE = "result.json"
-_BUNDLED = {"vqa_rad": "vqa_rad", "slake": "slake", "roco": "captions", "med_halt": "med_halt"}
+_BUNDLED = SAMPLE_FOLDERS
 
 
 def is_main_process() -> bool:

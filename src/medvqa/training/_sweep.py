@@ -78,24 +78,19 @@ def _fmt(v: Any) -> str:
 
 
 def _table_markdown(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -> str:
+    from medvqa._tables import interval, markdown_table
+
     head = ["stage-1 size", "stage-1 steps", "stage-2 steps", "n", *metrics]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    body: list[list[object]] = []
     for r in rows:
-        cells = [
-            str(r["stage1_size"]),
-            _fmt(r.get("stage1_steps")),
-            _fmt(r.get("stage2_steps")),
-            _fmt(r.get("n")),
-        ]
+        cells: list[object] = [r["stage1_size"], r.get("stage1_steps"), r.get("stage2_steps"), r.get("n")]
         for m in metrics:
             v = r.get(m)
-            lo, hi = r.get(f"{m}:ci_low"), r.get(f"{m}:ci_high")
-            text = _fmt(v)
-            if v is not None and lo is not None and hi is not None:
-                text += f" [{lo:.3f}, {hi:.3f}]"
-            cells.append(text)
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+            cells.append(
+                None if v is None else _fmt(v) + interval(r.get(f"{m}:ci_low"), r.get(f"{m}:ci_high"))
+            )
+        body.append(cells)
+    return markdown_table(head, body) + "\n"
 
 
 def _headline_metrics(evaluation: EvalResult, profiles: Sequence[str]) -> list[str]:
