@@ -48,12 +48,24 @@ from medvqa.metrics._profiles import (
     evaluate,
     get_profile,
 )
+from medvqa.metrics._scorefile import (
+    SCORE_FORMAT,
+    ItemSet,
+    ScoreFile,
+    ScoreRun,
+    file_labels,
+    is_score_data,
+    read_scores,
+    write_scores,
+)
 from medvqa.metrics._tokenize import treebank_tokenize, whitespace_tokenize
 
 __all__ = [
     "PROFILES",
+    "SCORE_FORMAT",
     "Aggregate",
     "AggregateSpec",
+    "ItemSet",
     "LlavaMedProfile",
     "LmmsEvalProfile",
     "MedEvalKitProfile",
@@ -62,16 +74,21 @@ __all__ = [
     "PaperProfile",
     "Profile",
     "ProfileResult",
+    "ScoreFile",
+    "ScoreRun",
     "StrictProfile",
     "bootstrap_means",
     "containment",
     "evaluate",
+    "file_labels",
     "get_profile",
+    "is_score_data",
     "mcnemar_exact",
     "paired_comparison",
     "paper_f1",
     "percentile_interval",
     "read_predictions",
+    "read_scores",
     "sentence_bleu",
     "set_precision_recall_f1",
     "squad_f1",
@@ -82,4 +99,5 @@ __all__ = [
     "vqa_word_exact",
     "whitespace_tokenize",
     "wilson_interval",
+    "write_scores",
 ]
