@@ -132,10 +132,10 @@ def test_only_the_as_run_recipe_evaluates_as_run() -> None:
 @pytest.mark.slow
 def test_the_as_run_recipe_runs_tiny_and_records_the_mode(tmp_path: Path) -> None:
     pytest.importorskip("transformers")
-    import json
+    from medvqa.metrics import read_scores
 
     module = importlib.import_module("single_stage")
     config = EXAMPLES / "single_stage_as_run.yaml"
     module.main(["--tiny", "--config", str(config), "--output", str(tmp_path), "--no-progress"])
-    info = json.loads((tmp_path / "evaluations" / "single_stage_as_run.scores.json").read_text())["info"]
+    info = read_scores(tmp_path / "evaluations" / "single_stage_as_run.scores.json").runs[0].info
     assert info["as_run"] is True and info["dropout_seed"] == 42 and info["active_dropout_modules"] > 0
