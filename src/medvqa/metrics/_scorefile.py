@@ -53,7 +53,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,12 +63,14 @@ from medvqa.metrics._aggregate import Aggregate
 
 if TYPE_CHECKING:
     from medvqa.metrics._profiles import ProfileResult
+    from medvqa.records import Prediction
 
 __all__ = [
     "SCORE_FORMAT",
     "ItemSet",
     "ScoreFile",
     "ScoreRun",
+    "build_score_file",
     "file_labels",
     "is_score_data",
     "read_scores",
@@ -233,6 +235,43 @@ class ScoreFile:
     def to_json(self) -> str:
         """The file's text as :func:`write_scores` writes it (NaN and infinities as ``null``)."""
         return json.dumps(_finite(self.to_dict()), indent=2, ensure_ascii=False) + "\n"
+
+
+def build_score_file(
+    runs: Mapping[str, Sequence[Prediction]],
+    *,
+    profiles: str | Sequence[str] = "strict",
+    seed: int = 0,
+    n_boot: int = 1000,
+    files: Mapping[str, str] | None = None,
+    info: Mapping[str, Any] | None = None,
+) -> ScoreFile:
+    """Score prediction sets under profiles into a :class:`ScoreFile` (one run per set and profile).
+
+    Args:
+        runs: Prediction sets by label (a report row each).
+        profiles: One profile name or several.
+        seed: Bootstrap seed.
+        n_boot: Bootstrap replicates (0: no intervals).
+        files: The prediction file of each label, where there is one.
+        info: Facts recorded with every run (model, dataset, ...).
+
+    >>> from medvqa.records import Prediction
+    >>> sf = build_score_file({"a": [Prediction("1", "q", "yes", "yes", "closed")]}, n_boot=0)
+    >>> sf.runs[0].label, sf.runs[0].profile, sf.runs[0].aggregates["accuracy"].value
+    ('a', 'strict', 1.0)
+    """
+    from medvqa.metrics._profiles import evaluate
+
+    names = [profiles] if isinstance(profiles, str) else list(profiles)
+    out = []
+    for label, preds in runs.items():
+        items = ItemSet.of(p.id for p in preds)
+        for profile in names:
+            result = evaluate(preds, profile=profile, seed=seed, n_boot=n_boot)
+            file = (files or {}).get(label, "")
+            out.append(ScoreRun.from_result(result, label=label, file=file, items=items, info=info))
+    return ScoreFile(runs=tuple(out))
 
 
 def write_scores(path: str | os.PathLike[str], scores: ScoreFile) -> None:
