@@ -97,7 +97,7 @@ def test_earlier_evaluate_files_are_read_with_a_notice(tmp_path: Path) -> None:
         info={"model": "tiny", "dataset": "vqa_rad"},
     )
     path = _write(tmp_path / "two_stage.scores.json", old.to_dict())
-    with pytest.warns(FutureWarning, match="rewrite it"):
+    with pytest.warns(FutureWarning, match="rewrite it with medvqa.metrics.write_scores"):
         sf = read_scores(path)
     assert sf.format == "evaluate" and sf.profiles() == ["paper", "strict"]
     for p, r in results.items():
@@ -167,3 +167,28 @@ def test_score_runs_from_a_profile_result_keep_its_settings() -> None:
     result = evaluate(_preds(), profile="strict", seed=5, n_boot=10)
     run = ScoreRun.from_result(result, label="x")
     assert (run.seed, run.n_boot, run.n, run.options) == (5, 10, 6, result.options)
+
+
+def test_report_says_when_it_reads_an_earlier_layout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from medvqa.cli import main
+
+    result = evaluate(_preds(), profile="paper", n_boot=0)
+    path = _write(tmp_path / "v1.json", {"format": "medvqa.scores/1", "runs": [{"file": "b.jsonl", **result.to_dict()}]})
+    assert main(["report", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[2].startswith("| b | 6 |")
+    assert err.startswith(f"medvqa: note: {path}: a score file in format 'medvqa.scores/1'") and err.count("\n") == 1
+
+
+def test_report_warns_when_score_files_hold_different_items(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from medvqa.cli import main
+
+    write_scores(tmp_path / "a.json", build_score_file({"a": _preds(4)}, profiles="paper", n_boot=0))
+    write_scores(tmp_path / "b.json", build_score_file({"b": _preds(4, start=2)}, profiles="paper", n_boot=0))
+    assert main(["report", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 0
+    assert "do not hold the same items: they score a 4, b 4 items and their item ids differ" in capsys.readouterr().err
+    write_scores(tmp_path / "b.json", build_score_file({"b": _preds(4)}, profiles="paper", n_boot=0))
+    assert main(["report", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 0
+    assert "WARNING" not in capsys.readouterr().err

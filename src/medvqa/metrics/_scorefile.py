@@ -335,7 +335,7 @@ def read_scores(path: str | os.PathLike[str]) -> ScoreFile:
         )
     fmt = data.get("format")
     if fmt is None:
-        _deprecated(where, "an earlier medvqa evaluate's layout")
+        _deprecated(where, "the layout medvqa evaluate wrote")
         return _from_legacy(data, where)
     if fmt not in (SCORE_FORMAT, _V1):
         raise DataFormatError(
@@ -361,9 +361,9 @@ def read_scores(path: str | os.PathLike[str]) -> ScoreFile:
 
 def _deprecated(where: str, what: str) -> None:
     warnings.warn(
-        f"{where}: score file in {what}, read for one more release only; rewrite it in "
-        f"{SCORE_FORMAT!r} (python -c \"from medvqa.metrics import read_scores, write_scores; "
-        f"write_scores('{where}', read_scores('{where}'))\") or score the predictions again",
+        f"{where}: a score file in {what} of an earlier release, read for one more release only: "
+        "rewrite it with medvqa.metrics.write_scores(path, read_scores(path)), or score the "
+        "predictions again",
         FutureWarning,
         stacklevel=3,
     )
