@@ -56,7 +56,9 @@ def test_export_writes_a_loadable_adapter_and_a_card_with_the_scores(run: Path, 
     agg = read_scores(run / "eval.scores.json").run("eval", "paper").aggregates["containment"]
     assert agg.value is not None and agg.ci_low is not None and agg.ci_high is not None
     metrics = meta["model-index"][0]["results"][0]["metrics"]
-    match = [m for m in metrics if f"profile paper, n={agg.denominator}" in m["name"] and m["type"] == agg.name]
+    match = [
+        m for m in metrics if f"profile paper, n={agg.denominator}" in m["name"] and m["type"] == agg.name
+    ]
     assert match and match[0]["value"] == pytest.approx(agg.value, abs=1e-5)
     assert f"[{agg.ci_low:.4f}, {agg.ci_high:.4f}]" in match[0]["name"]
     assert "CC0" in (out / "README.md").read_text(), "the data's licence is stated"

@@ -84,7 +84,9 @@ def write_evaluate_legacy(folder: Path) -> tuple[Path, Expected]:
     preds = _preds_file(folder)
     expected = _rescored({"old_eval": preds}, ["paper", "strict"])
     scores = {p: {k: a.to_dict() for k, a in expected[("old_eval", p)].items()} for p in ("paper", "strict")}
-    old = EvalResult(name="old_eval", n=6, predictions_path=str(preds), scores=scores, info={"dataset": "vqa_rad"})
+    old = EvalResult(
+        name="old_eval", n=6, predictions_path=str(preds), scores=scores, info={"dataset": "vqa_rad"}
+    )
     out = folder / "old_eval.scores.json"
     out.write_text(json.dumps(old.to_dict()), encoding="utf-8")
     return out, expected
@@ -126,7 +128,9 @@ NEEDS_TRAIN = {"evaluate", "ablate"}
     scope="module",
     params=[pytest.param(w, marks=[pytest.mark.train] if w in NEEDS_TRAIN else []) for w in WRITERS],
 )
-def written(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Expected]:
+def written(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Expected]:
     name = request.param
     return WRITERS[name](tmp_path_factory.mktemp(name))
 

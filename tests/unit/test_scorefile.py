@@ -73,8 +73,16 @@ def test_version_1_files_are_read_with_a_notice(tmp_path: Path) -> None:
     result = evaluate(_preds(), profile="paper", n_boot=20)
     data = {
         "format": "medvqa.scores/1",
-        "fields": {"id": "id", "reference": "reference", "prediction": "prediction", "answer_type": "answer_type"},
-        "runs": [{"file": "runs/a/base.jsonl", **result.to_dict()}, {"file": "runs/b/base.jsonl", **result.to_dict()}],
+        "fields": {
+            "id": "id",
+            "reference": "reference",
+            "prediction": "prediction",
+            "answer_type": "answer_type",
+        },
+        "runs": [
+            {"file": "runs/a/base.jsonl", **result.to_dict()},
+            {"file": "runs/b/base.jsonl", **result.to_dict()},
+        ],
     }
     path = _write(tmp_path / "v1.json", data)
     with pytest.warns(FutureWarning, match="medvqa.scores/1"):
@@ -169,15 +177,22 @@ def test_score_runs_from_a_profile_result_keep_its_settings() -> None:
     assert (run.seed, run.n_boot, run.n, run.options) == (5, 10, 6, result.options)
 
 
-def test_report_says_when_it_reads_an_earlier_layout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_says_when_it_reads_an_earlier_layout(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from medvqa.cli import main
 
     result = evaluate(_preds(), profile="paper", n_boot=0)
-    path = _write(tmp_path / "v1.json", {"format": "medvqa.scores/1", "runs": [{"file": "b.jsonl", **result.to_dict()}]})
+    path = _write(
+        tmp_path / "v1.json", {"format": "medvqa.scores/1", "runs": [{"file": "b.jsonl", **result.to_dict()}]}
+    )
     assert main(["report", str(path)]) == 0
     out, err = capsys.readouterr()
     assert out.splitlines()[2].startswith("| b | 6 |")
-    assert err.startswith(f"medvqa: note: {path}: a score file in format 'medvqa.scores/1'") and err.count("\n") == 1
+    assert (
+        err.startswith(f"medvqa: note: {path}: a score file in format 'medvqa.scores/1'")
+        and err.count("\n") == 1
+    )
 
 
 def test_report_warns_when_score_files_hold_different_items(
@@ -188,7 +203,10 @@ def test_report_warns_when_score_files_hold_different_items(
     write_scores(tmp_path / "a.json", build_score_file({"a": _preds(4)}, profiles="paper", n_boot=0))
     write_scores(tmp_path / "b.json", build_score_file({"b": _preds(4, start=2)}, profiles="paper", n_boot=0))
     assert main(["report", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 0
-    assert "do not hold the same items: they score a 4, b 4 items and their item ids differ" in capsys.readouterr().err
+    assert (
+        "do not hold the same items: they score a 4, b 4 items and their item ids differ"
+        in capsys.readouterr().err
+    )
     write_scores(tmp_path / "b.json", build_score_file({"b": _preds(4)}, profiles="paper", n_boot=0))
     assert main(["report", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 0
     assert "WARNING" not in capsys.readouterr().err

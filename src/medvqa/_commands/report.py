@@ -136,7 +136,9 @@ def _score_file_rows(label: str | None, path: Path, args: argparse.Namespace) ->
     runs = [r for r in scores.runs if r.profile == args.profile]
     if not runs:
         have = ", ".join(scores.profiles()) or "none"
-        raise DataFormatError(f"no run scored under profile {args.profile!r} (profiles: {have})", file=str(path))
+        raise DataFormatError(
+            f"no run scored under profile {args.profile!r} (profiles: {have})", file=str(path)
+        )
     rows = []
     for r in runs:
         name = r.label if label is None else label if len(runs) == 1 else f"{label}:{r.label}"

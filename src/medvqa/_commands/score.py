@@ -372,7 +372,8 @@ def _score_file(rows: list[tuple[str, list[Prediction], ProfileResult]], args: a
     """The rows as a :class:`medvqa.metrics.ScoreFile` (what ``--format json`` writes)."""
     from medvqa.metrics import ItemSet, ScoreFile, ScoreRun, file_labels
 
-    labels = dict(zip(dict.fromkeys(f for f, _, _ in rows), file_labels(dict.fromkeys(f for f, _, _ in rows))))
+    files = list(dict.fromkeys(f for f, _, _ in rows))
+    labels = dict(zip(files, file_labels(files)))
     items = {file: ItemSet.of(p.id for p in preds) for file, preds, _ in rows}
     fields = {
         "id": args.id_field,
@@ -381,7 +382,8 @@ def _score_file(rows: list[tuple[str, list[Prediction], ProfileResult]], args: a
         "answer_type": args.answer_type_field,
     }
     runs = tuple(
-        ScoreRun.from_result(result, label=labels[file], file=file, items=items[file]) for file, _, result in rows
+        ScoreRun.from_result(result, label=labels[file], file=file, items=items[file])
+        for file, _, result in rows
     )
     reports = getattr(args, "judge_reports", {})
     return ScoreFile(runs=runs, fields=fields, judge={f: r.to_dict() for f, r in reports.items()})
