@@ -154,7 +154,9 @@ def _final_table_step(output: Path) -> subprocess.CompletedProcess[str]:
     step = script[script.index('echo "== every evaluation in one table"') :]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     prelude = f"set -euo pipefail\nPY={shlex.quote(sys.executable)}\nout={shlex.quote(str(output))}\n"
-    return subprocess.run(["bash", "-c", prelude + step], capture_output=True, text=True, env=env, check=False)
+    return subprocess.run(
+        ["bash", "-c", prelude + step], capture_output=True, text=True, env=env, check=False
+    )
 
 
 def test_run_all_ends_with_one_table_of_every_evaluation(tmp_path: Path) -> None:

@@ -210,3 +210,20 @@ def test_report_warns_when_score_files_hold_different_items(
     write_scores(tmp_path / "b.json", build_score_file({"b": _preds(4)}, profiles="paper", n_boot=0))
     assert main(["report", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 0
     assert "WARNING" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "command", [["review", "export"], ["review", "import", "sheet.csv", "--predictions"]]
+)
+def test_review_names_the_prediction_file_of_a_score_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    from medvqa.cli import main
+
+    path = tmp_path / "base.scores.json"
+    write_scores(path, build_score_file({"base": _preds()}, n_boot=0, files={"base": "runs/base.jsonl"}))
+    (tmp_path / "sheet.csv").write_text("id,image,question,truth,prediction,correct,justification\n")
+    argv = [*command[:2], *(str(tmp_path / c) if c.endswith(".csv") else c for c in command[2:]), str(path)]
+    assert main([*argv, "-o", str(tmp_path / "out.csv")] if command[1] == "export" else argv) == 1
+    err = capsys.readouterr().err
+    assert "a score file holds aggregates" in err and "runs/base.jsonl" in err and str(path) in err
