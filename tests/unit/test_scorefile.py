@@ -71,6 +71,7 @@ def test_two_runs_with_one_label_and_profile_are_refused() -> None:
 
 def test_version_1_files_are_read_with_a_notice(tmp_path: Path) -> None:
     result = evaluate(_preds(), profile="paper", n_boot=20)
+    strict = evaluate(_preds(), profile="strict", n_boot=20)
     data = {
         "format": "medvqa.scores/1",
         "fields": {
@@ -81,6 +82,7 @@ def test_version_1_files_are_read_with_a_notice(tmp_path: Path) -> None:
         },
         "runs": [
             {"file": "runs/a/base.jsonl", **result.to_dict()},
+            {"file": "runs/a/base.jsonl", **strict.to_dict()},
             {"file": "runs/b/base.jsonl", **result.to_dict()},
         ],
     }
@@ -88,7 +90,8 @@ def test_version_1_files_are_read_with_a_notice(tmp_path: Path) -> None:
     with pytest.warns(FutureWarning, match="medvqa.scores/1"):
         sf = read_scores(path)
     assert sf.format == "medvqa.scores/1" and sf.fields["id"] == "id"
-    assert [r.label for r in sf.runs] == ["runs/a/base.jsonl", "runs/b/base.jsonl"]  # same stem: the paths
+    labels = ["runs/a/base.jsonl", "runs/a/base.jsonl", "runs/b/base.jsonl"]  # same stem: the paths
+    assert [r.label for r in sf.runs] == labels and sf.profiles() == ["paper", "strict"]
     assert sf.runs[0].aggregates == result.aggregates and sf.runs[0].items is None and sf.runs[0].n_boot == 20
 
 
@@ -227,3 +230,23 @@ def test_review_names_the_prediction_file_of_a_score_file(
     assert main([*argv, "-o", str(tmp_path / "out.csv")] if command[1] == "export" else argv) == 1
     err = capsys.readouterr().err
     assert "a score file holds aggregates" in err and "runs/base.jsonl" in err and str(path) in err
+
+
+def test_score_labels_files_of_one_name_by_their_paths(tmp_path: Path) -> None:
+    from medvqa.cli import main
+
+    files = []
+    for folder, preds in (("a", _preds(4)), ("b", _preds(4, start=1))):
+        (tmp_path / folder).mkdir()
+        files.append(tmp_path / folder / "run.jsonl")
+        files[-1].write_text("".join(json.dumps(p.to_dict()) + "\n" for p in preds), encoding="utf-8")
+    out = tmp_path / "scores.json"  # -o NAME.json without --format: the score file
+    assert (
+        main(["score", *map(str, files), "--profile", "paper", "strict", "--n-boot", "0", "-o", str(out)])
+        == 0
+    )
+    sf = read_scores(out)
+    assert [(r.label, r.profile) for r in sf.runs] == [
+        (str(f), p) for f in files for p in ("paper", "strict")
+    ]
+    assert sf.runs[0].items != sf.runs[2].items and sf.runs[0].items == sf.runs[1].items

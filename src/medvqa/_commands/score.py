@@ -372,7 +372,7 @@ def _score_file(rows: list[tuple[str, list[Prediction], ProfileResult]], args: a
     """The rows as a :class:`medvqa.metrics.ScoreFile` (what ``--format json`` writes)."""
     from medvqa.metrics import ItemSet, ScoreFile, ScoreRun, file_labels
 
-    files = list(dict.fromkeys(f for f, _, _ in rows))
+    files = [f for f, _, _ in rows]
     labels = dict(zip(files, file_labels(files)))
     items = {file: ItemSet.of(p.id for p in preds) for file, preds, _ in rows}
     fields = {

@@ -293,14 +293,18 @@ def _finite(obj: Any) -> Any:
 
 
 def file_labels(files: Iterable[str]) -> list[str]:
-    """A run label per prediction file: its name without extension, or its path where two share one.
+    """A run label per prediction file: its name without extension, or its path where two files share one.
 
-    >>> file_labels(["a/base.jsonl", "b/base.jsonl", "tuned.jsonl"])
-    ['a/base.jsonl', 'b/base.jsonl', 'tuned']
+    A path given twice (one file scored under two profiles) gets one label.
+
+    >>> file_labels(["a/base.jsonl", "b/base.jsonl", "tuned.jsonl", "a/base.jsonl"])
+    ['a/base.jsonl', 'b/base.jsonl', 'tuned', 'a/base.jsonl']
     """
     paths = list(files)
-    stems = [Path(f).stem for f in paths]
-    return [f if stems.count(st) > 1 and paths.count(f) == 1 else st for f, st in zip(paths, stems)]
+    unique = list(dict.fromkeys(paths))
+    stems = [Path(f).stem for f in unique]
+    label = {f: f if stems.count(stem) > 1 else stem for f, stem in zip(unique, stems)}
+    return [label[f] for f in paths]
 
 
 def is_score_data(data: Any) -> bool:
