@@ -92,7 +92,8 @@ class ItemSet:
 
     Attributes:
         count: The number of distinct item ids.
-        sha256: Hex SHA-256 of the JSON list of the sorted distinct ids.
+        sha256: Hex SHA-256 of the sorted distinct ids as a JSON list, exactly
+            ``json.dumps(sorted(set(ids)), ensure_ascii=False).encode("utf-8")``.
 
     >>> ItemSet.of(["b", "a"]) == ItemSet.of(["a", "b", "a"])
     True
