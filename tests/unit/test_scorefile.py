@@ -207,8 +207,7 @@ def test_report_warns_when_score_files_hold_different_items(
     write_scores(tmp_path / "b.json", build_score_file({"b": _preds(4, start=2)}, profiles="paper", n_boot=0))
     assert main(["report", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 0
     assert (
-        "do not hold the same items: they score a 4, b 4 items and their item ids differ"
-        in capsys.readouterr().err
+        "do not hold the same items but 2 different sets: a (4 items); b (4 items)" in capsys.readouterr().err
     )
     write_scores(tmp_path / "b.json", build_score_file({"b": _preds(4)}, profiles="paper", n_boot=0))
     assert main(["report", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 0

@@ -155,12 +155,17 @@ def _items_warning(runs: list[_Row]) -> str | None:
     if all(r.ids is not None for r in runs):
         return _ids_warning(runs)
     if all(r.items is not None for r in runs):
-        if len({r.items for r in runs}) < 2:
+        groups: dict[ItemSet | None, list[str]] = {}
+        for r in runs:
+            groups.setdefault(r.items, []).append(r.label)
+        if len(groups) < 2:
             return None
-        listed = ", ".join(f"{r.label} {r.items.count}" for r in runs if r.items is not None)
+        listed = "; ".join(
+            f"{', '.join(labels)} ({s.count if s else 0} items)" for s, labels in groups.items()
+        )
         return (
-            f"the runs do not hold the same items: they score {listed} items and their item ids "
-            "differ; their rows are not comparable"
+            f"the runs do not hold the same items but {len(groups)} different sets: {listed}; rows of "
+            "different sets are not comparable"
         )
     sizes = {r.label: r.n for r in runs if r.n is not None}
     if len(set(sizes.values())) < 2:
