@@ -9,8 +9,9 @@
     training_config.json        the stage config(s) the adapter was trained with
     README.md                   the model card: YAML metadata (base model, datasets, metrics) and text
 
-Metrics come from the ``*.scores.json`` files that ``medvqa evaluate`` and
-``medvqa two-stage --evaluate`` write (found in the run folder, or given): each metric with
+Metrics come from the score files (``*.scores.json``, see :func:`medvqa.metrics.read_scores`)
+that ``medvqa evaluate`` and ``medvqa two-stage --evaluate`` write (found in the run folder,
+or given; ``medvqa score --format json`` output works too): each metric with
 its scoring profile, ``n`` and its 95% bootstrap interval. :func:`push_to_hub` uploads the
 folder with ``huggingface_hub`` (needs network access and a token).
 """
@@ -84,28 +85,26 @@ def _stages(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def _metrics(score_files: Sequence[Path]) -> list[dict[str, Any]]:
+    from medvqa.metrics import read_scores
+
     rows: list[dict[str, Any]] = []
     for path in score_files:
-        data = read_json(path)
-        if not isinstance(data, dict) or not isinstance(data.get("scores"), dict):
-            raise MedVQAError(f"{path}: not a scores file of medvqa evaluate (no 'scores' object)")
-        info = data.get("info") or {}
-        for profile, aggs in data["scores"].items():
-            for key, agg in aggs.items():
-                if agg.get("value") is None:
+        for run in read_scores(path).runs:
+            for key, agg in run.aggregates.items():
+                if agg.value is None:
                     continue
                 rows.append(
                     {
-                        "evaluation": data.get("name", path.stem),
-                        "dataset": info.get("dataset"),
-                        "split": info.get("split"),
-                        "profile": profile,
-                        "metric": agg.get("name", key.split("/")[0]),
-                        "subset": agg.get("subset", "all"),
-                        "value": float(agg["value"]),
-                        "n": agg.get("denominator"),
-                        "ci_low": agg.get("ci_low"),
-                        "ci_high": agg.get("ci_high"),
+                        "evaluation": run.label,
+                        "dataset": run.info.get("dataset"),
+                        "split": run.info.get("split"),
+                        "profile": run.profile,
+                        "metric": agg.name or key.split("/")[0],
+                        "subset": agg.subset,
+                        "value": agg.value,
+                        "n": agg.denominator,
+                        "ci_low": agg.ci_low,
+                        "ci_high": agg.ci_high,
                         "file": path.name,
                     }
                 )

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import os
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -117,6 +121,9 @@ def test_every_tiny_path_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         "evaluations/swapped_images.scores.json",
     ):
         assert (tmp_path / name).is_file(), name
+    table = _final_table_step(tmp_path)
+    assert table.returncode == 0, table.stderr
+    assert "| two_stage |" in table.stdout and "| sweep_size_0 |" in table.stdout
 
 
 def test_only_the_as_run_recipe_evaluates_as_run() -> None:
@@ -132,10 +139,41 @@ def test_only_the_as_run_recipe_evaluates_as_run() -> None:
 @pytest.mark.slow
 def test_the_as_run_recipe_runs_tiny_and_records_the_mode(tmp_path: Path) -> None:
     pytest.importorskip("transformers")
-    import json
+    from medvqa.metrics import read_scores
 
     module = importlib.import_module("single_stage")
     config = EXAMPLES / "single_stage_as_run.yaml"
     module.main(["--tiny", "--config", str(config), "--output", str(tmp_path), "--no-progress"])
-    info = json.loads((tmp_path / "evaluations" / "single_stage_as_run.scores.json").read_text())["info"]
+    info = read_scores(tmp_path / "evaluations" / "single_stage_as_run.scores.json").runs[0].info
     assert info["as_run"] is True and info["dropout_seed"] == 42 and info["active_dropout_modules"] > 0
+
+
+def _final_table_step(output: Path) -> subprocess.CompletedProcess[str]:
+    """Run the last step of run_all.sh (the combined table) on an output folder."""
+    script = (EXAMPLES / "run_all.sh").read_text()
+    step = script[script.index('echo "== every evaluation in one table"') :]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    prelude = f"set -euo pipefail\nPY={shlex.quote(sys.executable)}\nout={shlex.quote(str(output))}\n"
+    return subprocess.run(
+        ["bash", "-c", prelude + step], capture_output=True, text=True, env=env, check=False
+    )
+
+
+def test_run_all_ends_with_one_table_of_every_evaluation(tmp_path: Path) -> None:
+    from medvqa.metrics import build_score_file, write_scores
+    from medvqa.records import Prediction
+
+    preds = [Prediction(f"q{i}", "q", "yes", "yes" if i % 2 else "no", "closed") for i in range(4)]
+    (tmp_path / "evaluations").mkdir()
+    for name in ("base", "two_stage"):
+        sf = build_score_file({name: preds}, profiles=["paper", "strict"], n_boot=0)
+        write_scores(tmp_path / "evaluations" / f"{name}.scores.json", sf)
+    for size in (7000, 0, 20000):
+        (tmp_path / "size_sweep" / f"size_{size}").mkdir(parents=True)
+        sf = build_score_file({"eval": preds[: 1 + size // 7000]}, profiles="strict", n_boot=0)
+        write_scores(tmp_path / "size_sweep" / f"size_{size}" / "eval.scores.json", sf)
+    proc = _final_table_step(tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split("|")[1].strip() for line in proc.stdout.splitlines() if line.startswith("| ")]
+    assert rows == ["run", "base", "two_stage", "sweep_size_0", "sweep_size_7000", "sweep_size_20000"]
+    assert "do not hold the same items" in proc.stderr  # the sweep sizes score other items

@@ -51,20 +51,16 @@ def test_export_writes_a_loadable_adapter_and_a_card_with_the_scores(run: Path, 
 
     meta = _front_matter((out / "README.md").read_text())
     assert meta["base_model"] == "tiny" and meta["library_name"] == "peft" and "vqa_rad" in meta["datasets"]
-    scores = json.loads((run / "eval.scores.json").read_text())["scores"]
-    agg = (
-        scores["paper"]["containment/all"]
-        if "containment/all" in scores["paper"]
-        else next(iter(scores["paper"].values()))
-    )
+    from medvqa.metrics import read_scores
+
+    agg = read_scores(run / "eval.scores.json").run("eval", "paper").aggregates["containment"]
+    assert agg.value is not None and agg.ci_low is not None and agg.ci_high is not None
     metrics = meta["model-index"][0]["results"][0]["metrics"]
     match = [
-        m
-        for m in metrics
-        if f"profile paper, n={agg['denominator']}" in m["name"] and m["type"] == agg["name"]
+        m for m in metrics if f"profile paper, n={agg.denominator}" in m["name"] and m["type"] == agg.name
     ]
-    assert match and match[0]["value"] == pytest.approx(agg["value"], abs=1e-5)
-    assert f"[{agg['ci_low']:.4f}, {agg['ci_high']:.4f}]" in match[0]["name"]
+    assert match and match[0]["value"] == pytest.approx(agg.value, abs=1e-5)
+    assert f"[{agg.ci_low:.4f}, {agg.ci_high:.4f}]" in match[0]["name"]
     assert "CC0" in (out / "README.md").read_text(), "the data's licence is stated"
 
     from peft import PeftModel

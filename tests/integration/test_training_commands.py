@@ -92,8 +92,10 @@ def test_two_stage_then_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[s
         summary["stage1"]["config"]["dataset"] == "roco"
         and summary["stage2"]["config"]["dataset"] == "vqa_rad"
     )
-    scores = json.loads((out / "eval.scores.json").read_text())
-    assert scores["n"] == 3 and set(scores["scores"]) == {"paper", "strict"}
+    from medvqa.metrics import read_scores
+
+    scores = read_scores(out / "eval.scores.json")
+    assert {r.n for r in scores.runs} == {3} and scores.profiles() == ["paper", "strict"]
     assert (out / "loss_curves.png").is_file()
     capsys.readouterr()
     assert (

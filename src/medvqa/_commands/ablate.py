@@ -37,9 +37,10 @@ examples:
       --output runs/ablations
       the paper's ablations (first 400 test questions), seeded, with intervals and abstention
 
-Writes OUTPUT/predictions/baseline.jsonl and OUTPUT/predictions/<transform>.jsonl, OUTPUT/ablations.json
-and OUTPUT/report.md + report.json. Running again with the same OUTPUT resumes unfinished files
-(each prediction file has its settings beside it as <file>.run.json; other settings are
+Writes OUTPUT/predictions/baseline.jsonl and OUTPUT/predictions/<transform>.jsonl, OUTPUT/ablations.json,
+OUTPUT/report.md + report.json, and OUTPUT/scores.json (every run's scores; 'medvqa report
+OUTPUT/scores.json --profile PROFILE' puts them in one table). Running again with the same
+OUTPUT resumes unfinished files (each prediction file has its settings beside it as <file>.run.json; other settings are
 refused). While a run writes OUTPUT, OUTPUT/medvqa.lock names it and a second run is refused.
 """
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +12,7 @@ from medvqa._commands._common import read_prediction_file
 from medvqa.metrics import PROFILES
 
 if TYPE_CHECKING:
-    from medvqa.metrics import Aggregate
+    from medvqa.metrics import Aggregate, ItemSet
 
 __all__ = ["register"]
 
@@ -22,11 +23,14 @@ examples:
   medvqa report base=base.jsonl two-stage=two_stage.jsonl --human base=base_review.csv \\
       --human two-stage=two_stage_review.csv --format latex
   medvqa report scores.json --profile strict --metric accuracy --metric f1/open --format csv
-      rows from 'medvqa score --format json' output (one row per file scored under --profile)
+      rows from a score file (one row per run scored under --profile)
+  medvqa report runs/eval/*.scores.json
+      every 'medvqa evaluate' run in one table, each row named after its run
   medvqa report two-stage=run.jsonl --reference-field true_answer --prediction-field predicted_answer
 
-Each RUN is LABEL=FILE or FILE (label: the file name without extension). A FILE is a
-prediction file (scored here) or the JSON written by 'medvqa score --format json'.
+Each RUN is LABEL=FILE or FILE. A FILE is a prediction file (scored here; label: the file
+name without extension) or a score file (medvqa.scores JSON, written by 'medvqa score
+--format json', 'medvqa evaluate', 'medvqa ablate', ...; label: the run's own).
 """
 
 
@@ -86,57 +90,93 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def _split(spec: str) -> tuple[str, Path]:
+def _split(spec: str) -> tuple[str | None, Path]:
+    """``(label, path)`` of a RUN; the label is ``None`` when the spec gives none."""
     if "=" in spec:
         label, _, location = spec.partition("=")
         if label and location:
             return label, Path(location)
-    path = Path(spec)
-    return path.stem, path
+    return None, Path(spec)
 
 
-Run = tuple[str, "dict[str, Aggregate]", "frozenset[str] | None", "int | None"]
-"""A table row: its label, its aggregates, its item ids when known (prediction files) and its n."""
+@dataclass(frozen=True)
+class _Row:
+    """A table row: its label, its aggregates, and what is known of its items."""
+
+    label: str
+    aggregates: dict[str, Aggregate]
+    ids: frozenset[str] | None = None  # prediction files: the item ids
+    items: ItemSet | None = None  # score files: the items' count and hash
+    n: int | None = None
 
 
-def _load_run(label: str, path: Path, args: argparse.Namespace) -> list[Run]:
-    from medvqa._errors import DataFormatError
+def _load_run(label: str | None, path: Path, args: argparse.Namespace) -> list[_Row]:
     from medvqa._io import read_json
-    from medvqa.metrics import Aggregate, evaluate
+    from medvqa.metrics import ItemSet, evaluate, is_score_data
 
-    if path.suffix == ".json":
-        data = read_json(path)
-        if isinstance(data, dict) and str(data.get("format", "")).startswith("medvqa.scores/"):
-            runs = [r for r in data.get("runs", []) if r.get("profile") == args.profile]
-            if not runs:
-                raise DataFormatError(f"no run scored under profile {args.profile!r}", file=str(path))
-            out: list[Run] = []
-            for r in runs:
-                name = label if len(runs) == 1 else f"{label}:{Path(str(r.get('file', ''))).stem}"
-                aggregates = {k: Aggregate.from_dict(v) for k, v in r["aggregates"].items()}
-                n = r.get("n")
-                out.append((name, aggregates, None, n if isinstance(n, int) else None))
-            return out
+    if path.suffix == ".json" and is_score_data(read_json(path)):
+        return _score_file_rows(label, path, args)
     preds = read_prediction_file(path, args)
     result = evaluate(preds, profile=args.profile, seed=args.seed, n_boot=args.n_boot, by=())
-    return [(label, dict(result.aggregates), frozenset(p.id for p in preds), len(preds))]
+    ids = frozenset(p.id for p in preds)
+    return [_Row(label or path.stem, dict(result.aggregates), ids, ItemSet.of(ids), len(preds))]
 
 
-def _items_warning(runs: list[Run]) -> str | None:
+def _score_file_rows(label: str | None, path: Path, args: argparse.Namespace) -> list[_Row]:
+    """The runs of a score file scored under ``--profile``: named LABEL, LABEL:RUN or RUN."""
+    import warnings
+
+    from medvqa._errors import DataFormatError
+    from medvqa.metrics import read_scores
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FutureWarning)
+        scores = read_scores(path)
+    for w in caught:
+        print(f"medvqa: note: {w.message}", file=sys.stderr)
+    runs = [r for r in scores.runs if r.profile == args.profile]
+    if not runs:
+        have = ", ".join(scores.profiles()) or "none"
+        raise DataFormatError(
+            f"no run scored under profile {args.profile!r} (profiles: {have})", file=str(path)
+        )
+    rows = []
+    for r in runs:
+        name = r.label if label is None else label if len(runs) == 1 else f"{label}:{r.label}"
+        rows.append(_Row(name, dict(r.aggregates), None, r.items, r.n))
+    return rows
+
+
+def _items_warning(runs: list[_Row]) -> str | None:
     """A warning when the runs do not hold the same items.
 
-    Prediction files are compared by their item ids; when a row comes from ``medvqa score``
-    JSON, which keeps no ids, the rows are compared by their number of items.
+    Prediction files are compared by their item ids; rows from score files by the hash of
+    their ids (files of earlier releases, which keep none, by their number of items).
     """
-    if any(ids is None for _, _, ids, _ in runs):
-        sizes = {label: n for label, _, _, n in runs if n is not None}
-        if len(set(sizes.values())) < 2:
+    if all(r.ids is not None for r in runs):
+        return _ids_warning(runs)
+    if all(r.items is not None for r in runs):
+        groups: dict[ItemSet | None, list[str]] = {}
+        for r in runs:
+            groups.setdefault(r.items, []).append(r.label)
+        if len(groups) < 2:
             return None
-        listed = ", ".join(f"{label} {n}" for label, n in sizes.items())
-        return (
-            f"the runs do not hold the same items: they score {listed} items; their rows are not comparable"
+        listed = "; ".join(
+            f"{', '.join(labels)} ({s.count if s else 0} items)" for s, labels in groups.items()
         )
-    known = [(label, ids) for label, _, ids, _ in runs if ids is not None]
+        return (
+            f"the runs do not hold the same items but {len(groups)} different sets: {listed}; rows of "
+            "different sets are not comparable"
+        )
+    sizes = {r.label: r.n for r in runs if r.n is not None}
+    if len(set(sizes.values())) < 2:
+        return None
+    listed = ", ".join(f"{label} {n}" for label, n in sizes.items())
+    return f"the runs do not hold the same items: they score {listed} items; their rows are not comparable"
+
+
+def _ids_warning(runs: list[_Row]) -> str | None:
+    known = [(r.label, r.ids) for r in runs if r.ids is not None]
     if len(known) < 2:
         return None
     first_label, first = known[0]
@@ -161,14 +201,14 @@ def run(args: argparse.Namespace) -> int:
     from medvqa.reports import results_table
     from medvqa.review import human_evaluation, read_review_sheet
 
-    runs: list[Run] = []
+    runs: list[_Row] = []
     for spec in args.runs:
         label, path = _split(spec)
         runs.extend(_load_run(label, path, args))
     warning = _items_warning(runs)
     if warning is not None:
         print(f"medvqa: WARNING: {warning}", file=sys.stderr)
-    rows = [(label, aggregates) for label, aggregates, _, _ in runs]
+    rows = [(r.label, r.aggregates) for r in runs]
     labels = [label for label, _ in rows]
     repeated = sorted({label for label in labels if labels.count(label) > 1})
     if repeated:

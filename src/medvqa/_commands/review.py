@@ -95,12 +95,36 @@ def _field_options(p: argparse.ArgumentParser) -> None:
 def _read(args: argparse.Namespace, path: Path) -> Any:
     from medvqa.metrics import read_predictions
 
+    _refuse_score_file(path)
     return read_predictions(
         path,
         id_field=args.id_field,
         reference_field=args.reference_field,
         prediction_field=args.prediction_field,
         answer_type_field=args.answer_type_field,
+    )
+
+
+def _refuse_score_file(path: Path) -> None:
+    """A score file holds aggregates only: name the prediction file(s) it was computed from."""
+    if path.suffix != ".json" or not path.is_file():
+        return
+    import warnings
+
+    from medvqa._errors import DataFormatError
+    from medvqa._io import read_json
+    from medvqa.metrics import is_score_data, read_scores
+
+    if not is_score_data(read_json(path)):
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        files = sorted({r.file for r in read_scores(path).runs if r.file})
+    named = ", ".join(files) if files else "none recorded"
+    raise DataFormatError(
+        f"a score file holds aggregates, not the per-item answers a review needs; give the prediction "
+        f"file it was scored from ({named})",
+        file=str(path),
     )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -366,21 +365,25 @@ def _csv(rows: list[tuple[str, list[Prediction], ProfileResult]]) -> str:
     return buf.getvalue().rstrip("\n")
 
 
-def _json(rows: list[tuple[str, list[Prediction], ProfileResult]], args: argparse.Namespace) -> str:
-    payload = {
-        "format": "medvqa.scores/1",
-        "fields": {
-            "id": args.id_field,
-            "reference": args.reference_field,
-            "prediction": args.prediction_field,
-            "answer_type": args.answer_type_field,
-        },
-        "runs": [{"file": file, **result.to_dict()} for file, _, result in rows],
+def _score_file(rows: list[tuple[str, list[Prediction], ProfileResult]], args: argparse.Namespace) -> Any:
+    """The rows as a :class:`medvqa.metrics.ScoreFile` (what ``--format json`` writes)."""
+    from medvqa.metrics import ItemSet, ScoreFile, ScoreRun, file_labels
+
+    files = [f for f, _, _ in rows]
+    labels = dict(zip(files, file_labels(files)))
+    items = {file: ItemSet.of(p.id for p in preds) for file, preds, _ in rows}
+    fields = {
+        "id": args.id_field,
+        "reference": args.reference_field,
+        "prediction": args.prediction_field,
+        "answer_type": args.answer_type_field,
     }
+    runs = tuple(
+        ScoreRun.from_result(result, label=labels[file], file=file, items=items[file])
+        for file, _, result in rows
+    )
     reports = getattr(args, "judge_reports", {})
-    if reports:
-        payload["judge"] = {f: r.to_dict() for f, r in reports.items()}
-    return json.dumps(payload, indent=2, ensure_ascii=False)
+    return ScoreFile(runs=runs, fields=fields, judge={f: r.to_dict() for f, r in reports.items()})
 
 
 def _write_details(path: Path, rows: list[tuple[str, list[Prediction], ProfileResult]]) -> None:
@@ -432,8 +435,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--n-boot must be >= 0, got {args.n_boot}")
     rows = score_files(args)
     reports = getattr(args, "judge_reports", {})
-    if args.format == "json":
-        text = _json(rows, args)
+    # -o NAME.json without --format: the score file, not the table text in a .json file
+    as_json = args.format == "json" or (
+        args.format == "table" and args.output is not None and args.output.suffix == ".json"
+    )
+    scores = _score_file(rows, args) if as_json else None
+    if scores is not None:
+        text = scores.to_json().rstrip("\n")
     elif args.format == "csv":
         text = _csv(rows)
     elif args.format == "md":
@@ -448,7 +456,11 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_json(args.judge_report, {f: r.to_dict() for f, r in reports.items()})
     if args.details is not None:
         _write_details(args.details, rows)
-    if args.output is not None:
+    if args.output is not None and scores is not None:
+        from medvqa.metrics import write_scores
+
+        write_scores(args.output, scores)
+    elif args.output is not None:
         from medvqa._io import atomic_write_text
 
         atomic_write_text(args.output, text + "\n")

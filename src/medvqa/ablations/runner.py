@@ -66,8 +66,9 @@ def run_ablations(
     Writes, under ``output``: ``predictions/baseline.jsonl`` (the untransformed samples),
     ``predictions/<name>.jsonl`` for every transform and every nonsense run (each row's
     metadata says which transform produced it), ``ablations.json`` (the transforms and
-    settings) and ``report.md`` / ``report.json`` (see :func:`ablation_report`). Prediction
-    files are streamed and resumed by :func:`medvqa.generation.generate_answers`, so an
+    settings), ``report.md`` / ``report.json`` (see :func:`ablation_report`) and
+    ``scores.json``, the normal and every ablated run scored under ``profile`` (a score file,
+    see :func:`medvqa.metrics.read_scores`). Prediction files are streamed and resumed by :func:`medvqa.generation.generate_answers`, so an
     interrupted run started again with the same ``output`` loses nothing.
 
     Needs the ``medvqa[train]`` extra (generation); torch is imported only here.
@@ -160,7 +161,24 @@ def run_ablations(
     )
     if is_main_process():
         report.write(out)
+        _write_run_scores(out, {_RESERVED: baseline, **runs}, profile, seed, n_boot, config)
     return report
+
+
+def _write_run_scores(
+    out: Path,
+    runs: Mapping[str, Sequence[Prediction]],
+    profile: str,
+    seed: int,
+    n_boot: int,
+    config: Mapping[str, Any] | None,
+) -> None:
+    """``scores.json``: the normal and every ablated run scored under ``profile`` (a score file)."""
+    from medvqa.metrics import build_score_file, write_scores
+
+    files = {name: str(out / "predictions" / f"{_file_name(name)}.jsonl") for name in runs}
+    scores = build_score_file(runs, profiles=profile, seed=seed, n_boot=n_boot, files=files, info=config)
+    write_scores(out / "scores.json", scores)
 
 
 def _check_names(names: list[str]) -> list[str]:

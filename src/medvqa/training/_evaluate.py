@@ -8,6 +8,7 @@ scores from :func:`medvqa.metrics.evaluate` under each named profile. Files writ
     <name>.predictions.jsonl   one Prediction per line (per-item answers)
     <name>.items.jsonl         per-item scores of every profile
     <name>.scores.json         aggregates with numerators, denominators and intervals
+                               (a score file, see :func:`medvqa.metrics.read_scores`)
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from medvqa._errors import MedVQAError
-from medvqa._io import JsonlWriter, atomic_write_json
+from medvqa._io import JsonlWriter
 from medvqa._lock import RunLock
 from medvqa.records import Prediction, VQASample
 from medvqa.training._runner import is_main_process
@@ -108,6 +109,33 @@ class EvalResult:
             "scores": {p: {k: dict(v) for k, v in a.items()} for p, a in self.scores.items()},
             "info": dict(self.info),
         }
+
+    def score_file(self, *, seed: int = 0, n_boot: int = 0) -> Any:
+        """The scores as a :class:`medvqa.metrics.ScoreFile`: one run per profile, labelled :attr:`name`.
+
+        This is what :func:`predict_and_score` writes to ``<name>.scores.json``; ``seed`` and
+        ``n_boot`` record how the intervals were drawn. The runs carry the item count and
+        hash when :attr:`predictions` are known.
+        """
+        from medvqa.metrics import Aggregate, ItemSet, ScoreFile, ScoreRun
+
+        items = ItemSet.of(p.id for p in self.predictions) if self.predictions else None
+        runs = []
+        for profile, aggs in self.scores.items():
+            runs.append(
+                ScoreRun(
+                    label=self.name,
+                    profile=profile,
+                    n=self.n,
+                    aggregates={k: Aggregate.from_dict({"key": k, **v}) for k, v in aggs.items()},
+                    file=self.predictions_path,
+                    items=items,
+                    seed=seed,
+                    n_boot=n_boot,
+                    info=dict(self.info),
+                )
+            )
+        return ScoreFile(runs=tuple(runs))
 
 
 def score_predictions(
@@ -257,9 +285,11 @@ def predict_and_score(
             predictions=tuple(predictions),
         )
         if is_main_process():
+            from medvqa.metrics import write_scores
+
             with JsonlWriter(out / f"{name}.items.jsonl", append=False, fsync=False) as w:
                 w.write_all(items)
-            atomic_write_json(out / f"{name}.scores.json", result.to_dict())
+            write_scores(out / f"{name}.scores.json", result.score_file(seed=seed, n_boot=n_boot))
             log_scalars(report_to, result.flat(), log_dir=out / "tensorboard" / name)
     return result
 
