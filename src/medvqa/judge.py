@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from medvqa._extras import MissingExtraError, needs_train_extra
 from medvqa._judge_cache import JudgeCache, cache_key
 from medvqa._openai_client import ChatClient, Message
 from medvqa.metrics._aggregate import Aggregate, wilson_interval
@@ -235,10 +236,9 @@ class LocalJudge:
         try:
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
-        except ImportError as exc:  # pragma: no cover - depends on the installation
-            raise ImportError(
-                "a local judge needs torch and transformers: pip install 'medvqa[train]'"
-            ) from exc
+        except ModuleNotFoundError as exc:
+            missing = (exc.name or "torch").split(".")[0]
+            raise MissingExtraError.for_module("medvqa.judge.LocalJudge", missing) from exc
         tokenizer = AutoTokenizer.from_pretrained(self.model_id, revision=self._revision_arg)
         tokenizer.padding_side = "left"
         if tokenizer.pad_token is None:
@@ -261,6 +261,7 @@ class LocalJudge:
         turns = [f"{str(m['role']).capitalize()}: {m['content']}" for m in messages]
         return "\n".join(turns) + "\nAssistant:"
 
+    @needs_train_extra
     def complete(self, conversations: Sequence[Sequence[Message]]) -> list[str]:
         """Greedy replies, in order."""
         import torch

@@ -40,6 +40,7 @@ from typing import Any, Literal
 
 from medvqa._distributed import barrier, ensure_process_group, is_main_process
 from medvqa._errors import MedVQAError
+from medvqa._extras import needs_train_extra
 from medvqa._io import atomic_write_json, atomic_write_text, read_json
 from medvqa.training._config import (
     TINY_MODEL,
@@ -234,6 +235,7 @@ def _fmt(v: Any, digits: int = 3) -> str:
     return str(v)
 
 
+@needs_train_extra
 def run_demo(
     config: DemoConfig | None = None,
     *,

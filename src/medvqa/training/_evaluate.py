@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from medvqa._errors import MedVQAError
+from medvqa._extras import needs_train_extra
 from medvqa._io import JsonlWriter, atomic_write_json
 from medvqa._lock import RunLock
 from medvqa.records import Prediction, VQASample
@@ -132,6 +133,7 @@ def score_predictions(
     return scores, items
 
 
+@needs_train_extra
 def predict_and_score(
     model: Any,
     processor: Any,
@@ -319,6 +321,7 @@ def _generate(
         return generate_answers(model, processor, list(samples), output=pred_path, **kwargs)
 
 
+@needs_train_extra
 def load_trained_model(
     model: str,
     adapter: str | os.PathLike[str] | None = None,

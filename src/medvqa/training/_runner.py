@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from medvqa._errors import MedVQAError
+from medvqa._extras import needs_train_extra
 from medvqa._io import atomic_write_json, atomic_write_text, read_json
 from medvqa.records import VQASample
 from medvqa.training._config import TINY_MODEL, StageConfig
@@ -238,6 +239,7 @@ def _load_samples(
     return samples, int(data.skipped)
 
 
+@needs_train_extra
 def load_base_model(config: StageConfig) -> tuple[Any, Any]:
     """Load the base model and processor named by ``config.model`` (``"tiny"``: the tiny random one).
 
@@ -733,6 +735,7 @@ def _train(trainer: Any, checkpoint: Path | None) -> Any:
         ) from exc
 
 
+@needs_train_extra
 def run_stage(
     config: StageConfig,
     *,
@@ -798,6 +801,7 @@ def run_stage(
 _SHARED_FIELDS = ("model", "quantization", "double_quant", "lora_preset", "lora_r", "lora_alpha")
 
 
+@needs_train_extra
 def run_two_stage(
     stage1: StageConfig | None,
     stage2: StageConfig,

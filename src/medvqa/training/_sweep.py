@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from medvqa._errors import MedVQAError
+from medvqa._extras import needs_train_extra
 from medvqa._io import atomic_write_json, atomic_write_text
 from medvqa.records import VQASample
 from medvqa.training._config import StageConfig
@@ -108,6 +109,7 @@ def _headline_metrics(evaluation: EvalResult, profiles: Sequence[str]) -> list[s
     ]
 
 
+@needs_train_extra
 def run_sweep(
     stage1: StageConfig,
     stage2: StageConfig,
