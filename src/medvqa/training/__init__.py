@@ -37,13 +37,13 @@ from medvqa.training._config import (
 _LAZY: dict[str, str] = {
     "AS_RUN_NOTE": "medvqa.training._evaluate",
     "EvalResult": "medvqa.training._evaluate",
-    "StageResult": "medvqa.training._runner",
+    "StageResult": "medvqa.training._results",
     "SweepResult": "medvqa.training._sweep",
-    "TwoStageResult": "medvqa.training._runner",
+    "TwoStageResult": "medvqa.training._results",
     "as_run_loading": "medvqa.training._evaluate",
     "find_resumable_checkpoint": "medvqa.training._runner",
-    "load_base_model": "medvqa.training._runner",
-    "load_stage_samples": "medvqa.training._runner",
+    "load_base_model": "medvqa.training._model",
+    "load_stage_samples": "medvqa.training._samples",
     "load_trained_model": "medvqa.training._evaluate",
     "predict_and_score": "medvqa.training._evaluate",
     "run_stage": "medvqa.training._runner",
@@ -93,15 +93,10 @@ if TYPE_CHECKING:  # pragma: no cover
         load_trained_model,
         predict_and_score,
     )
-    from medvqa.training._runner import (
-        StageResult,
-        TwoStageResult,
-        find_resumable_checkpoint,
-        load_base_model,
-        load_stage_samples,
-        run_stage,
-        run_two_stage,
-    )
+    from medvqa.training._model import load_base_model
+    from medvqa.training._results import StageResult, TwoStageResult
+    from medvqa.training._runner import find_resumable_checkpoint, run_stage, run_two_stage
+    from medvqa.training._samples import load_stage_samples
     from medvqa.training._sweep import SweepResult, run_sweep
 
 
