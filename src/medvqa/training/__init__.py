@@ -15,7 +15,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from medvqa.training._config import (
-    PRESETS,
     DatasetName,
     LoraInitName,
     LoraPresetName,
@@ -26,6 +25,9 @@ from medvqa.training._config import (
     Quantization,
     Schedule,
     StageConfig,
+)
+from medvqa.training._presets import (
+    PRESETS,
     paper_single_stage,
     paper_single_stage_as_run,
     paper_stage1,
