@@ -13,8 +13,9 @@ transformers. The training side (``medvqa.models``, ``medvqa.collate``,
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from medvqa._lazy import lazy_exports
 
 __version__ = "0.1.0.dev0"
 
@@ -89,14 +90,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from medvqa.transforms import Compose, SwapImages
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'medvqa' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

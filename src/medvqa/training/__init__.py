@@ -11,9 +11,9 @@ need the ``medvqa[train]`` extra and load it when first used.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from medvqa._lazy import lazy_exports
 from medvqa.training._config import (
     DatasetName,
     LoraInitName,
@@ -102,14 +102,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from medvqa.training._sweep import SweepResult, run_sweep
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'medvqa.training' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
