@@ -101,6 +101,21 @@ def _positive(name: str, value: object, *, allow_zero: bool = False, integer: bo
         raise ValueError(f"StageConfig.{name} must be finite and {bound}; got {value!r}")
 
 
+def _parse_text(text: str, fmt: Literal["json", "yaml"], file: str | None) -> Any:
+    """Parse config text; a syntax error becomes a :class:`DataFormatError` naming the file."""
+    if fmt == "json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataFormatError(f"malformed JSON at line {exc.lineno}: {exc.msg}", file=file) from exc
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise DataFormatError(f"malformed YAML: {exc}", file=file) from exc
+
+
 @dataclass(frozen=True)
 class StageConfig:
     """Everything one training stage needs, as frozen, validated, JSON/YAML-serialisable data.
@@ -416,11 +431,7 @@ class StageConfig:
     @classmethod
     def from_json(cls, text: str, *, file: str | None = None) -> StageConfig:
         """Parse JSON text written by :meth:`to_json`."""
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataFormatError(f"malformed JSON at line {exc.lineno}: {exc.msg}", file=file) from exc
-        return cls.from_dict(data, file=file)
+        return cls.from_dict(_parse_text(text, "json", file), file=file)
 
     def to_yaml(self, *, header: str | None = None) -> str:
         """The config as YAML text, optionally preceded by ``header`` as ``#`` comment lines."""
@@ -435,13 +446,7 @@ class StageConfig:
     @classmethod
     def from_yaml(cls, text: str, *, file: str | None = None) -> StageConfig:
         """Parse YAML text (the format of :meth:`to_yaml`, comments allowed)."""
-        import yaml
-
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise DataFormatError(f"malformed YAML: {exc}", file=file) from exc
-        return cls.from_dict(data or {}, file=file)
+        return cls.from_dict(_parse_text(text, "yaml", file) or {}, file=file)
 
     def save(self, path: str | os.PathLike[str], *, header: str | None = None) -> Path:
         """Write the config atomically as JSON (``.json``) or YAML (``.yaml``/``.yml``)."""
