@@ -133,6 +133,8 @@ def score_predictions(
     return scores, items
 
 
+# Long by its signature and docstring (20 options of the evaluate command); the body is the
+# four steps generate -> score -> write -> log, each already a function or one call.
 @needs_train_extra
 def predict_and_score(
     model: Any,

@@ -273,12 +273,7 @@ def _run_stage_locked(
         bad=bad,
     )
     if is_main_process():
-        import dataclasses
-        import json
-
-        state_json = json.dumps(dataclasses.asdict(trainer.state), indent=2, sort_keys=True) + "\n"
-        atomic_write_text(out / "trainer_state.json", state_json)  # what save_to_json writes, atomically
-        atomic_write_json(out / RESULT_FILE, result.to_dict())
+        _write_stage_files(out, trainer, result)
     _barrier(trainer)
     return result, trainer.model, processor
 
@@ -375,6 +370,16 @@ def _stage_result(
         skipped_rows=skipped,
         bad_images=tuple(bad),
     )
+
+
+def _write_stage_files(out: Path, trainer: Any, result: StageResult) -> None:
+    """The final Trainer state, then ``result.json`` (last: its presence means the stage finished)."""
+    import dataclasses
+    import json
+
+    state_json = json.dumps(dataclasses.asdict(trainer.state), indent=2, sort_keys=True) + "\n"
+    atomic_write_text(out / "trainer_state.json", state_json)  # what save_to_json writes, atomically
+    atomic_write_json(out / RESULT_FILE, result.to_dict())
 
 
 def _train(trainer: Any, checkpoint: Path | None) -> Any:

@@ -154,16 +154,9 @@ def run_sweep(
         raise MedVQAError("run_sweep: no sizes given")
     if any(s < 0 for s in sizes) or len(set(sizes)) != len(sizes):
         raise MedVQAError(f"run_sweep: sizes must be distinct and >= 0; got {list(sizes)}")
-    if stage1_samples is None and any(s > 0 for s in sizes):
-        stage1_samples = load_stage_samples(stage1.replace(subset_size=None))
-    if stage1_samples is not None and max(sizes) > len(stage1_samples):
-        raise MedVQAError(
-            f"run_sweep: the largest size {max(sizes)} exceeds the {len(stage1_samples)} stage-1 samples available"
-        )
-    if stage2_samples is None:
-        stage2_samples = load_stage_samples(stage2)
-    if eval_samples is None:
-        eval_samples = load_stage_samples(stage2.replace(subset_size=None), split="test")
+    stage1_samples, stage2_samples, eval_samples = _sweep_samples(
+        stage1, stage2, sizes, stage1_samples, stage2_samples, eval_samples
+    )
     plan = _SweepPlan(
         stage1=stage1,
         stage2=stage2,
@@ -196,6 +189,32 @@ def run_sweep(
         metrics = list(plot_metrics) if plot_metrics else _headline_metrics(result.evaluations[0], profiles)
         _write_sweep(plan.out, result, metrics)
     return result
+
+
+def _sweep_samples(
+    stage1: StageConfig,
+    stage2: StageConfig,
+    sizes: Sequence[int],
+    stage1_samples: Sequence[VQASample] | None,
+    stage2_samples: Sequence[VQASample] | None,
+    eval_samples: Sequence[VQASample] | None,
+) -> tuple[Sequence[VQASample] | None, Sequence[VQASample], Sequence[VQASample]]:
+    """The stage-1 pool (``None`` when every size is 0), the stage-2 samples and the evaluation set.
+
+    Raises:
+        MedVQAError: The largest size exceeds the stage-1 pool.
+    """
+    if stage1_samples is None and any(s > 0 for s in sizes):
+        stage1_samples = load_stage_samples(stage1.replace(subset_size=None))
+    if stage1_samples is not None and max(sizes) > len(stage1_samples):
+        raise MedVQAError(
+            f"run_sweep: the largest size {max(sizes)} exceeds the {len(stage1_samples)} stage-1 samples available"
+        )
+    if stage2_samples is None:
+        stage2_samples = load_stage_samples(stage2)
+    if eval_samples is None:
+        eval_samples = load_stage_samples(stage2.replace(subset_size=None), split="test")
+    return stage1_samples, stage2_samples, eval_samples
 
 
 @dataclass(frozen=True)
