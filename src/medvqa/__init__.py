@@ -4,7 +4,8 @@ The top-level package exports the records and the most used entry points; everyt
 lives in its subpackage (:mod:`medvqa.data`, :mod:`medvqa.metrics`, :mod:`medvqa.models`, ...).
 Names are loaded lazily, so ``import medvqa`` stays light: it never imports torch or
 transformers. The training side (``medvqa.models``, ``medvqa.collate``,
-``medvqa.generation``, the runners of ``medvqa.training``) needs the ``medvqa[train]`` extra.
+``medvqa.generation``, the runners of ``medvqa.training``) needs the ``medvqa[train]`` extra;
+without it, those functions raise :class:`MissingExtraError`, which says what to install.
 
 >>> import medvqa
 >>> medvqa.infer_answer_type("No.")
@@ -26,6 +27,7 @@ _LAZY: dict[str, str] = {
     "ImageLoadError": "medvqa._errors",
     "ImageRef": "medvqa.records",
     "MedVQAError": "medvqa._errors",
+    "MissingExtraError": "medvqa._extras",
     "Prediction": "medvqa.records",
     "PromptTemplate": "medvqa.chat",
     "RowRef": "medvqa._errors",
@@ -53,6 +55,7 @@ __all__ = [
     "ImageLoadError",
     "ImageRef",
     "MedVQAError",
+    "MissingExtraError",
     "Prediction",
     "PromptTemplate",
     "RowRef",
@@ -77,6 +80,7 @@ __all__ = [
 
 if TYPE_CHECKING:  # pragma: no cover
     from medvqa._errors import DataFormatError, ImageLoadError, MedVQAError, RowRef
+    from medvqa._extras import MissingExtraError
     from medvqa.answers import extract_answer
     from medvqa.chat import PromptTemplate
     from medvqa.generation import generate_answers

@@ -134,3 +134,10 @@ def test_cli_and_functions_share_one_list_of_extra_modules() -> None:
         "'medvqa train' needs 'peft', part of the training extra: "
         "install torch for your machine, then pip install 'medvqa[train]'"
     )
+
+
+def test_missing_extra_error_is_exported() -> None:
+    import medvqa
+
+    assert medvqa.MissingExtraError is MissingExtraError
+    assert issubclass(MissingExtraError, medvqa.MedVQAError)
