@@ -22,7 +22,13 @@ from typing import ParamSpec, TypeVar
 
 from medvqa._errors import MedVQAError
 
-__all__ = ["TRAIN_EXTRA_MODULES", "MissingExtraError", "missing_train_module", "needs_train_extra"]
+__all__ = [
+    "TRAIN_EXTRA_MODULES",
+    "MissingExtraError",
+    "missing_train_module",
+    "names_train_extra",
+    "needs_train_extra",
+]
 
 TRAIN_EXTRA_MODULES = frozenset(
     {
@@ -84,13 +90,26 @@ def needs_train_extra(func: Callable[_P, _R]) -> Callable[_P, _R]:
     :class:`MissingExtraError` naming itself, the module and the extra to install. Every
     other error passes through unchanged.
     """
+    return _guard(func, precheck=True)
+
+
+def names_train_extra(func: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Like :func:`needs_train_extra`, without the check before the call.
+
+    For a function that needs the extra on some paths only (a served model stands in for a
+    local one): a missing module of the extra still becomes a :class:`MissingExtraError`.
+    """
+    return _guard(func, precheck=False)
+
+
+def _guard(func: Callable[_P, _R], *, precheck: bool) -> Callable[_P, _R]:
     public = ".".join(part for part in func.__module__.split(".") if not part.startswith("_"))
     what = f"{public}.{func.__qualname__}()"
 
     @functools.wraps(func)
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         try:
-            for name in _CORE:
+            for name in _CORE if precheck else ():
                 if importlib.util.find_spec(name) is None:
                     raise ModuleNotFoundError(f"No module named {name!r}", name=name)
             return func(*args, **kwargs)

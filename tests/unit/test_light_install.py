@@ -45,7 +45,10 @@ _CALLS = {
     "medvqa.training.run_two_stage()": "training.run_two_stage(None, stage)",
     "medvqa.training.run_sweep()": "training.run_sweep(None, stage, output_dir=str(tmp / 's'), sizes=(0,))",
     "medvqa.training.load_trained_model()": "training.load_trained_model('tiny', None)",
-    "medvqa.training.predict_and_score()": "training.predict_and_score(None, None, [], output_dir=str(tmp), name='x')",
+    "medvqa.training.predict_and_score()": (
+        "training.predict_and_score(None, None, data.load('vqa_rad', data.sample_root() / 'vqa_rad', split='test')[:2], "
+        "output_dir=str(tmp / 'eval'), name='x')"
+    ),
     "medvqa.pipeline.run_demo()": "pipeline.run_demo(pipeline.DemoConfig(output_dir=str(tmp / 'demo')))",
     "medvqa.judge.LocalJudge.complete()": "judge.LocalJudge(str(tmp)).complete([[{'role': 'user', 'content': 'x'}]])",
     "medvqa.judge.LocalJudge": "judge.LocalJudge('some/hub-model').revision",
@@ -62,7 +65,7 @@ def _run_light(code: str) -> str:
 def test_every_train_function_names_the_extra(tmp_path: pytest.TempPathFactory) -> None:
     code = f"""
     import json, pathlib
-    from medvqa import judge, models, pipeline, training
+    from medvqa import data, judge, models, pipeline, training
     tmp = pathlib.Path({str(tmp_path)!r})
     stage = training.paper_stage2(model="tiny", output_dir=str(tmp / "stage"))
     got = {{}}
@@ -83,6 +86,7 @@ def test_every_train_function_names_the_extra(tmp_path: pytest.TempPathFactory) 
         assert message.startswith(f"{label} needs '"), (label, message)
         assert "pip install 'medvqa[train]'" in message, message
     assert got["medvqa.pipeline.run_demo()"][3] is False, "run_demo wrote its folder before failing"
+    assert not (tmp_path / "stage").exists(), "run_stage wrote its folder before failing"
 
 
 def test_light_modules_import_and_configs_work_without_the_extra() -> None:

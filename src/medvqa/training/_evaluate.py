@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from medvqa._errors import MedVQAError
-from medvqa._extras import needs_train_extra
+from medvqa._extras import names_train_extra, needs_train_extra
 from medvqa._io import JsonlWriter, atomic_write_json
 from medvqa._lock import RunLock
 from medvqa.records import Prediction, VQASample
@@ -135,7 +135,7 @@ def score_predictions(
 
 # Long by its signature and docstring (20 options of the evaluate command); the body is the
 # four steps generate -> score -> write -> log, each already a function or one call.
-@needs_train_extra
+@names_train_extra  # a served model (medvqa.server.ServerEngine) needs no torch here
 def predict_and_score(
     model: Any,
     processor: Any,
