@@ -3,7 +3,9 @@
 The runner composes a plain ``Trainer`` (no subclass) with the collator of
 :mod:`medvqa.collate`, a LoRA adapter from :mod:`medvqa.models` and the callbacks of
 :mod:`medvqa.training._callbacks`. Under ``torchrun`` or ``accelerate launch`` the same code
-runs data-parallel (DDP); only the main process writes files.
+runs data-parallel (DDP); only the main process writes files. The stage's samples come from
+:mod:`medvqa.training._samples`, its model and adapter from :mod:`medvqa.training._model`, and
+its :class:`~medvqa.training.StageResult` is defined in :mod:`medvqa.training._results`.
 
 Folder of one stage (``StageConfig.output_dir``)::
 
