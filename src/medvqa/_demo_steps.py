@@ -249,6 +249,7 @@ def score_rows(run: DemoRun, data: DemoData, trained: Trained) -> Rows:
     Then the probes on them: abstention on the nonsense questions, visual reliance on the
     swapped images, and the human-evaluation sheet of the two-stage answers.
     """
+    from medvqa.chat import EXPERT_PROMPT
     from medvqa.training import load_trained_model
 
     cfg = run.cfg
@@ -281,8 +282,6 @@ def score_rows(run: DemoRun, data: DemoData, trained: Trained) -> Rows:
     swap = score(
         "two-stage, swapped images", two_m, two_p, data.swapped, info={**info, "transform": "swap_images"}
     )
-    from medvqa.chat import EXPERT_PROMPT
-
     expert_info = {**info, "prompt": "expert"}
     score("two-stage, expert prompt", two_m, two_p, data.vqa_test, prompt=EXPERT_PROMPT, info=expert_info)
     two_nonsense = score("two-stage, nonsense questions", two_m, two_p, data.nonsense, max_new_tokens=50)
