@@ -4,7 +4,8 @@ The top-level package exports the records and the most used entry points; everyt
 lives in its subpackage (:mod:`medvqa.data`, :mod:`medvqa.metrics`, :mod:`medvqa.models`, ...).
 Names are loaded lazily, so ``import medvqa`` stays light: it never imports torch or
 transformers. The training side (``medvqa.models``, ``medvqa.collate``,
-``medvqa.generation``, the runners of ``medvqa.training``) needs the ``medvqa[train]`` extra.
+``medvqa.generation``, the runners of ``medvqa.training``) needs the ``medvqa[train]`` extra;
+without it, those functions raise :class:`MissingExtraError`, which says what to install.
 
 >>> import medvqa
 >>> medvqa.infer_answer_type("No.")
@@ -13,8 +14,9 @@ transformers. The training side (``medvqa.models``, ``medvqa.collate``,
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from medvqa._lazy import lazy_exports
 
 __version__ = "0.1.0.dev0"
 
@@ -25,6 +27,7 @@ _LAZY: dict[str, str] = {
     "ImageLoadError": "medvqa._errors",
     "ImageRef": "medvqa.records",
     "MedVQAError": "medvqa._errors",
+    "MissingExtraError": "medvqa._extras",
     "Prediction": "medvqa.records",
     "PromptTemplate": "medvqa.chat",
     "RowRef": "medvqa._errors",
@@ -52,6 +55,7 @@ __all__ = [
     "ImageLoadError",
     "ImageRef",
     "MedVQAError",
+    "MissingExtraError",
     "Prediction",
     "PromptTemplate",
     "RowRef",
@@ -76,6 +80,7 @@ __all__ = [
 
 if TYPE_CHECKING:  # pragma: no cover
     from medvqa._errors import DataFormatError, ImageLoadError, MedVQAError, RowRef
+    from medvqa._extras import MissingExtraError
     from medvqa.ablations import Compose, SwapImages, visual_reliance
     from medvqa.answers import extract_answer
     from medvqa.chat import PromptTemplate
@@ -88,14 +93,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from medvqa.training import StageConfig, run_stage, run_two_stage
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'medvqa' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

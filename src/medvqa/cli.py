@@ -38,25 +38,6 @@ _COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
-# Modules of the ``medvqa[train]`` extra: a command that needs one of them and does not find
-# it says which extra to install instead of showing an import traceback.
-_TRAIN_EXTRA_MODULES = frozenset(
-    {
-        "torch",
-        "transformers",
-        "peft",
-        "bitsandbytes",
-        "accelerate",
-        "datasets",
-        "tokenizers",
-        "safetensors",
-        "tqdm",
-        "yaml",
-        "matplotlib",
-    }
-)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser of the ``medvqa`` command."""
     parser = argparse.ArgumentParser(
@@ -99,14 +80,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         from medvqa._errors import MedVQAError
+        from medvqa._extras import MissingExtraError, missing_train_module
 
-        missing = (exc.name or "").split(".")[0] if isinstance(exc, ModuleNotFoundError) else ""
-        if missing in _TRAIN_EXTRA_MODULES:
-            print(
-                f"medvqa: error: 'medvqa {args.command}' needs {missing!r}, part of the training extra: "
-                "install torch for your machine, then pip install 'medvqa[train]'",
-                file=sys.stderr,
-            )
+        missing = missing_train_module(exc)
+        if missing is not None:  # which extra to install, not an import traceback
+            error = MissingExtraError.for_module(f"'medvqa {args.command}'", missing)
+            print(f"medvqa: error: {error}", file=sys.stderr)
             return 1
         expected = isinstance(exc, MedVQAError | OSError | ValueError | KeyError | TypeError)
         kind = "error" if expected else f"unexpected {type(exc).__name__}"

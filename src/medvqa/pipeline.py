@@ -33,21 +33,21 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from medvqa._distributed import barrier, ensure_process_group, is_main_process
 from medvqa._errors import MedVQAError
+from medvqa._extras import needs_train_extra
 from medvqa._io import atomic_write_json, atomic_write_text, read_json
-from medvqa.training._config import (
-    TINY_MODEL,
-    Quantization,
-    StageConfig,
-    paper_stage1,
-    paper_stage2,
-)
+from medvqa.training import Quantization
+from medvqa.training._config import TINY_MODEL  # the name of the tiny model; not a public constant
+
+if TYPE_CHECKING:  # pragma: no cover
+    from medvqa._demo_steps import DemoData, DemoRun, Rows, Trained
+    from medvqa.training import SweepResult
 
 __all__ = ["NONSENSE_ROWS", "PAPER_RESULTS", "DemoConfig", "DemoResult", "run_demo"]
 
@@ -71,18 +71,6 @@ _DISCLAIMER = (
     "samples. They mean nothing about medicine or about Idefics2; they show that every step of the "
     "pipeline runs and what its outputs look like."
 )
-
-_TOY_TRAINING: dict[str, Any] = {
-    "batch_size": 4,
-    "grad_accum": 1,
-    "warmup_steps": 2,
-    "logging_steps": 1,
-    "save_steps": 1000,
-    # With a few dozen samples, the paper's whole-sequence loss spends the toy budget on
-    # the prompt and the tiny model never learns to answer; the answer-only loss of the
-    # recommended preset lets it learn something in seconds.
-    "mask": "answer",
-}
 
 
 @dataclass(frozen=True)
@@ -194,38 +182,6 @@ class DemoResult:
     rows: Mapping[str, Mapping[str, Any]]
 
 
-def _bundled(sub: str) -> str:
-    from medvqa.data import sample_root
-
-    return str(sample_root() / sub)
-
-
-def _stage_configs(cfg: DemoConfig, n_stage1: int) -> tuple[StageConfig, StageConfig]:
-    quant: Any = cfg.quantization or ("none" if cfg.tiny else "nf4")
-    common: dict[str, Any] = {"model": cfg.model, "family": cfg.family, "quantization": quant}
-    s1: dict[str, Any] = {**common, "data_dir": cfg.roco, "subset_size": cfg.stage1_size}
-    s2: dict[str, Any] = {**common, "data_dir": cfg.vqa_rad}
-    if cfg.tiny:
-        s1.update(_TOY_TRAINING, learning_rate=3e-3)
-        s2.update(_TOY_TRAINING, learning_rate=5e-3)
-        if cfg.stage1_size is None:
-            s1["subset_size"] = n_stage1
-    elif cfg.stage1_size is None:
-        s1.pop("subset_size")
-    return paper_stage1(**s1), paper_stage2(**s2)
-
-
-def _load(name: str, source: str | None, split: str, bundled: str) -> list[Any]:
-    from medvqa.data import load
-
-    data = load(name, source if source is not None else _bundled(bundled), split=split)
-    if data.skipped:
-        raise MedVQAError(
-            f"{name} {split}: {data.skipped} rows were skipped while loading; fix the data first"
-        )
-    return list(data)
-
-
 def _fmt(v: Any, digits: int = 3) -> str:
     if v is None:
         from medvqa._tables import MISSING
@@ -236,6 +192,7 @@ def _fmt(v: Any, digits: int = 3) -> str:
     return str(v)
 
 
+@needs_train_extra
 def run_demo(
     config: DemoConfig | None = None,
     *,
@@ -243,6 +200,10 @@ def run_demo(
     log: Callable[[str], None] | None = None,
 ) -> DemoResult:
     """Run the whole pipeline and write the report (see the module docstring).
+
+    Five steps, each reusing what a previous run of the same settings finished: prepare the
+    data, train (two stages on one adapter, and the single-stage baseline), score the
+    table rows, sweep the pretraining size, write the report.
 
     Args:
         config: The settings (default: tiny model, bundled sample, ``medvqa-output/demo``).
@@ -256,20 +217,25 @@ def run_demo(
         MedVQAError: ``output_dir`` holds something other than a previous demo, or a data
             folder is missing or malformed.
     """
-    from medvqa.chat import EXPERT_PROMPT
-    from medvqa.data import SplitNotFoundError
-    from medvqa.plots import plot_loss_curves
-    from medvqa.probes import abstention, visual_reliance
-    from medvqa.reports import results_table
-    from medvqa.review import export_review_sheet
-    from medvqa.training._evaluate import EvalResult, load_trained_model, predict_and_score
-    from medvqa.training._runner import load_base_model, run_two_stage
-    from medvqa.training._sweep import run_sweep
-    from medvqa.transforms import NonsenseQuestions, SwapImages
+    from medvqa import _demo_steps as steps
 
     cfg = config or DemoConfig()
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     start = time.perf_counter()
+    run = steps.DemoRun(cfg, _claim_output_dir(cfg), say, progress)
+    data = steps.prepare_data(run)
+    trained = steps.train_models(run, data)
+    rows = steps.score_rows(run, data, trained)
+    sweep = steps.size_sweep(run, data, trained)
+    return _write_report(run, data, trained, rows, sweep, start)
+
+
+def _claim_output_dir(cfg: DemoConfig) -> Path:
+    """Make ``cfg.output_dir`` this demo's folder: new, a rerun of the same settings, or overwritten.
+
+    Raises:
+        MedVQAError: The folder holds something else, or a demo of other settings.
+    """
     out = Path(cfg.output_dir)
     marker = out / "demo_config.json"
     if out.exists() and any(out.iterdir()):
@@ -286,173 +252,19 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     if is_main_process():
         atomic_write_json(marker, cfg.to_dict())
-    preds_dir = out / "predictions"
+    return out
 
-    # -- data ------------------------------------------------------------------------------
-    say("[1/6] loading data" + (" (the sample bundled with medvqa)" if cfg.vqa_rad is None else ""))
-    roco = _load("roco", cfg.roco, "train", "captions")
-    vqa_train = _load("vqa_rad", cfg.vqa_rad, "train", "vqa_rad")
-    vqa_test = _load("vqa_rad", cfg.vqa_rad, "test", "vqa_rad")[: cfg.eval_limit]
-    ood_test = _load(cfg.ood_dataset, cfg.ood_data, "test", "slake")[: cfg.eval_limit]
-    try:
-        nonsense_raw = _load("med_halt", cfg.med_halt, cfg.med_halt_split, "med_halt")
-    except SplitNotFoundError as exc:
-        raise MedVQAError(f"Med-HALT: {exc}; set med_halt_split to a split the file has") from exc
-    nonsense = NonsenseQuestions(pool=tuple(s.image for s in vqa_test if s.image is not None), seed=cfg.seed)(
-        nonsense_raw
-    )
-    swapped = SwapImages(seed=cfg.seed)(vqa_test)
-    data_facts = {
-        "stage1 (captions, ROCO layout)": {
-            "source": cfg.roco or _bundled("captions"),
-            "split": "train",
-            "n": len(roco),
-        },
-        "stage2 (VQA-RAD)": {
-            "source": cfg.vqa_rad or _bundled("vqa_rad"),
-            "split": "train",
-            "n": len(vqa_train),
-        },
-        "test (VQA-RAD)": {"source": cfg.vqa_rad or _bundled("vqa_rad"), "split": "test", "n": len(vqa_test)},
-        f"out-of-distribution test ({cfg.ood_dataset})": {
-            "source": cfg.ood_data or _bundled("slake"),
-            "split": "test",
-            "n": len(ood_test),
-        },
-        "nonsense questions (Med-HALT reasoning_fake)": {
-            "source": cfg.med_halt or _bundled("med_halt"),
-            "split": cfg.med_halt_split,
-            "n": len(nonsense),
-        },
-    }
 
-    # -- training --------------------------------------------------------------------------
-    # Every run lives in the sweep's folder layout (sweep/size_<n>), so that the sweep reuses
-    # the two-stage run (size = the stage-1 size) and the single-stage baseline (size 0,
-    # stage 2's settings on a fresh adapter) instead of training them again.
-    stage1, stage2 = _stage_configs(cfg, len(roco))
-    n1 = stage1.subset_size if stage1.subset_size is not None else len(roco)
-    sweep_dir = out / "sweep"
-    say(
-        f"[2/6] training stage 1 ({n1} caption pairs) and stage 2 ({len(vqa_train)} questions), "
-        "continuing one LoRA adapter"
-    )
-    two = run_two_stage(
-        stage1,
-        stage2,
-        output_dir=sweep_dir / f"size_{n1}",
-        stage1_samples=roco,
-        stage2_samples=vqa_train,
-        progress=progress,
-    )
-    say("[3/6] training the single-stage baseline (stage 2's settings on a fresh adapter)")
-    one = run_two_stage(
-        None, stage2, output_dir=sweep_dir / "size_0", stage2_samples=vqa_train, progress=progress, plot=False
-    ).stage2
-    histories = {r.name: list(r.loss_history) for r in (two.stage1, two.stage2) if r is not None}
-    if is_main_process():
-        plot_loss_curves(
-            histories, out / "loss_curves.png", title="Training loss, stage 1 then stage 2 (Figure 4)"
-        )
+def _write_report(
+    run: DemoRun, data: DemoData, trained: Trained, rows: Rows, sweep: SweepResult | None, start: float
+) -> DemoResult:
+    """Step 5: the judged column, the tables per profile, ``report.json`` and ``report.md``."""
+    from medvqa import _demo_steps as steps
+    from medvqa.reports import results_table
 
-    # -- evaluation ------------------------------------------------------------------------
-    say("[4/6] answering and scoring the table rows")
-    quant = stage2.quantization
-    evals: dict[str, EvalResult] = {}
-
-    def evaluate(label: str, model: Any, processor: Any, samples: Sequence[Any], **kw: Any) -> EvalResult:
-        key = label.replace(", ", "_").replace(" ", "_").replace("-", "_")
-        kw.setdefault("profiles", cfg.profiles)
-        result = predict_and_score(
-            model,
-            processor,
-            samples,
-            output_dir=preds_dir,
-            name=key,
-            batch_size=cfg.batch_size,
-            seed=cfg.seed,
-            n_boot=cfg.n_boot,
-            progress=progress,
-            **kw,
-        )
-        evals[label] = result
-        return result
-
-    base_m, base_p = load_trained_model(
-        cfg.model, None, quantization=quant, precision=stage2.precision, family=cfg.family
-    )
-    evaluate("base", base_m, base_p, vqa_test, info={"adapter": None})
-    evaluate("base, OOD", base_m, base_p, ood_test, info={"adapter": None})
-    base_nonsense = evaluate("base, nonsense questions", base_m, base_p, nonsense, max_new_tokens=50)
-    del base_m
-    one_m, one_p = load_trained_model(
-        cfg.model, one.adapter_dir, quantization=quant, precision=stage2.precision, family=cfg.family
-    )
-    evaluate("single-stage", one_m, one_p, vqa_test, info={"adapter": one.adapter_dir})
-    del one_m
-    two_m, two_p = load_trained_model(
-        cfg.model, two.adapter_dir, quantization=quant, precision=stage2.precision, family=cfg.family
-    )
-    info = {"adapter": two.adapter_dir}
-    normal = evaluate("two-stage", two_m, two_p, vqa_test, info=info)
-    evaluate("two-stage, OOD", two_m, two_p, ood_test, info=info)
-    swap = evaluate(
-        "two-stage, swapped images", two_m, two_p, swapped, info={**info, "transform": "swap_images"}
-    )
-    evaluate(
-        "two-stage, expert prompt",
-        two_m,
-        two_p,
-        vqa_test,
-        prompt=EXPERT_PROMPT,
-        info={**info, "prompt": "expert"},
-    )
-    two_nonsense = evaluate("two-stage, nonsense questions", two_m, two_p, nonsense, max_new_tokens=50)
-    del two_m
-    abst = {
-        "base": abstention(list(base_nonsense.predictions), name="base", seed=cfg.seed),
-        "two-stage": abstention(list(two_nonsense.predictions), name="two-stage", seed=cfg.seed),
-    }
-    reliance = visual_reliance(
-        list(normal.predictions),
-        list(swap.predictions),
-        name="swapped images",
-        profile=cfg.profiles[-1],
-        seed=cfg.seed,
-        n_boot=cfg.n_boot,
-    )
-    sheet = out / "human_evaluation_sheet.csv"
-    if is_main_process():
-        export_review_sheet(list(normal.predictions), sheet, shuffle_seed=cfg.seed)
-
-    # -- sweep -----------------------------------------------------------------------------
-    sizes = cfg.sweep_sizes
-    if sizes is None:
-        sizes = (0, len(roco) // 2, len(roco)) if cfg.tiny else (0, 7_000, 20_000, 55_000)
-    sweep = None
-    if sizes:
-        say(f"[5/6] pretraining-size sweep over stage-1 sizes {list(sizes)} (Figure 3)")
-        sweep = run_sweep(
-            stage1,
-            stage2,
-            output_dir=out / "sweep",
-            sizes=sizes,
-            eval_samples=vqa_test,
-            stage1_samples=roco,
-            stage2_samples=vqa_train,
-            model_factory=lambda: load_base_model(stage2),
-            profiles=cfg.profiles,
-            batch_size=cfg.batch_size,
-            n_boot=cfg.n_boot,
-            seed=cfg.seed,
-            progress=progress,
-        )
-    else:
-        say("[5/6] sweep skipped (no sizes)")
-
-    # -- report ----------------------------------------------------------------------------
-    judged = _judge_rows(cfg, evals, [k for k in PAPER_RESULTS if k in evals], out, say)
-    say("[6/6] writing the report")
+    cfg, out, evals = run.cfg, run.out, rows.evals
+    judged = steps.judge_rows(run, evals, [k for k in PAPER_RESULTS if k in evals])
+    run.say("[6/6] writing the report")
     # The paper's seven rows, then the nonsense questions (reference: Med-HALT's abstaining
     # option; the paper asked such questions but did not score them).
     table_rows = [k for k in (*PAPER_RESULTS, *NONSENSE_ROWS) if k in evals]
@@ -464,11 +276,12 @@ def run_demo(
         )
         tables[profile] = t.to_markdown()
     elapsed = time.perf_counter() - start
+    two, one, abst, reliance = trained.two, trained.one, rows.abstention, rows.reliance
     report = {
         "title": "medvqa demo: the Med-Idefics pipeline end to end",
         "disclaimer": _DISCLAIMER if cfg.tiny else None,
         "config": cfg.to_dict(),
-        "data": data_facts,
+        "data": data.facts,
         "training": {
             "stage1": None if two.stage1 is None else two.stage1.to_dict(),
             "stage2": two.stage2.to_dict(),
@@ -477,12 +290,12 @@ def run_demo(
         "rows": {label: e.to_dict() for label, e in evals.items()},
         "paper_results": {k: dict(v) for k, v in PAPER_RESULTS.items()},
         "abstention": {k: v.to_dict() for k, v in abst.items()},
-        "visual_reliance": reliance.to_dict() if hasattr(reliance, "to_dict") else None,
+        "visual_reliance": None if reliance is None else reliance.to_dict(),
         "sweep": None if sweep is None else [dict(r) for r in sweep.rows],
         "judged": judged,
         "files": {
             "loss_curves": "loss_curves.png",
-            "human_evaluation_sheet": sheet.name,
+            "human_evaluation_sheet": "human_evaluation_sheet.csv",
             "predictions": "predictions/",
             "sweep": None if sweep is None else "sweep/sweep.png",
         },
@@ -492,7 +305,7 @@ def run_demo(
         atomic_write_json(out / "report.json", report)
         md = _markdown(cfg, report, tables, abst, two, one, sweep, elapsed) + _judged_markdown(cfg, judged)
         atomic_write_text(out / "report.md", md)
-    say(f"done in {elapsed:.0f} s")
+    run.say(f"done in {elapsed:.0f} s")
     return DemoResult(
         output_dir=str(out),
         report_md=str(out / "report.md"),
@@ -500,42 +313,6 @@ def run_demo(
         elapsed_s=elapsed,
         rows={label: e.flat() for label, e in evals.items()},
     )
-
-
-def _judge_rows(
-    cfg: DemoConfig, evals: Mapping[str, Any], rows: Sequence[str], out: Path, say: Callable[[str], None]
-) -> dict[str, dict[str, Any]]:
-    """The judged column: ``medevalkit`` accuracy by rules and with open answers judged."""
-    from medvqa.judge import LocalJudge, judge_from_spec, judge_predictions, judge_report, judged_profile
-    from medvqa.metrics import evaluate
-
-    if cfg.judge == "none" or (cfg.judge is None and not cfg.tiny):
-        return {}
-    if not is_main_process():  # the judged column goes only into the reports, which rank 0 writes
-        return {}
-    if cfg.judge is None:
-        from medvqa.models._tiny_judge import save_tiny_judge
-
-        folder = out / "tiny_judge"
-        if not (folder / "config.json").is_file():
-            save_tiny_judge(folder, seed=cfg.seed)
-        judge: Any = LocalJudge(folder, max_new_tokens=16, batch_size=16)
-    else:
-        judge = judge_from_spec(cfg.judge)
-    say(f"      judging the open answers of {len(rows)} rows ({judge.model_id}; cache: judge_cache.jsonl)")
-    table: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        preds = list(evals[row].predictions)
-        verdicts = judge_predictions(preds, judge, cache=out / "judge_cache.jsonl")
-        audit = judge_report(preds, verdicts, profiles=("medevalkit",))
-        table[row] = {
-            "rules": evaluate(preds, profile="medevalkit", n_boot=0)["accuracy"].to_dict(),
-            "judged": evaluate(preds, profile=judged_profile(verdicts), n_boot=0)["accuracy"].to_dict(),
-            "judge_on_open": audit.judged_accuracy.to_dict(),
-            "unparseable": len(audit.unparseable),
-            "judge": audit.judge,
-        }
-    return table
 
 
 def _judged_markdown(cfg: DemoConfig, judged: Mapping[str, Mapping[str, Any]]) -> str:

@@ -52,11 +52,12 @@ def test_tiny_local_judge_is_greedy_cached_and_reported(tmp_path: Path) -> None:
 def test_demo_judged_column_with_the_tiny_judge(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
-    from medvqa.pipeline import DemoConfig, _judge_rows, _judged_markdown
+    from medvqa._demo_steps import DemoRun, judge_rows
+    from medvqa.pipeline import DemoConfig, _judged_markdown
 
     cfg = DemoConfig(output_dir=str(tmp_path))
     evals = {"base": SimpleNamespace(predictions=PREDS), "two-stage": SimpleNamespace(predictions=PREDS[1:])}
-    rows = _judge_rows(cfg, evals, ["base", "two-stage"], tmp_path, lambda msg: None)
+    rows = judge_rows(DemoRun(cfg, tmp_path, lambda msg: None, False), evals, ["base", "two-stage"])
     assert list(rows) == ["base", "two-stage"]
     base = rows["base"]
     assert base["rules"]["denominator"] == base["judged"]["denominator"] == 3
@@ -65,6 +66,10 @@ def test_demo_judged_column_with_the_tiny_judge(tmp_path: Path) -> None:
     md = _judged_markdown(cfg, rows)
     assert "| base |" in md and "random weights" in md
     assert (
-        _judge_rows(DemoConfig(output_dir=str(tmp_path), judge="none"), evals, ["base"], tmp_path, print)
+        judge_rows(
+            DemoRun(DemoConfig(output_dir=str(tmp_path), judge="none"), tmp_path, print, False),
+            evals,
+            ["base"],
+        )
         == {}
     )

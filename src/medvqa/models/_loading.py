@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from medvqa._errors import MedVQAError
+from medvqa._extras import needs_train_extra
 from medvqa.models._families import ModelFamily, detect_family
 from medvqa.models._quant import (
     LM_HEAD,
@@ -37,6 +38,7 @@ def _dtype(dtype: DType | torch.dtype) -> Any:
     return getattr(torch, dtype)
 
 
+@needs_train_extra
 def load_idefics2(
     path: str | os.PathLike[str],
     *,
@@ -88,6 +90,7 @@ def load_idefics2(
     )
 
 
+@needs_train_extra
 def load_model(
     path: str | os.PathLike[str],
     *,

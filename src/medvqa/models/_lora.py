@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from medvqa._errors import MedVQAError
+from medvqa._extras import needs_train_extra
 from medvqa.models._quant import keep_4bit_weights_unpacked
 
 __all__ = [
@@ -187,6 +188,7 @@ def _is_quantized(model: Any) -> bool:
     return bool(getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False))
 
 
+@needs_train_extra
 def add_lora(
     model: Any,
     *,
@@ -327,6 +329,7 @@ def _strip_peft_prefix(name: str) -> str:
     return name
 
 
+@needs_train_extra
 def lora_report(model: Any) -> LoraReport:
     """List the adapted modules and count trainable and total parameters.
 
@@ -402,6 +405,7 @@ def _mismatch(folder: Path, exc: RuntimeError) -> str | None:
     )
 
 
+@needs_train_extra
 def load_adapter(model: Any, path: str | os.PathLike[str], *, is_trainable: bool = False) -> Any:
     """Attach a saved LoRA adapter (safetensors only) to a base model.
 

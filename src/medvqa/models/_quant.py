@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
+from medvqa._extras import needs_train_extra
+
 __all__ = [
     "ComputeDType",
     "QuantizationMode",
@@ -229,6 +231,7 @@ def skip_modules(settings: QuantizationSettings, family: str | None = None) -> l
     return out
 
 
+@needs_train_extra
 def bnb_config(settings: QuantizationSettings | QuantizationMode, family: str | None = None) -> Any:
     """The ``transformers.BitsAndBytesConfig`` for these settings.
 

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from medvqa._extras import needs_train_extra
 from medvqa.chat import CAPTION_INSTRUCTION, EXPERT_INSTRUCTION, IDEFICS2_CHAT_TEMPLATE
 
 if TYPE_CHECKING:
@@ -194,6 +195,7 @@ def _build_config(vocab_size: int, size: str = "tiny") -> Any:
     return config
 
 
+@needs_train_extra
 def tiny_idefics2(
     seed: int = 0, *, size: TinySize = "tiny"
 ) -> tuple[Idefics2ForConditionalGeneration, Idefics2Processor]:
@@ -253,6 +255,7 @@ def tiny_idefics2(
     return model, processor
 
 
+@needs_train_extra
 def save_tiny_idefics2(path: str | os.PathLike[str], seed: int = 0, *, size: TinySize = "tiny") -> Path:
     """Write the tiny model and processor of :func:`tiny_idefics2` to a folder.
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from medvqa._extras import needs_train_extra
 from medvqa.models._tiny import _corpus
 
 __all__ = ["TINY_BUILDERS", "image_only_qwen_processor_class", "save_tiny_model", "tiny_model"]
@@ -476,6 +477,7 @@ TINY_BUILDERS: dict[str, Callable[[int], tuple[Any, Any]]] = {
 """Tiny builders by family name (Idefics2's is :func:`medvqa.models.tiny_idefics2`)."""
 
 
+@needs_train_extra
 def tiny_model(family: str = "idefics2", seed: int = 0) -> tuple[Any, Any]:
     """Build the tiny random model of a family and its processor, offline and deterministically.
 
@@ -506,6 +508,7 @@ def tiny_model(family: str = "idefics2", seed: int = 0) -> tuple[Any, Any]:
     return model, processor
 
 
+@needs_train_extra
 def save_tiny_model(path: str | os.PathLike[str], family: str = "idefics2", seed: int = 0) -> Path:
     """Write the tiny model and processor of :func:`tiny_model` to a folder.
 

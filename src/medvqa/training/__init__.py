@@ -11,11 +11,10 @@ need the ``medvqa[train]`` extra and load it when first used.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from medvqa._lazy import lazy_exports
 from medvqa.training._config import (
-    PRESETS,
     DatasetName,
     LoraInitName,
     LoraPresetName,
@@ -26,6 +25,9 @@ from medvqa.training._config import (
     Quantization,
     Schedule,
     StageConfig,
+)
+from medvqa.training._presets import (
+    PRESETS,
     paper_single_stage,
     paper_single_stage_as_run,
     paper_stage1,
@@ -37,13 +39,13 @@ from medvqa.training._config import (
 _LAZY: dict[str, str] = {
     "AS_RUN_NOTE": "medvqa.training._evaluate",
     "EvalResult": "medvqa.training._evaluate",
-    "StageResult": "medvqa.training._runner",
+    "StageResult": "medvqa.training._results",
     "SweepResult": "medvqa.training._sweep",
-    "TwoStageResult": "medvqa.training._runner",
+    "TwoStageResult": "medvqa.training._results",
     "as_run_loading": "medvqa.training._evaluate",
     "find_resumable_checkpoint": "medvqa.training._runner",
-    "load_base_model": "medvqa.training._runner",
-    "load_stage_samples": "medvqa.training._runner",
+    "load_base_model": "medvqa.training._model",
+    "load_stage_samples": "medvqa.training._samples",
     "load_trained_model": "medvqa.training._evaluate",
     "predict_and_score": "medvqa.training._evaluate",
     "run_stage": "medvqa.training._runner",
@@ -93,26 +95,11 @@ if TYPE_CHECKING:  # pragma: no cover
         load_trained_model,
         predict_and_score,
     )
-    from medvqa.training._runner import (
-        StageResult,
-        TwoStageResult,
-        find_resumable_checkpoint,
-        load_base_model,
-        load_stage_samples,
-        run_stage,
-        run_two_stage,
-    )
+    from medvqa.training._model import load_base_model
+    from medvqa.training._results import StageResult, TwoStageResult
+    from medvqa.training._runner import find_resumable_checkpoint, run_stage, run_two_stage
+    from medvqa.training._samples import load_stage_samples
     from medvqa.training._sweep import SweepResult, run_sweep
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'medvqa.training' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

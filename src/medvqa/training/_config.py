@@ -12,7 +12,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -21,26 +21,6 @@ from typing import Any, Literal, get_args
 from medvqa._errors import DataFormatError
 from medvqa._io import atomic_write_text
 from medvqa.chat import CAPTION_INSTRUCTION
-
-__all__ = [
-    "PRESETS",
-    "DatasetName",
-    "LoraInitName",
-    "LoraPresetName",
-    "MaskMode",
-    "OptimizerName",
-    "Precision",
-    "PromptName",
-    "Quantization",
-    "Schedule",
-    "StageConfig",
-    "paper_single_stage",
-    "paper_single_stage_as_run",
-    "paper_stage1",
-    "paper_stage2",
-    "preset",
-    "recommended",
-]
 
 DatasetName = Literal["vqa_rad", "slake", "path_vqa", "roco", "med_halt"]
 """Datasets a stage can train on (names of :func:`medvqa.data.load`)."""
@@ -121,6 +101,21 @@ def _positive(name: str, value: object, *, allow_zero: bool = False, integer: bo
         raise ValueError(f"StageConfig.{name} must be finite and {bound}; got {value!r}")
 
 
+def _parse_text(text: str, fmt: Literal["json", "yaml"], file: str | None) -> Any:
+    """Parse config text; a syntax error becomes a :class:`DataFormatError` naming the file."""
+    if fmt == "json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataFormatError(f"malformed JSON at line {exc.lineno}: {exc.msg}", file=file) from exc
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise DataFormatError(f"malformed YAML: {exc}", file=file) from exc
+
+
 @dataclass(frozen=True)
 class StageConfig:
     """Everything one training stage needs, as frozen, validated, JSON/YAML-serialisable data.
@@ -191,6 +186,7 @@ class StageConfig:
             ``wandb`` or ``mlflow``.
 
     Example:
+        >>> from medvqa.training import StageConfig, paper_stage2
         >>> cfg = paper_stage2(output_dir="runs/stage2")
         >>> cfg.learning_rate, cfg.epochs, cfg.batch_size * cfg.grad_accum
         (0.0001, 2.0, 16)
@@ -247,6 +243,13 @@ class StageConfig:
     report_to: str = "none"
 
     def __post_init__(self) -> None:
+        self._check_identity()
+        self._check_choices()
+        self._normalise_data()
+        self._check_numbers()
+        self._check_validation()
+
+    def _check_identity(self) -> None:
         if not isinstance(self.name, str) or not self.name or any(c in self.name for c in "/\\\0"):
             raise ValueError(
                 f"StageConfig.name must be a non-empty string without slashes; got {self.name!r}"
@@ -260,6 +263,8 @@ class StageConfig:
                 raise ValueError(
                     f"StageConfig.family must be one of {', '.join(sorted(FAMILIES))} or null; got {self.family!r}"
                 )
+
+    def _check_choices(self) -> None:
         _check_literal("quantization", self.quantization, Quantization)
         _check_literal("dataset", self.dataset, DatasetName)
         _check_literal("split", self.split, SplitName)
@@ -275,6 +280,8 @@ class StageConfig:
                 raise TypeError(f"StageConfig.{name} must be true or false; got {getattr(self, name)!r}")
         if self.eval_split is not None:
             _check_literal("eval_split", self.eval_split, SplitName)
+
+    def _normalise_data(self) -> None:
         if self.data_dir is not None:
             object.__setattr__(self, "data_dir", os.fspath(self.data_dir))
         object.__setattr__(self, "output_dir", os.fspath(self.output_dir))
@@ -290,6 +297,8 @@ class StageConfig:
         object.__setattr__(self, "data_options", MappingProxyType(dict(self.data_options)))
         if self.instruction is not None and not self.instruction.strip():
             raise ValueError("StageConfig.instruction must be non-empty text or None")
+
+    def _check_numbers(self) -> None:
         for name in ("batch_size", "grad_accum", "save_steps", "logging_steps", "lora_r", "lora_alpha"):
             _positive(name, getattr(self, name), integer=True)
         if self.report_to not in ("none", "tensorboard", "wandb", "mlflow"):
@@ -320,6 +329,8 @@ class StageConfig:
             raise ValueError(
                 f"StageConfig.holdout_fraction must be in [0, 0.5); got {self.holdout_fraction!r}"
             )
+
+    def _check_validation(self) -> None:
         if self.holdout_fraction > 0 and self.eval_split is not None:
             raise ValueError("StageConfig.holdout_fraction and eval_split are exclusive; set one of them")
         if not self.has_validation:
@@ -346,6 +357,7 @@ class StageConfig:
 
         Resuming refuses checkpoints whose fingerprint differs from the current config.
 
+        >>> from medvqa.training import paper_stage2
         >>> paper_stage2().fingerprint() == paper_stage2(output_dir="elsewhere").fingerprint()
         True
         """
@@ -419,11 +431,7 @@ class StageConfig:
     @classmethod
     def from_json(cls, text: str, *, file: str | None = None) -> StageConfig:
         """Parse JSON text written by :meth:`to_json`."""
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataFormatError(f"malformed JSON at line {exc.lineno}: {exc.msg}", file=file) from exc
-        return cls.from_dict(data, file=file)
+        return cls.from_dict(_parse_text(text, "json", file), file=file)
 
     def to_yaml(self, *, header: str | None = None) -> str:
         """The config as YAML text, optionally preceded by ``header`` as ``#`` comment lines."""
@@ -438,13 +446,7 @@ class StageConfig:
     @classmethod
     def from_yaml(cls, text: str, *, file: str | None = None) -> StageConfig:
         """Parse YAML text (the format of :meth:`to_yaml`, comments allowed)."""
-        import yaml
-
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise DataFormatError(f"malformed YAML: {exc}", file=file) from exc
-        return cls.from_dict(data or {}, file=file)
+        return cls.from_dict(_parse_text(text, "yaml", file) or {}, file=file)
 
     def save(self, path: str | os.PathLike[str], *, header: str | None = None) -> Path:
         """Write the config atomically as JSON (``.json``) or YAML (``.yaml``/``.yml``)."""
@@ -489,177 +491,3 @@ _FLOAT_FIELDS = (
     "lora_dropout",
     "holdout_fraction",
 )
-
-
-# -- presets ----------------------------------------------------------------------------------
-
-_PAPER_COMMON: dict[str, Any] = {
-    "model": PAPER_MODEL,
-    "quantization": "nf4",
-    "double_quant": False,
-    "mask": "paper",
-    "batch_size": 2,
-    "grad_accum": 8,
-    "warmup_steps": 50,
-    "weight_decay": 0.01,
-    "schedule": "linear",
-    "optimizer": "adamw_torch",
-    "max_grad_norm": 1.0,
-    "precision": "fp16",
-    "seed": 42,
-    "lora_preset": "paper",
-    "lora_r": 8,
-    "lora_alpha": 8,
-    "lora_dropout": 0.1,
-    "lora_init": "gaussian",
-}
-
-
-def paper_stage1(**overrides: Any) -> StageConfig:
-    """The paper's stage 1: 55,000 ROCO image–caption pairs, 3 epochs, learning rate 1e-5.
-
-    Batch 2 × gradient accumulation 8, 50 warm-up steps, linear schedule, AdamW, weight decay
-    0.01, max grad norm 1.0, fp16, seed 42, loss on every token but padding and image tokens.
-    Its 5,000-pair validation split was never evaluated, so there is none here.
-
-    >>> cfg = paper_stage1()
-    >>> cfg.dataset, cfg.subset_size, cfg.epochs, cfg.learning_rate, cfg.prompt
-    ('roco', 55000, 3.0, 1e-05, 'caption')
-    """
-    base = {
-        **_PAPER_COMMON,
-        "name": "stage1",
-        "dataset": "roco",
-        "split": "train",
-        "subset_size": 55_000,
-        "prompt": "caption",
-        "epochs": 3,
-        "learning_rate": 1e-5,
-        "output_dir": "medvqa-output/stage1",
-    }
-    return StageConfig(**{**base, **overrides})
-
-
-def paper_stage2(**overrides: Any) -> StageConfig:
-    """The paper's stage 2: VQA-RAD train, 2 epochs, learning rate 1e-4, "Answer briefly.".
-
-    Same settings as stage 1 otherwise; it continues stage 1's adapter with a fresh optimizer
-    and schedule (see :func:`medvqa.training.run_two_stage`).
-
-    >>> cfg = paper_stage2()
-    >>> cfg.dataset, cfg.epochs, cfg.learning_rate, cfg.prompt, cfg.mask
-    ('vqa_rad', 2.0, 0.0001, 'paper', 'paper')
-    """
-    base = {
-        **_PAPER_COMMON,
-        "name": "stage2",
-        "dataset": "vqa_rad",
-        "split": "train",
-        "prompt": "paper",
-        "epochs": 2,
-        "learning_rate": 1e-4,
-        "output_dir": "medvqa-output/stage2",
-    }
-    return StageConfig(**{**base, **overrides})
-
-
-def paper_single_stage(**overrides: Any) -> StageConfig:
-    """The single-stage baseline, made fair: stage 2's settings on a fresh adapter.
-
-    >>> paper_single_stage().replace(name="stage2", output_dir="medvqa-output/stage2") == paper_stage2()
-    True
-    """
-    return paper_stage2(**{"name": "single_stage", "output_dir": "medvqa-output/single_stage", **overrides})
-
-
-def paper_single_stage_as_run(**overrides: Any) -> StageConfig:
-    """The single-stage baseline as the paper ran it: 3 epochs and another instruction.
-
-    The paper's single-stage run trained for 3 epochs (not stage 2's 2) with an instruction
-    other than "Answer briefly.", so its comparison with the two-stage model mixes three
-    changes. Use :func:`paper_single_stage` for the fair comparison.
-
-    **Assumption:** the paper says only that the instruction differed, not which one. This
-    preset uses the stage-1 caption instruction (:data:`medvqa.chat.CAPTION_INSTRUCTION`);
-    pass ``instruction=...`` (``--set instruction="..."`` on the command line, or the
-    ``instruction`` key of a config file) to use another.
-
-    >>> cfg = paper_single_stage_as_run()
-    >>> cfg.epochs, cfg.instruction == STAGE1_INSTRUCTION
-    (3.0, True)
-    >>> paper_single_stage_as_run(instruction="Answer the question.").instruction
-    'Answer the question.'
-    """
-    return paper_stage2(
-        **{
-            "name": "single_stage_as_run",
-            "epochs": 3,
-            "instruction": STAGE1_INSTRUCTION,
-            "output_dir": "medvqa-output/single_stage_as_run",
-            **overrides,
-        }
-    )
-
-
-def recommended(
-    stage: Literal["stage1", "stage2", "single_stage"] = "stage2", **overrides: Any
-) -> StageConfig:
-    """The paper's settings with its flaws fixed: answer-only loss, bf16 where available, validation.
-
-    Differences from the paper preset of the same stage: ``mask="answer"`` (the loss is on
-    the answer, not on re-generating the prompt), ``precision="auto"`` (bf16 on Ampere and
-    newer GPUs, where fp16 overflows more easily) and a validation loss (at most 500
-    samples), so that over-fitting is seen rather than guessed: on ROCO's ``validation``
-    split for stage 1; on 10% of the VQA-RAD training images for stage 2, since VQA-RAD has
-    no validation split (never on the test split).
-
-    >>> cfg = recommended()
-    >>> cfg.mask, cfg.precision, cfg.holdout_fraction, cfg.eval_size
-    ('answer', 'auto', 0.1, 500)
-    >>> recommended("stage1").eval_split
-    'validation'
-    """
-    makers: dict[str, Callable[..., StageConfig]] = {
-        "stage1": paper_stage1,
-        "stage2": paper_stage2,
-        "single_stage": paper_single_stage,
-    }
-    if stage not in makers:
-        raise ValueError(f"recommended(stage=...) must be one of {', '.join(makers)}; got {stage!r}")
-    base = makers[stage]().to_dict()
-    base.update(mask="answer", precision="auto", eval_size=500)
-    if stage == "stage1":
-        base["eval_split"] = "validation"
-    else:
-        base["holdout_fraction"] = 0.1
-    base.update(overrides)
-    return StageConfig(**base)
-
-
-PRESETS: Mapping[str, Callable[..., StageConfig]] = MappingProxyType(
-    {
-        "paper_stage1": paper_stage1,
-        "paper_stage2": paper_stage2,
-        "paper_single_stage": paper_single_stage,
-        "paper_single_stage_as_run": paper_single_stage_as_run,
-        "recommended": recommended,
-        "recommended_stage1": lambda **kw: recommended("stage1", **kw),
-        "recommended_single_stage": lambda **kw: recommended("single_stage", **kw),
-    }
-)
-"""Preset name → function returning the :class:`StageConfig` (keyword overrides allowed)."""
-
-
-def preset(name: str, **overrides: Any) -> StageConfig:
-    """The preset called ``name`` (see :data:`PRESETS`), with ``overrides`` applied.
-
-    >>> preset("paper_stage1", subset_size=7000).subset_size
-    7000
-    >>> preset("nope")
-    Traceback (most recent call last):
-    ...
-    ValueError: unknown preset 'nope'; valid presets: paper_single_stage, ...
-    """
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(sorted(PRESETS))}")
-    return PRESETS[name](**overrides)

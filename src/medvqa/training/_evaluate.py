@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from medvqa._errors import MedVQAError
+from medvqa._extras import names_train_extra, needs_train_extra
 from medvqa._io import JsonlWriter
 from medvqa._lock import RunLock
 from medvqa.records import Prediction, VQASample
@@ -160,6 +161,9 @@ def score_predictions(
     return scores, items
 
 
+# Long by its signature and docstring (20 options of the evaluate command); the body is the
+# four steps generate -> score -> write -> log, each already a function or one call.
+@names_train_extra  # a served model (medvqa.server.ServerEngine) needs no torch here
 def predict_and_score(
     model: Any,
     processor: Any,
@@ -349,6 +353,7 @@ def _generate(
         return generate_answers(model, processor, list(samples), output=pred_path, **kwargs)
 
 
+@needs_train_extra
 def load_trained_model(
     model: str,
     adapter: str | os.PathLike[str] | None = None,

@@ -16,21 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from medvqa._errors import MedVQAError
+from medvqa._extras import needs_train_extra
 from medvqa._io import atomic_write_json, atomic_write_text
 from medvqa.records import VQASample
 from medvqa.training._config import StageConfig
-from medvqa.training._evaluate import (
-    EvalResult,
-    load_trained_model,
-    predict_and_score,
-)
-from medvqa.training._runner import (
-    TwoStageResult,
-    is_main_process,
-    load_base_model,
-    load_stage_samples,
-    run_two_stage,
-)
+from medvqa.training._evaluate import EvalResult, load_trained_model, predict_and_score
+from medvqa.training._model import load_base_model
+from medvqa.training._results import TwoStageResult
+from medvqa.training._runner import is_main_process, run_two_stage
+from medvqa.training._samples import load_stage_samples
 
 __all__ = ["DEFAULT_SIZES", "SweepResult", "run_sweep"]
 
@@ -103,6 +97,7 @@ def _headline_metrics(evaluation: EvalResult, profiles: Sequence[str]) -> list[s
     ]
 
 
+@needs_train_extra
 def run_sweep(
     stage1: StageConfig,
     stage2: StageConfig,
@@ -154,7 +149,56 @@ def run_sweep(
         raise MedVQAError("run_sweep: no sizes given")
     if any(s < 0 for s in sizes) or len(set(sizes)) != len(sizes):
         raise MedVQAError(f"run_sweep: sizes must be distinct and >= 0; got {list(sizes)}")
-    out = Path(output_dir)
+    stage1_samples, stage2_samples, eval_samples = _sweep_samples(
+        stage1, stage2, sizes, stage1_samples, stage2_samples, eval_samples
+    )
+    plan = _SweepPlan(
+        stage1=stage1,
+        stage2=stage2,
+        out=Path(output_dir),
+        factory=model_factory or (lambda: load_base_model(stage2)),
+        own_factory=model_factory is not None,
+        stage1_samples=stage1_samples,
+        stage2_samples=stage2_samples,
+        eval_set=list(eval_samples)[: eval_limit if eval_limit is not None else None],
+        resume=resume,
+        scoring={
+            "report_to": stage2.report_to,
+            "profiles": profiles,
+            "max_new_tokens": max_new_tokens,
+            "batch_size": batch_size,
+            "seed": seed,
+            "n_boot": n_boot,
+            "progress": progress,
+        },
+    )
+    done = [_run_size(plan, size) for size in sorted(sizes)]
+    rows = [row for row, _, _ in done]
+    result = SweepResult(
+        rows=tuple(rows),
+        output_dir=str(plan.out),
+        runs=tuple(run for _, run, _ in done),
+        evaluations=tuple(ev for _, _, ev in done),
+    )
+    if is_main_process():
+        metrics = list(plot_metrics) if plot_metrics else _headline_metrics(result.evaluations[0], profiles)
+        _write_sweep(plan.out, result, metrics)
+    return result
+
+
+def _sweep_samples(
+    stage1: StageConfig,
+    stage2: StageConfig,
+    sizes: Sequence[int],
+    stage1_samples: Sequence[VQASample] | None,
+    stage2_samples: Sequence[VQASample] | None,
+    eval_samples: Sequence[VQASample] | None,
+) -> tuple[Sequence[VQASample] | None, Sequence[VQASample], Sequence[VQASample]]:
+    """The stage-1 pool (``None`` when every size is 0), the stage-2 samples and the evaluation set.
+
+    Raises:
+        MedVQAError: The largest size exceeds the stage-1 pool.
+    """
     if stage1_samples is None and any(s > 0 for s in sizes):
         stage1_samples = load_stage_samples(stage1.replace(subset_size=None))
     if stage1_samples is not None and max(sizes) > len(stage1_samples):
@@ -165,74 +209,75 @@ def run_sweep(
         stage2_samples = load_stage_samples(stage2)
     if eval_samples is None:
         eval_samples = load_stage_samples(stage2.replace(subset_size=None), split="test")
-    eval_set = list(eval_samples)[: eval_limit if eval_limit is not None else None]
-    factory = model_factory or (lambda: load_base_model(stage2))
+    return stage1_samples, stage2_samples, eval_samples
 
-    rows: list[dict[str, Any]] = []
-    runs: list[TwoStageResult] = []
-    evals: list[EvalResult] = []
-    for size in sorted(sizes):
-        folder = out / f"size_{size}"
-        model, processor = factory()
-        s1 = None if size == 0 else stage1.replace(subset_size=size)
-        run = run_two_stage(
-            s1,
-            stage2,
-            output_dir=folder,
-            model=model,
-            processor=processor,
-            stage1_samples=stage1_samples,
-            stage2_samples=stage2_samples,
-            resume=resume,
-            progress=progress,
+
+@dataclass(frozen=True)
+class _SweepPlan:
+    """What every size of a sweep shares: the stages, the data, the model factory, the scoring."""
+
+    stage1: StageConfig
+    stage2: StageConfig
+    out: Path
+    factory: Callable[[], tuple[Any, Any]]
+    own_factory: bool
+    stage1_samples: Sequence[VQASample] | None
+    stage2_samples: Sequence[VQASample]
+    eval_set: list[VQASample]
+    resume: bool
+    scoring: Mapping[str, Any]
+
+
+def _run_size(plan: _SweepPlan, size: int) -> tuple[dict[str, Any], TwoStageResult, EvalResult]:
+    """Train and score one stage-1 size in ``<out>/size_<size>``: its table row, run and evaluation."""
+    folder = plan.out / f"size_{size}"
+    stage2 = plan.stage2
+    model, processor = plan.factory()
+    run = run_two_stage(
+        None if size == 0 else plan.stage1.replace(subset_size=size),
+        stage2,
+        output_dir=folder,
+        model=model,
+        processor=processor,
+        stage1_samples=plan.stage1_samples,
+        stage2_samples=plan.stage2_samples,
+        resume=plan.resume,
+        progress=bool(plan.scoring["progress"]),
+    )
+    del model
+    if stage2.model == "tiny" or plan.own_factory:
+        base, proc = plan.factory()
+        from medvqa.models import load_adapter
+
+        trained = load_adapter(base, run.adapter_dir)
+    else:
+        trained, proc = load_trained_model(
+            stage2.model, run.adapter_dir, quantization=stage2.quantization, precision=stage2.precision
         )
-        del model
-        if stage2.model == "tiny" or model_factory is not None:
-            base, proc = factory()
-            from medvqa.models import load_adapter
+    info = {"stage1_size": size, "adapter": run.adapter_dir}
+    ev = predict_and_score(
+        trained, proc, plan.eval_set, output_dir=folder, name="eval", info=info, **plan.scoring
+    )
+    row: dict[str, Any] = {
+        "stage1_size": size,
+        "stage1_steps": None if run.stage1 is None else run.stage1.global_step,
+        "stage1_train_loss": None if run.stage1 is None else run.stage1.train_loss,
+        "stage2_steps": run.stage2.global_step,
+        "stage2_train_loss": run.stage2.train_loss,
+        "n": ev.n,
+        **ev.flat(),
+    }
+    return row, run, ev
 
-            trained = load_adapter(base, run.adapter_dir)
-        else:
-            trained, proc = load_trained_model(
-                stage2.model, run.adapter_dir, quantization=stage2.quantization, precision=stage2.precision
-            )
-        ev = predict_and_score(
-            trained,
-            proc,
-            eval_set,
-            output_dir=folder,
-            name="eval",
-            report_to=stage2.report_to,
-            profiles=profiles,
-            max_new_tokens=max_new_tokens,
-            batch_size=batch_size,
-            seed=seed,
-            n_boot=n_boot,
-            progress=progress,
-            info={"stage1_size": size, "adapter": run.adapter_dir},
-        )
-        row: dict[str, Any] = {
-            "stage1_size": size,
-            "stage1_steps": None if run.stage1 is None else run.stage1.global_step,
-            "stage1_train_loss": None if run.stage1 is None else run.stage1.train_loss,
-            "stage2_steps": run.stage2.global_step,
-            "stage2_train_loss": run.stage2.train_loss,
-            "n": ev.n,
-            **ev.flat(),
-        }
-        rows.append(row)
-        runs.append(run)
-        evals.append(ev)
 
-    result = SweepResult(rows=tuple(rows), output_dir=str(out), runs=tuple(runs), evaluations=tuple(evals))
-    if is_main_process():
-        metrics = list(plot_metrics) if plot_metrics else _headline_metrics(evals[0], profiles)
-        atomic_write_json(out / "sweep.json", result.to_dict())
-        cols = list(rows[0])
-        csv = [",".join(cols)] + [",".join(_fmt(r.get(c)) for c in cols) for r in rows]
-        atomic_write_text(out / "sweep.csv", "\n".join(csv) + "\n")
-        atomic_write_text(out / "sweep.md", _table_markdown(rows, metrics))
-        from medvqa.plots import plot_sweep
+def _write_sweep(out: Path, result: SweepResult, metrics: Sequence[str]) -> None:
+    """``sweep.json``, ``sweep.csv``, ``sweep.md``, and the plot ``sweep.png`` with its data."""
+    from medvqa.plots import plot_sweep
 
-        plot_sweep(rows, out / "sweep.png", metrics=metrics, data_path=out / "sweep_plot.json")
-    return result
+    rows = result.rows
+    atomic_write_json(out / "sweep.json", result.to_dict())
+    cols = list(rows[0])
+    csv = [",".join(cols)] + [",".join(_fmt(r.get(c)) for c in cols) for r in rows]
+    atomic_write_text(out / "sweep.csv", "\n".join(csv) + "\n")
+    atomic_write_text(out / "sweep.md", _table_markdown(rows, metrics))
+    plot_sweep(list(rows), out / "sweep.png", metrics=metrics, data_path=out / "sweep_plot.json")
