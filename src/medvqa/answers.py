@@ -216,6 +216,9 @@ def extract_strict_answer(text: str) -> ExtractedAnswer:
     ExtractedAnswer(answer='no', rule='role_prefix+verbatim')
     """
     answer, rule = _strict_pass(text)
+    if rule in ("verbatim", "empty"):
+        # No rule fired on the stripped reply, which is the answer: another pass changes nothing.
+        return ExtractedAnswer(answer, rule)
     current = answer
     while True:
         nxt, _ = _strict_pass(current)
@@ -479,6 +482,10 @@ def normalize_strict(text: str) -> str:
     ('yes', '3.5 cm', 'echo')
     """
     out = _strict_once(text)
+    if text.isascii():
+        # One pass is the fixed point: its output is lowercase letters, digits, single spaces
+        # and separators between two digits, none of which a second pass changes.
+        return out
     # Further passes reach the fixed point (NFKC/case-folding can expose new characters).
     for _ in range(8):
         nxt = _strict_once(out)
