@@ -101,4 +101,12 @@ def _common(
     }
 
 
+def _specs(subset: str, *metrics: str) -> tuple[AggregateSpec, ...]:
+    """One aggregate per metric, averaging that per-item metric over ``subset``.
+
+    Keyed ``metric`` over all items and ``metric/subset`` otherwise, named after the metric.
+    """
+    return tuple(AggregateSpec(m if subset == "all" else f"{m}/{subset}", m, m, subset) for m in metrics)
+
+
 _EMPTY_SPEC = AggregateSpec("empty_predictions", "empty_predictions", "empty", "all", ci=False)

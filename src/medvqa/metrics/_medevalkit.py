@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from medvqa.metrics._base import _YES_NO, AggregateSpec, ItemValue, Profile, _common
+from medvqa.metrics._base import _YES_NO, AggregateSpec, ItemValue, Profile, _common, _specs
 from medvqa.metrics._items import sentence_bleu, sentence_bleus
 from medvqa.records import Prediction
 
@@ -312,7 +312,7 @@ class MedEvalKitProfile(Profile):
         AggregateSpec("accuracy", "accuracy", "correct", "all"),
         AggregateSpec("accuracy/closed", "accuracy", "correct", "closed"),
         AggregateSpec("accuracy/open", "accuracy", "correct", "open"),
-        *(AggregateSpec(f"{m}/open", m, m, "open") for m in _OPEN),
+        *_specs("open", *_OPEN),
         AggregateSpec("unscorable/open", "unscorable", "unscorable", "open", ci=False),
         AggregateSpec("judge_unparseable", "judge_unparseable", "judge_unparseable", "open", ci=False),
         AggregateSpec("empty_predictions", "empty_predictions", "empty", "all", ci=False),

@@ -9,7 +9,7 @@ here too.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from types import MappingProxyType
@@ -424,7 +424,6 @@ def _score_profile(
     rows, index = _score_items(prof, predictions, shared)
     closed = np.fromiter((bool(row["closed"]) for row in rows), dtype=bool, count=len(rows))[index]
     specs = _aggregate_specs(prof, shared, closed, by)
-    order = shared.order
     columns: dict[str, Any] = {}
 
     def column(metric: str) -> Any:
@@ -432,6 +431,35 @@ def _score_profile(
             columns[metric] = _column(rows, index, metric)
         return columns[metric]
 
+    aggregates = _aggregates(specs, column, shared.order, n_boot=n_boot, seed=seed, level=level)
+    return ProfileResult(
+        profile=prof.name,
+        aggregates=aggregates,
+        per_item=_per_item(rows, index.tolist(), predictions) if keep_per_item else [],
+        metric_names=prof.metric_names,
+        n=len(predictions),
+        seed=seed,
+        n_boot=n_boot,
+        options=prof.to_dict(),
+        agreement_metrics=prof.agreement_metrics or prof.metric_names,
+    )
+
+
+def _aggregates(
+    specs: Sequence[tuple[AggregateSpec, str, str, Any]],
+    column: Callable[[str], Any],
+    order: Any,
+    *,
+    n_boot: int,
+    seed: int,
+    level: float,
+) -> dict[str, Aggregate]:
+    """Every aggregate of :func:`_aggregate_specs`, with its interval where one is asked for.
+
+    ``column(metric)`` gives a metric's per-item values in input order; ``order`` sorts the
+    items by id (the bootstrap draws over that order). One subset's interval of one metric is
+    drawn once, however many aggregates share it.
+    """
     aggregates: dict[str, Aggregate] = {}
     intervals: dict[tuple[str, str], tuple[float, float]] = {}
     for spec, key, subset, mask in specs:
@@ -457,14 +485,4 @@ def _score_profile(
             item_metric=spec.item_metric,
             key=key,
         )
-    return ProfileResult(
-        profile=prof.name,
-        aggregates=aggregates,
-        per_item=_per_item(rows, index.tolist(), predictions) if keep_per_item else [],
-        metric_names=prof.metric_names,
-        n=len(predictions),
-        seed=seed,
-        n_boot=n_boot,
-        options=prof.to_dict(),
-        agreement_metrics=prof.agreement_metrics or prof.metric_names,
-    )
+    return aggregates

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from medvqa.answers import extract_paper_answer, normalize_lmms_eval, normalize_multimedeval, normalize_vqav2
-from medvqa.metrics._base import _EMPTY_SPEC, _YES_NO, AggregateSpec, ItemValue, Profile, _common
+from medvqa.metrics._base import _EMPTY_SPEC, _YES_NO, AggregateSpec, ItemValue, Profile, _common, _specs
 from medvqa.metrics._items import (
     containment,
     paper_f1,
@@ -49,9 +49,11 @@ class PaperProfile(Profile):
     metric_names: ClassVar[tuple[str, ...]] = ("containment", "f1", "bleu1")
     agreement_metrics: ClassVar[tuple[str, ...]] = ("containment", "f1", "bleu1")
     aggregates: ClassVar[tuple[AggregateSpec, ...]] = (
-        *(AggregateSpec(m, m, m, "all") for m in ("containment", "f1", "bleu1")),
-        *(AggregateSpec(f"{m}/closed", m, m, "closed") for m in ("containment", "f1", "bleu1")),
-        *(AggregateSpec(f"{m}/open", m, m, "open") for m in ("containment", "f1", "bleu1")),
+        *(
+            spec
+            for subset in ("all", "closed", "open")
+            for spec in _specs(subset, "containment", "f1", "bleu1")
+        ),
         _EMPTY_SPEC,
     )
 
@@ -100,16 +102,8 @@ class LlavaMedProfile(Profile):
     agreement_metrics: ClassVar[tuple[str, ...]] = ("hit", "recall", "f1")
     aggregates: ClassVar[tuple[AggregateSpec, ...]] = (
         AggregateSpec("accuracy/closed", "accuracy", "hit", "closed"),
-        AggregateSpec("recall/open", "recall", "recall", "open"),
-        AggregateSpec("precision/open", "precision", "precision", "open"),
-        AggregateSpec("f1/open", "f1", "f1", "open"),
-        AggregateSpec("exact/open", "exact", "exact", "open"),
-        AggregateSpec("hit/open", "hit", "hit", "open"),
-        AggregateSpec("bleu/open", "bleu", "bleu", "open"),
-        AggregateSpec("bleu1/open", "bleu1", "bleu1", "open"),
-        AggregateSpec("bleu2/open", "bleu2", "bleu2", "open"),
-        AggregateSpec("bleu3/open", "bleu3", "bleu3", "open"),
-        AggregateSpec("recall/closed", "recall", "recall", "closed"),
+        *_specs("open", "recall", "precision", "f1", "exact", "hit", "bleu", "bleu1", "bleu2", "bleu3"),
+        *_specs("closed", "recall"),
         _EMPTY_SPEC,
     )
 
@@ -150,9 +144,9 @@ class LmmsEvalProfile(Profile):
     metric_names: ClassVar[tuple[str, ...]] = ("accuracy",)
     agreement_metrics: ClassVar[tuple[str, ...]] = ("accuracy",)
     aggregates: ClassVar[tuple[AggregateSpec, ...]] = (
-        AggregateSpec("accuracy", "accuracy", "accuracy", "all"),
-        AggregateSpec("accuracy/closed", "accuracy", "accuracy", "closed"),
-        AggregateSpec("accuracy/open", "accuracy", "accuracy", "open"),
+        *_specs("all", "accuracy"),
+        *_specs("closed", "accuracy"),
+        *_specs("open", "accuracy"),
         _EMPTY_SPEC,
     )
     default_by: ClassVar[tuple[str, ...]] = ("modality", "content_type")

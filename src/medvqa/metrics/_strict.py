@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from medvqa.answers import _STRICT_NO, _STRICT_YES, extract_strict_answer, normalize_strict
-from medvqa.metrics._base import _EMPTY_SPEC, _YES_NO, AggregateSpec, ItemValue, Profile, _common
+from medvqa.metrics._base import _EMPTY_SPEC, _YES_NO, AggregateSpec, ItemValue, Profile, _common, _specs
 from medvqa.metrics._items import squad_f1, token_recall
 from medvqa.records import Prediction
 
@@ -47,13 +47,9 @@ class StrictProfile(Profile):
     )  # fmt: skip
     agreement_metrics: ClassVar[tuple[str, ...]] = ("accuracy", "exact_match", "f1", "recall", "fuzzy_match")
     aggregates: ClassVar[tuple[AggregateSpec, ...]] = (
-        AggregateSpec("accuracy", "accuracy", "accuracy", "all"),
-        AggregateSpec("accuracy/closed", "accuracy", "accuracy", "closed"),
-        AggregateSpec("accuracy/open", "accuracy", "accuracy", "open"),
-        AggregateSpec("exact_match/open", "exact_match", "exact_match", "open"),
-        AggregateSpec("f1/open", "f1", "f1", "open"),
-        AggregateSpec("recall/open", "recall", "recall", "open"),
-        AggregateSpec("fuzzy_match/open", "fuzzy_match", "fuzzy_match", "open"),
+        *_specs("all", "accuracy"),
+        *_specs("closed", "accuracy"),
+        *_specs("open", "accuracy", "exact_match", "f1", "recall", "fuzzy_match"),
         AggregateSpec("closed_undecided", "closed_undecided", "closed_undecided", "closed", ci=False),
         AggregateSpec("closed_conflicting", "closed_conflicting", "closed_conflicting", "closed", ci=False),
         _EMPTY_SPEC,
