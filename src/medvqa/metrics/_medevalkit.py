@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 from medvqa.metrics._base import _YES_NO, AggregateSpec, ItemValue, Profile, _common, _specs
 from medvqa.metrics._items import sentence_bleu, sentence_bleus
@@ -266,6 +266,7 @@ def medevalkit_set_prf(pred: str, truth: str) -> tuple[float, float, float] | No
 
 
 _OPEN = ("em", "bleu1", "bleu2", "bleu3", "bleu4", "rouge1", "rouge2", "rougel", "precision", "recall", "f1")
+_ZEROS = dict.fromkeys((*_OPEN, "unscorable", "judge_unparseable"), 0.0)
 
 
 @dataclass(frozen=True)
@@ -304,11 +305,11 @@ class MedEvalKitProfile(Profile):
         judge: A description of the judge (model id, prompt version), recorded in options.
     """
 
-    name: ClassVar[str] = "medevalkit"
-    source: ClassVar[str] = "MedEvalKit utils/utils.py and utils/{VQA_RAD,PATH_VQA,SLAKE} (commit 9b12e3b)"
-    metric_names: ClassVar[tuple[str, ...]] = ("correct", *_OPEN, "unscorable", "judge_unparseable")
-    agreement_metrics: ClassVar[tuple[str, ...]] = ("correct", "em", "f1", "rougel")
-    aggregates: ClassVar[tuple[AggregateSpec, ...]] = (
+    name = "medevalkit"
+    source = "MedEvalKit utils/utils.py and utils/{VQA_RAD,PATH_VQA,SLAKE} (commit 9b12e3b)"
+    metric_names = ("correct", *_OPEN, "unscorable", "judge_unparseable")
+    agreement_metrics = ("correct", "em", "f1", "rougel")
+    aggregates = (
         AggregateSpec("accuracy", "accuracy", "correct", "all"),
         AggregateSpec("accuracy/closed", "accuracy", "correct", "closed"),
         AggregateSpec("accuracy/open", "accuracy", "correct", "open"),
@@ -349,8 +350,7 @@ class MedEvalKitProfile(Profile):
         closed = self.is_closed(pred, truth)
         out = _common(pred, reply, rule if rule != "none" else pre_rule, parsed, truth)
         out["closed"] = closed
-        for m in (*_OPEN, "unscorable", "judge_unparseable"):
-            out[m] = 0.0
+        out.update(_ZEROS)
         if closed:
             cleaned = parsed.replace("\n", "").replace(".", "")
             if truth in _YES_NO:

@@ -462,6 +462,13 @@ def _aggregates(
     """
     aggregates: dict[str, Aggregate] = {}
     intervals: dict[tuple[str, str], tuple[float, float]] = {}
+    by_id: dict[str, Any] = {}  # each metric's values, and each subset's mask, in id order
+
+    def in_id_order(name: str, values: Any) -> Any:
+        if name not in by_id:
+            by_id[name] = values[order]
+        return by_id[name]
+
     for spec, key, subset, mask in specs:
         values = column(spec.item_metric)[mask]
         count = int(values.size)
@@ -469,7 +476,8 @@ def _aggregates(
         lo = hi = None
         if n_boot > 0 and spec.ci and count:
             if (subset, spec.item_metric) not in intervals:
-                ordered = column(spec.item_metric)[order][mask[order]]  # items sorted by id
+                metric_values = in_id_order(f"metric {spec.item_metric}", column(spec.item_metric))
+                ordered = metric_values[in_id_order(f"subset {subset}", mask)]  # items sorted by id
                 intervals[subset, spec.item_metric] = bootstrap_mean_interval(
                     ordered, n_boot=n_boot, seed=seed, label=f"{subset}|{spec.item_metric}", level=level
                 )

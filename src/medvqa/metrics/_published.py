@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 from medvqa.answers import extract_paper_answer, normalize_lmms_eval, normalize_multimedeval, normalize_vqav2
 from medvqa.metrics._base import _EMPTY_SPEC, _YES_NO, AggregateSpec, ItemValue, Profile, _common, _specs
@@ -43,12 +42,12 @@ class PaperProfile(Profile):
     Reproduces the paper's per-item values to floating-point rounding without NLTK.
     """
 
-    answers_only: ClassVar[bool] = True
-    name: ClassVar[str] = "paper"
-    source: ClassVar[str] = "Med-Idefics paper evaluation code (NLTK Treebank tokens, sentence_bleu)"
-    metric_names: ClassVar[tuple[str, ...]] = ("containment", "f1", "bleu1")
-    agreement_metrics: ClassVar[tuple[str, ...]] = ("containment", "f1", "bleu1")
-    aggregates: ClassVar[tuple[AggregateSpec, ...]] = (
+    answers_only = True
+    name = "paper"
+    source = "Med-Idefics paper evaluation code (NLTK Treebank tokens, sentence_bleu)"
+    metric_names = ("containment", "f1", "bleu1")
+    agreement_metrics = ("containment", "f1", "bleu1")
+    aggregates = (
         *(
             spec
             for subset in ("all", "closed", "open")
@@ -93,14 +92,14 @@ class LlavaMedProfile(Profile):
     The sampling decoding LLaVA-Med used (temperature 0.7) is not part of the profile.
     """
 
-    answers_only: ClassVar[bool] = True
-    name: ClassVar[str] = "llava_med"
-    source: ClassVar[str] = "LLaVA-Med v1.0 llava/eval/run_eval_batch.py and eval_metrics/utils.py"
-    metric_names: ClassVar[tuple[str, ...]] = (
+    answers_only = True
+    name = "llava_med"
+    source = "LLaVA-Med v1.0 llava/eval/run_eval_batch.py and eval_metrics/utils.py"
+    metric_names = (
         "hit", "recall", "precision", "f1", "exact", "bleu", "bleu1", "bleu2", "bleu3",
     )  # fmt: skip
-    agreement_metrics: ClassVar[tuple[str, ...]] = ("hit", "recall", "f1")
-    aggregates: ClassVar[tuple[AggregateSpec, ...]] = (
+    agreement_metrics = ("hit", "recall", "f1")
+    aggregates = (
         AggregateSpec("accuracy/closed", "accuracy", "hit", "closed"),
         *_specs("open", "recall", "precision", "f1", "exact", "hit", "bleu", "bleu1", "bleu2", "bleu3"),
         *_specs("closed", "recall"),
@@ -138,19 +137,19 @@ class LmmsEvalProfile(Profile):
       values stripped and lowercased, as upstream: ``CT`` and ``ct`` are one group).
     """
 
-    answers_only: ClassVar[bool] = True
-    name: ClassVar[str] = "lmms_eval"
-    source: ClassVar[str] = "lmms-eval lmms_eval/tasks/slake (SLAKE task normalization and scoring)"
-    metric_names: ClassVar[tuple[str, ...]] = ("accuracy",)
-    agreement_metrics: ClassVar[tuple[str, ...]] = ("accuracy",)
-    aggregates: ClassVar[tuple[AggregateSpec, ...]] = (
+    answers_only = True
+    name = "lmms_eval"
+    source = "lmms-eval lmms_eval/tasks/slake (SLAKE task normalization and scoring)"
+    metric_names = ("accuracy",)
+    agreement_metrics = ("accuracy",)
+    aggregates = (
         *_specs("all", "accuracy"),
         *_specs("closed", "accuracy"),
         *_specs("open", "accuracy"),
         _EMPTY_SPEC,
     )
-    default_by: ClassVar[tuple[str, ...]] = ("modality", "content_type")
-    fold_group_values: ClassVar[bool] = True
+    default_by = ("modality", "content_type")
+    fold_group_values = True
 
     def score_item(self, pred: Prediction) -> dict[str, ItemValue]:
         t = normalize_lmms_eval(pred.reference)
@@ -189,14 +188,14 @@ class MultiMedEvalProfile(Profile):
       agreement with human judgements.
     """
 
-    answers_only: ClassVar[bool] = True
-    name: ClassVar[str] = "multimedeval"
-    source: ClassVar[str] = "MultiMedEval multimedeval/vqa.py (VQA family scoring)"
-    metric_names: ClassVar[tuple[str, ...]] = (
+    answers_only = True
+    name = "multimedeval"
+    source = "MultiMedEval multimedeval/vqa.py (VQA family scoring)"
+    metric_names = (
         "bleu1", "precision", "recall", "f1", "closed_correct", "open_correct", "correct",
     )  # fmt: skip
-    agreement_metrics: ClassVar[tuple[str, ...]] = ("correct", "f1", "recall", "bleu1")
-    aggregates: ClassVar[tuple[AggregateSpec, ...]] = (
+    agreement_metrics = ("correct", "f1", "recall", "bleu1")
+    aggregates = (
         AggregateSpec("bleu", "bleu", "bleu1", "all"),
         AggregateSpec("F1", "F1", "f1", "all"),
         AggregateSpec("recall", "recall", "recall", "all"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 from medvqa.answers import _STRICT_NO, _STRICT_YES, extract_strict_answer, normalize_strict
 from medvqa.metrics._base import _EMPTY_SPEC, _YES_NO, AggregateSpec, ItemValue, Profile, _common, _specs
@@ -39,14 +39,14 @@ class StrictProfile(Profile):
         extra_no_words: Extra words that count as a decisive ``no`` (e.g. ``("not",)``).
     """
 
-    answers_only: ClassVar[bool] = True
-    name: ClassVar[str] = "strict"
-    source: ClassVar[str] = "medvqa"
-    metric_names: ClassVar[tuple[str, ...]] = (
+    answers_only = True
+    name = "strict"
+    source = "medvqa"
+    metric_names = (
         "accuracy", "exact_match", "f1", "recall", "fuzzy_match", "closed_undecided", "closed_conflicting",
     )  # fmt: skip
-    agreement_metrics: ClassVar[tuple[str, ...]] = ("accuracy", "exact_match", "f1", "recall", "fuzzy_match")
-    aggregates: ClassVar[tuple[AggregateSpec, ...]] = (
+    agreement_metrics = ("accuracy", "exact_match", "f1", "recall", "fuzzy_match")
+    aggregates = (
         *_specs("all", "accuracy"),
         *_specs("closed", "accuracy"),
         *_specs("open", "accuracy", "exact_match", "f1", "recall", "fuzzy_match"),
