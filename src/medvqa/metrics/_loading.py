@@ -92,13 +92,6 @@ def read_predictions(
     return [reader.prediction(row, kind, number) for number, row in rows]
 
 
-# A Prediction is a frozen dataclass without checks of its own: filling its fields directly
-# builds the same object several times faster than its __init__ (one setattr per field).
-# Should the class gain a __post_init__, the ordinary constructor is used.
-_new_prediction = object.__new__
-_DIRECT = not hasattr(Prediction, "__post_init__") and not hasattr(Prediction, "__slots__")
-
-
 class _RowReader:
     """Turns the rows of one prediction file into predictions, remembering the ids seen."""
 
@@ -207,20 +200,15 @@ def _make_prediction(
     dataset = row.get("dataset")
     split = row.get("split")
     image = row.get("image")
-    fields: dict[str, Any] = {
-        "id": ident,
-        "question": question if type(question) is str else str(question or ""),
-        "reference": reference,
-        "prediction": prediction,
-        "answer_type": answer_type,
-        "extracted": None if extracted is None else str(extracted),
-        "dataset": dataset if type(dataset) is str else str(dataset or ""),
-        "split": split if type(split) is str else str(split or ""),
-        "image": None if image is None else str(image),
-        "metadata": MappingProxyType(meta),
-    }
-    if not _DIRECT:
-        return Prediction(**fields)
-    out: Prediction = _new_prediction(Prediction)
-    out.__dict__.update(fields)
-    return out
+    return Prediction(
+        id=ident,
+        question=question if type(question) is str else str(question or ""),
+        reference=reference,
+        prediction=prediction,
+        answer_type=answer_type,
+        extracted=None if extracted is None else str(extracted),
+        dataset=dataset if type(dataset) is str else str(dataset or ""),
+        split=split if type(split) is str else str(split or ""),
+        image=None if image is None else str(image),
+        metadata=MappingProxyType(meta),
+    )
