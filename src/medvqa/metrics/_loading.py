@@ -97,7 +97,7 @@ class _RowReader:
 
     def __init__(
         self, file: str, id_field: str, reference_field: str, prediction_field: str, type_field: str
-    ):
+    ) -> None:
         self.file = file
         self.id_field = id_field
         self.reference_field = reference_field
