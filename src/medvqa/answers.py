@@ -216,6 +216,9 @@ def extract_strict_answer(text: str) -> ExtractedAnswer:
     ExtractedAnswer(answer='no', rule='role_prefix+verbatim')
     """
     answer, rule = _strict_pass(text)
+    if rule in ("verbatim", "empty"):
+        # No rule fired on the stripped reply, which is the answer: another pass changes nothing.
+        return ExtractedAnswer(answer, rule)
     current = answer
     while True:
         nxt, _ = _strict_pass(current)
@@ -307,20 +310,22 @@ def normalize_vqav2(text: str) -> str:
     punct, numbers, articles, contractions = _vqav2_tables()
     original = text
     out = text
-    if not _vqav2_punct_set().isdisjoint(original):  # else every replacement below is a no-op
+    # The table's characters are single and never a space or a period: replacing one neither
+    # adds nor removes another, so only those present in the text need a pass.
+    present = _vqav2_punct_set().intersection(original)
+    if present:
         has_comma_number = _COMMA_STRIP.search(original) is not None
         for p in punct:
+            if p not in present:
+                continue
             if (p + " " in original or " " + p in original) or has_comma_number:
                 out = out.replace(p, "")
             else:
                 out = out.replace(p, " ")
-    out = _PERIOD_STRIP.sub("", out, 32)
-    words: list[str] = []
-    for word in out.lower().split():
-        word = numbers.get(word, word)
-        if word not in articles:
-            words.append(word)
-    words = [contractions.get(w, w) for w in words]
+    if "." in out:
+        out = _PERIOD_STRIP.sub("", out, 32)
+    mapped = (numbers.get(word, word) for word in out.lower().split())
+    words = [contractions.get(w, w) for w in mapped if w not in articles]
     return " ".join(words).replace(",", "")
 
 
@@ -479,6 +484,10 @@ def normalize_strict(text: str) -> str:
     ('yes', '3.5 cm', 'echo')
     """
     out = _strict_once(text)
+    if text.isascii():
+        # One pass is the fixed point: its output is lowercase letters, digits, single spaces
+        # and separators between two digits, none of which a second pass changes.
+        return out
     # Further passes reach the fixed point (NFKC/case-folding can expose new characters).
     for _ in range(8):
         nxt = _strict_once(out)

@@ -240,3 +240,64 @@ def _normalize_after_punct(out: str) -> str:
     words = [numbers.get(w, w) for w in out.lower().split()]
     words = [contractions.get(w, w) for w in words if w not in articles]
     return " ".join(words).replace(",", "")
+
+
+def _all_treebank_rules(text: str) -> tuple[str, ...]:
+    """Every Treebank rule applied in NLTK's order, none skipped (the reference for the gates)."""
+    from medvqa.metrics import _tokenize as tb
+
+    for regexp, substitution in [
+        *tb._STARTING_QUOTES,
+        *tb._PUNCTUATION,
+        tb._PARENS_BRACKETS,
+        tb._DOUBLE_DASHES,
+    ]:
+        text = regexp.sub(substitution, text)
+    text = " " + text + " "
+    for regexp, substitution in tb._ENDING_QUOTES:
+        text = regexp.sub(substitution, text)
+    for regexp in [*tb._CONTRACTIONS2, *tb._CONTRACTIONS3]:
+        text = regexp.sub(r" \1 \2 ", text)
+    return tuple(text.split())
+
+
+_gate_text = treebank_text | st.lists(
+    st.sampled_from([*"CannotGIMMEİıſK'\"`.,: ?!*-()«»", "d'ye", "more'n", "'tis", "'twas", "wanna ", "N'T"]),
+    max_size=12,
+).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_gate_text)
+def test_treebank_skips_only_rules_that_cannot_match(text: str) -> None:
+    from medvqa.metrics._tokenize import _treebank_rules
+
+    assert _treebank_rules(text) == _all_treebank_rules(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.characters(max_codepoint=127), max_size=40) | st.text("1.,2 aB'x-thenoTWOyes", max_size=16))
+def test_strict_normalization_of_ascii_text_is_a_fixed_point_after_one_pass(text: str) -> None:
+    from medvqa.answers import _strict_once
+
+    once = _strict_once(text)
+    assert _strict_once(once) == once
+    assert normalize_strict(text) == once
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from([*"ab .?!\n:{}<>", "answer:", "\\boxed{", "</answer>", "<answer>", "user:"]),
+        max_size=10,
+    ).map("".join)
+)
+def test_strict_extraction_stops_when_no_rule_fired(text: str) -> None:
+    from medvqa.answers import _strict_pass, extract_strict_answer
+
+    answer, rule = _strict_pass(text)
+    if rule in ("verbatim", "empty"):
+        assert _strict_pass(answer) == (answer, rule)
+    assert (
+        extract_strict_answer(extract_strict_answer(text).answer).answer == extract_strict_answer(text).answer
+    )

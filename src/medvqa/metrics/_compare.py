@@ -111,26 +111,7 @@ def paired_comparison(
     """
     prof = get_profile(profile)
     ids_a = [p.id for p in a]
-    ids_b = {p.id: p for p in b}
-    if len(ids_b) != len(b) or len(set(ids_a)) != len(ids_a):
-        raise ValueError("ids must be unique within each run")
-    if set(ids_a) != set(ids_b):
-        missing = sorted(set(ids_a) - set(ids_b))[:5]
-        extra = sorted(set(ids_b) - set(ids_a))[:5]
-        raise ValueError(
-            f"the runs do not hold the same items: only in A {missing}, only in B {extra} (first 5 shown)"
-        )
-    b_aligned = [ids_b[i] for i in ids_a]
-    differing = [
-        (pa.id, pa.reference, pb.reference) for pa, pb in zip(a, b_aligned) if pa.reference != pb.reference
-    ]
-    if differing:
-        shown = "; ".join(f"{i!r}: A {ra!r}, B {rb!r}" for i, ra, rb in differing[:3])
-        raise ValueError(
-            f"the runs give different references for {len(differing)} of {len(ids_a)} items "
-            f"({shown}{'; ...' if len(differing) > 3 else ''}): they were not run on the same "
-            "questions, so a paired comparison would be meaningless"
-        )
+    b_aligned = _aligned(a, b)
     ra = evaluate(a, profile=prof, n_boot=0, by=())
     rb = evaluate(b_aligned, profile=prof, n_boot=0, by=())
     if metric not in ra.aggregates:
@@ -149,12 +130,7 @@ def paired_comparison(
     diff = None if mean_a is None or mean_b is None else mean_b - mean_a
     lo = hi = p_boot = None
     if n_boot > 0 and n > 0:
-        diffs = [[y - x] for x, y in zip(va, vb)]
-        boots = bootstrap_means(diffs, n_boot=n_boot, seed=seed, label=f"paired:{metric}")[:, 0]
-        lo, hi = percentile_interval(boots, level)
-        below = float((boots <= 0).mean())
-        above = float((boots >= 0).mean())
-        p_boot = min(1.0, 2.0 * min(below, above))
+        lo, hi, p_boot = _bootstrap_difference(va, vb, metric=metric, n_boot=n_boot, seed=seed, level=level)
     only_a = only_b = None
     p_mc = None
     if all(v in (0.0, 1.0) for v in va + vb):
@@ -175,3 +151,42 @@ def paired_comparison(
         only_b=only_b,
         p_mcnemar=p_mc,
     )
+
+
+def _aligned(a: Sequence[Prediction], b: Sequence[Prediction]) -> list[Prediction]:
+    """Run B's predictions in run A's order, after checking that both hold the same questions."""
+    ids_a = [p.id for p in a]
+    ids_b = {p.id: p for p in b}
+    if len(ids_b) != len(b) or len(set(ids_a)) != len(ids_a):
+        raise ValueError("ids must be unique within each run")
+    if set(ids_a) != set(ids_b):
+        missing = sorted(set(ids_a) - set(ids_b))[:5]
+        extra = sorted(set(ids_b) - set(ids_a))[:5]
+        raise ValueError(
+            f"the runs do not hold the same items: only in A {missing}, only in B {extra} (first 5 shown)"
+        )
+    b_aligned = [ids_b[i] for i in ids_a]
+    differing = [
+        (pa.id, pa.reference, pb.reference) for pa, pb in zip(a, b_aligned) if pa.reference != pb.reference
+    ]
+    if differing:
+        shown = "; ".join(f"{i!r}: A {ra!r}, B {rb!r}" for i, ra, rb in differing[:3])
+        raise ValueError(
+            f"the runs give different references for {len(differing)} of {len(ids_a)} items "
+            f"({shown}{'; ...' if len(differing) > 3 else ''}): they were not run on the same "
+            "questions, so a paired comparison would be meaningless"
+        )
+    return b_aligned
+
+
+def _bootstrap_difference(
+    va: Sequence[float], vb: Sequence[float], *, metric: str, n_boot: int, seed: int, level: float
+) -> tuple[float, float, float]:
+    """The percentile interval of the mean difference B - A and its two-sided bootstrap p-value."""
+    diffs = [[y - x] for x, y in zip(va, vb)]
+    boots = bootstrap_means(diffs, n_boot=n_boot, seed=seed, label=f"paired:{metric}")[:, 0]
+    lo, hi = percentile_interval(boots, level)
+    below = float((boots <= 0).mean())
+    above = float((boots >= 0).mean())
+    p_boot = min(1.0, 2.0 * min(below, above))
+    return lo, hi, p_boot

@@ -94,6 +94,33 @@ def _clipped(hyp: dict[_T, int], ref: dict[_T, int]) -> int:
     return total
 
 
+def _modified_precisions(
+    reference: Sequence[str], hypothesis: Sequence[str], max_n: int
+) -> list[float] | None:
+    """NLTK's modified n-gram precisions for n = 1..``max_n``; ``None`` when no unigram matches.
+
+    A zero precision is NLTK's ``method0`` value, the smallest positive float. Once an order
+    has no match no higher order can have one (a shared (n+1)-gram starts with a shared
+    n-gram), so those precisions are set without counting.
+    """
+    hyp_len = len(hypothesis)
+    if hyp_len == 0:
+        return None
+    first = _clipped(_counts(hypothesis), _counts(reference))
+    if first == 0:
+        return None
+    precisions = [first / hyp_len]
+    matched = True
+    for n in range(2, max_n + 1):
+        if matched and n <= hyp_len and n <= len(reference):
+            numerator = _clipped(_ngram_dict(hypothesis, n), _ngram_dict(reference, n))
+        else:
+            numerator = 0
+        matched = numerator > 0
+        precisions.append(numerator / max(1, hyp_len - n + 1) if numerator else sys.float_info.min)
+    return precisions
+
+
 def sentence_bleu(
     reference: Sequence[str],
     hypothesis: Sequence[str],
@@ -117,27 +144,10 @@ def sentence_bleu(
     >>> sentence_bleu(["no"], ["no", "."], weights=(1, 0, 0, 0))
     0.5
     """
-    hyp_len = len(hypothesis)
-    ref_len = len(reference)
-    if hyp_len == 0:
-        return 0.0
-    first_numerator = _clipped(_counts(hypothesis), _counts(reference))
-    if first_numerator == 0:
-        return 0.0
-    logs: list[float] = []
-    for n, w in enumerate(weights, start=1):
-        if not w:
-            # NLTK adds w * log(p) = -0.0 or 0.0 here, which leaves the exact sum unchanged.
-            continue
-        if n == 1:
-            numerator, denominator = first_numerator, hyp_len
-        else:
-            numerator = _clipped(_ngram_dict(hypothesis, n), _ngram_dict(reference, n))
-            denominator = max(1, hyp_len - n + 1)
-        p = numerator / denominator if numerator else sys.float_info.min
-        logs.append(w * math.log(p))
-    bp = 1.0 if hyp_len > ref_len else math.exp(1 - ref_len / hyp_len)
-    return bp * math.exp(math.fsum(logs))
+    order = len(weights)
+    while order > 1 and not weights[order - 1]:
+        order -= 1  # orders of weight 0 add nothing (see sentence_bleus); they are not counted
+    return sentence_bleus(reference, hypothesis, (weights[:order],))[0]
 
 
 def sentence_bleus(
@@ -153,22 +163,15 @@ def sentence_bleus(
     >>> sentence_bleus(["left", "lung"], ["left", "lung", "."], [(1, 0, 0, 0), (0, 1, 0, 0)])
     (0.6666666666666666, 0.5)
     """
-    hyp_len = len(hypothesis)
-    if hyp_len == 0:
+    precisions = _modified_precisions(reference, hypothesis, max(map(len, weight_sets), default=1))
+    if precisions is None:
         return tuple(0.0 for _ in weight_sets)
-    first_numerator = _clipped(_counts(hypothesis), _counts(reference))
-    if first_numerator == 0:
-        return tuple(0.0 for _ in weight_sets)
-    precisions: dict[int, float] = {1: first_numerator / hyp_len}
-    for n in range(2, max((len(w) for w in weight_sets), default=1) + 1):
-        numerator = _clipped(_ngram_dict(hypothesis, n), _ngram_dict(reference, n))
-        denominator = max(1, hyp_len - n + 1)
-        precisions[n] = numerator / denominator if numerator else sys.float_info.min
-    ref_len = len(reference)
+    hyp_len, ref_len = len(hypothesis), len(reference)
     bp = 1.0 if hyp_len > ref_len else math.exp(1 - ref_len / hyp_len)
     out = []
     for weights in weight_sets:
-        logs = [w * math.log(precisions[n]) for n, w in enumerate(weights, start=1) if w]
+        # An order of weight 0 adds w * log(p) = -0.0 or 0.0 in NLTK: the exact sum is unchanged.
+        logs = [w * math.log(precisions[n]) for n, w in enumerate(weights) if w]
         out.append(bp * math.exp(math.fsum(logs)))
     return tuple(out)
 

@@ -5,21 +5,22 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 from medvqa._errors import DataFormatError, RowRef
 from medvqa._io import parse_jsonl, read_text
-from medvqa.records import Prediction, _answer_text, infer_answer_type
+from medvqa.records import AnswerType, Prediction, _answer_text, infer_answer_type
 
 __all__ = ["read_predictions"]
 
 _KNOWN = ("question", "dataset", "split", "image", "extracted")
 
 
-def _rows(path: Path) -> Iterator[tuple[RowRef, Any]]:
+def _rows(path: Path) -> tuple[Literal["line", "record"], Iterable[tuple[int, Any]]]:
+    """How rows are counted in the file (``line`` or ``record``) and its ``(number, row)`` pairs."""
     if path.is_dir():
         raise DataFormatError(
             "is a folder, not a prediction file (JSON Lines or one JSON list)", file=str(path)
@@ -33,11 +34,8 @@ def _rows(path: Path) -> Iterator[tuple[RowRef, Any]]:
             raise DataFormatError(
                 f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", file=str(path)
             ) from exc
-        for index, row in enumerate(data):
-            yield RowRef.record(index), row
-        return
-    for number, row in parse_jsonl(text, file=str(path), hint="expected JSON Lines or one JSON list"):
-        yield RowRef.line(number), row
+        return "record", enumerate(data)
+    return "line", parse_jsonl(text, file=str(path), hint="expected JSON Lines or one JSON list")
 
 
 def _prediction_text(raw: Any) -> str:
@@ -89,90 +87,128 @@ def read_predictions(
     ('0', 'closed', 'inferred')
     """
     p = Path(path)
-    file = str(p)
-    out: list[Prediction] = []
-    seen: dict[str, RowRef] = {}
-    skip = {id_field, reference_field, prediction_field, answer_type_field, "metadata", *_KNOWN}
-    for row_no, row in _rows(p):
+    reader = _RowReader(str(p), id_field, reference_field, prediction_field, answer_type_field)
+    kind, rows = _rows(p)
+    return [reader.prediction(row, kind, number) for number, row in rows]
+
+
+class _RowReader:
+    """Turns the rows of one prediction file into predictions, remembering the ids seen."""
+
+    def __init__(
+        self, file: str, id_field: str, reference_field: str, prediction_field: str, type_field: str
+    ) -> None:
+        self.file = file
+        self.id_field = id_field
+        self.reference_field = reference_field
+        self.prediction_field = prediction_field
+        self.type_field = type_field
+        self.skip = frozenset({id_field, reference_field, prediction_field, type_field, "metadata", *_KNOWN})
+        self.seen: dict[str, int] = {}
+
+    def _error(
+        self, message: str, kind: Literal["line", "record"], number: int, field: str | None = None
+    ) -> DataFormatError:
+        return DataFormatError(message, file=self.file, row=RowRef(kind, number), field=field)
+
+    def prediction(self, row: Any, kind: Literal["line", "record"], number: int) -> Prediction:
+        """The prediction of one row (``number`` counted as ``kind`` says)."""
         if type(row) is not dict and not isinstance(row, Mapping):
-            raise DataFormatError(f"expected a JSON object, got {type(row).__name__}", file=file, row=row_no)
-        if reference_field not in row or prediction_field not in row:
-            name = reference_field if reference_field not in row else prediction_field
+            raise self._error(f"expected a JSON object, got {type(row).__name__}", kind, number)
+        ref_field, pred_field = self.reference_field, self.prediction_field
+        if ref_field not in row or pred_field not in row:
+            name = ref_field if ref_field not in row else pred_field
             present = ", ".join(sorted(map(str, row))) or "none"
-            raise DataFormatError(
-                f"missing field (fields present: {present}); choose it with "
-                f"--{'reference' if name == reference_field else 'prediction'}-field",
-                file=file,
-                row=row_no,
-                field=name,
+            option = "reference" if name == ref_field else "prediction"
+            raise self._error(
+                f"missing field (fields present: {present}); choose it with --{option}-field",
+                kind,
+                number,
+                name,
             )
-        raw_id = row.get(id_field)
-        ident = raw_id if type(raw_id) is str else str(row_no.number) if raw_id is None else str(raw_id)
-        reference = row[reference_field]
+        raw_id = row.get(self.id_field)
+        ident = raw_id if type(raw_id) is str else str(number) if raw_id is None else str(raw_id)
+        reference = row[ref_field]
         if type(reference) is not str:
-            reference = _answer_text(reference, file=file, row=row_no, field=reference_field)
+            reference = _answer_text(reference, file=self.file, row=RowRef(kind, number), field=ref_field)
         if not reference.strip():
-            raise DataFormatError(
-                f"item {ident!r} has an empty reference answer; every item needs one",
-                file=file,
-                row=row_no,
-                field=reference_field,
+            raise self._error(
+                f"item {ident!r} has an empty reference answer; every item needs one", kind, number, ref_field
             )
-        raw_pred = row[prediction_field]
-        if type(raw_pred) is str:
-            prediction = raw_pred
-        elif isinstance(raw_pred, (dict, list)):
-            raise DataFormatError(
-                f"prediction must be text, got {type(raw_pred).__name__}",
-                file=file,
-                row=row_no,
-                field=prediction_field,
-            )
-        else:
-            prediction = _prediction_text(raw_pred)
-        if ident in seen:
-            raise DataFormatError(
-                f"duplicate id {ident!r} (first seen at {seen[ident]}); ids must be unique",
-                file=file,
-                row=row_no,
-                field=id_field,
-            )
-        seen[ident] = row_no
+        prediction = row[pred_field]
+        if type(prediction) is not str:
+            if isinstance(prediction, (dict, list)):
+                message = f"prediction must be text, got {type(prediction).__name__}"
+                raise self._error(message, kind, number, pred_field)
+            prediction = _prediction_text(prediction)
+        if ident in self.seen:
+            first = RowRef(kind, self.seen[ident])
+            message = f"duplicate id {ident!r} (first seen at {first}); ids must be unique"
+            raise self._error(message, kind, number, self.id_field)
+        self.seen[ident] = number
+        meta = self._metadata(row)
+        answer_type = self._answer_type(row, reference, meta, kind, number)
+        return _make_prediction(ident, row, reference, prediction, answer_type, meta)
+
+    def _metadata(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """The row's ``metadata`` object, plus its other scalar fields."""
         meta: dict[str, Any] = {}
         nested = row.get("metadata")
         if isinstance(nested, Mapping):
             meta.update(nested)
-        if not skip.issuperset(row):
+        if not self.skip.issuperset(row):
             for key, value in row.items():
-                if key not in skip and (value is None or isinstance(value, (str, int, float, bool))):
+                if key not in self.skip and (value is None or isinstance(value, (str, int, float, bool))):
                     meta.setdefault(str(key), value)
-        raw_type = row.get(answer_type_field)
+        return meta
+
+    def _answer_type(
+        self,
+        row: Mapping[str, Any],
+        reference: str,
+        meta: dict[str, Any],
+        kind: Literal["line", "record"],
+        number: int,
+    ) -> AnswerType:
+        raw_type = row.get(self.type_field)
+        if raw_type == "closed" or raw_type == "open":
+            return "closed" if raw_type == "closed" else "open"
         if raw_type is None:
-            answer_type = infer_answer_type(reference)
             meta["answer_type_source"] = "inferred"
-        else:
-            norm = str(raw_type).strip().lower()
-            if norm not in ("closed", "open"):
-                raise DataFormatError(
-                    f"answer type must be 'closed' or 'open' (any case), got {raw_type!r}",
-                    file=file,
-                    row=row_no,
-                    field=answer_type_field,
-                )
-            answer_type = "closed" if norm == "closed" else "open"
-        extracted = row.get("extracted")
-        out.append(
-            Prediction(
-                id=ident,
-                question=str(row.get("question", "") or ""),
-                reference=reference,
-                prediction=prediction,
-                answer_type=answer_type,
-                extracted=None if extracted is None else str(extracted),
-                dataset=str(row.get("dataset", "") or ""),
-                split=str(row.get("split", "") or ""),
-                image=None if row.get("image") is None else str(row["image"]),
-                metadata=MappingProxyType(meta),
+            return infer_answer_type(reference)
+        norm = str(raw_type).strip().lower()
+        if norm not in ("closed", "open"):
+            raise self._error(
+                f"answer type must be 'closed' or 'open' (any case), got {raw_type!r}",
+                kind,
+                number,
+                self.type_field,
             )
-        )
-    return out
+        return "closed" if norm == "closed" else "open"
+
+
+def _make_prediction(
+    ident: str,
+    row: Mapping[str, Any],
+    reference: str,
+    prediction: str,
+    answer_type: AnswerType,
+    meta: dict[str, Any],
+) -> Prediction:
+    question = row.get("question")
+    extracted = row.get("extracted")
+    dataset = row.get("dataset")
+    split = row.get("split")
+    image = row.get("image")
+    return Prediction(
+        id=ident,
+        question=question if type(question) is str else str(question or ""),
+        reference=reference,
+        prediction=prediction,
+        answer_type=answer_type,
+        extracted=None if extracted is None else str(extracted),
+        dataset=dataset if type(dataset) is str else str(dataset or ""),
+        split=split if type(split) is str else str(split or ""),
+        image=None if image is None else str(image),
+        metadata=MappingProxyType(meta),
+    )

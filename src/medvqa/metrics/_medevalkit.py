@@ -9,14 +9,12 @@ rewritten here as pure functions: BLEU equals NLTK's ``sentence_bleu`` and ROUGE
 
 from __future__ import annotations
 
-import math
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
-from medvqa.metrics._items import _clipped, _counts, _ngram_dict, sentence_bleu
-from medvqa.metrics._profiles import AggregateSpec, ItemValue, Profile, _common
+from medvqa.metrics._base import _YES_NO, AggregateSpec, ItemValue, Profile, _common, _specs
+from medvqa.metrics._items import sentence_bleu, sentence_bleus
 from medvqa.records import Prediction
 
 __all__ = [
@@ -145,6 +143,9 @@ def medevalkit_tokenize(text: str) -> list[str]:
     return text.lower().replace(".", " .").split(" ")
 
 
+_BLEU_1_TO_4 = tuple([1 / n] * n for n in (1, 2, 3, 4))
+
+
 def medevalkit_bleu(pred: str, truth: str, n: int) -> float:
     """BLEU-``n``: NLTK ``sentence_bleu`` with weights ``(1/n,) * n``, no smoothing.
 
@@ -161,18 +162,8 @@ def medevalkit_bleu_1_to_4(pred: str, truth: str) -> tuple[float, float, float, 
     ...     medevalkit_bleu("left lung", "left lung", n) for n in (1, 2, 3, 4))
     True
     """
-    ref, hyp = medevalkit_tokenize(truth), medevalkit_tokenize(pred)
-    first = _clipped(_counts(hyp), _counts(ref))
-    if not first:
-        return 0.0, 0.0, 0.0, 0.0
-    precisions: list[float] = [first / len(hyp)]
-    for k in (2, 3, 4):
-        numerator = _clipped(_ngram_dict(hyp, k), _ngram_dict(ref, k))
-        denominator = max(1, len(hyp) - k + 1)
-        precisions.append(numerator / denominator if numerator else sys.float_info.min)
-    bp = 1.0 if len(hyp) > len(ref) else math.exp(1 - len(ref) / len(hyp))
-    out = [bp * math.exp(math.fsum((1 / n) * math.log(p) for p in precisions[:n])) for n in (1, 2, 3, 4)]
-    return out[0], out[1], out[2], out[3]
+    b1, b2, b3, b4 = sentence_bleus(medevalkit_tokenize(truth), medevalkit_tokenize(pred), _BLEU_1_TO_4)
+    return b1, b2, b3, b4
 
 
 def _sentences(text: str) -> list[str]:
@@ -232,6 +223,9 @@ def medevalkit_rouge(pred: str, truth: str) -> tuple[float, float, float] | None
     if not hyp or not ref:
         return None
     hw, rw = _words(hyp), _words(ref)
+    h_types, r_types = set(hw), set(rw)
+    if h_types.isdisjoint(r_types):
+        return 0.0, 0.0, 0.0  # what the formulas below give with no shared word
     scores: list[float] = []
     for n in (1, 2):
         hs, rs = _ngram_set(hw, n), _ngram_set(rw, n)
@@ -241,8 +235,9 @@ def medevalkit_rouge(pred: str, truth: str) -> tuple[float, float, float] | None
     for r in ref:
         r_words = r.split(" ")
         for h_words in hyp_words:
-            union |= _lcs_words(r_words, h_words)
-    m, n_words = len(set(rw)), len(set(hw))
+            if not r_types.isdisjoint(h_words):  # else their LCS is empty
+                union |= _lcs_words(r_words, h_words)
+    m, n_words = len(r_types), len(h_types)
     llcs = len(union)
     r_lcs, p_lcs = llcs / m, llcs / n_words
     scores.append(2.0 * ((p_lcs * r_lcs) / (p_lcs + r_lcs + 1e-8)))
@@ -270,8 +265,8 @@ def medevalkit_set_prf(pred: str, truth: str) -> tuple[float, float, float] | No
     return precision, recall, 2 * (precision * recall) / (precision + recall)
 
 
-_YES_NO = frozenset({"yes", "no"})
 _OPEN = ("em", "bleu1", "bleu2", "bleu3", "bleu4", "rouge1", "rouge2", "rougel", "precision", "recall", "f1")
+_ZEROS = dict.fromkeys((*_OPEN, "unscorable", "judge_unparseable"), 0.0)
 
 
 @dataclass(frozen=True)
@@ -310,15 +305,15 @@ class MedEvalKitProfile(Profile):
         judge: A description of the judge (model id, prompt version), recorded in options.
     """
 
-    name: ClassVar[str] = "medevalkit"
-    source: ClassVar[str] = "MedEvalKit utils/utils.py and utils/{VQA_RAD,PATH_VQA,SLAKE} (commit 9b12e3b)"
-    metric_names: ClassVar[tuple[str, ...]] = ("correct", *_OPEN, "unscorable", "judge_unparseable")
-    agreement_metrics: ClassVar[tuple[str, ...]] = ("correct", "em", "f1", "rougel")
-    aggregates: ClassVar[tuple[AggregateSpec, ...]] = (
+    name = "medevalkit"
+    source = "MedEvalKit utils/utils.py and utils/{VQA_RAD,PATH_VQA,SLAKE} (commit 9b12e3b)"
+    metric_names = ("correct", *_OPEN, "unscorable", "judge_unparseable")
+    agreement_metrics = ("correct", "em", "f1", "rougel")
+    aggregates = (
         AggregateSpec("accuracy", "accuracy", "correct", "all"),
         AggregateSpec("accuracy/closed", "accuracy", "correct", "closed"),
         AggregateSpec("accuracy/open", "accuracy", "correct", "open"),
-        *(AggregateSpec(f"{m}/open", m, m, "open") for m in _OPEN),
+        *_specs("open", *_OPEN),
         AggregateSpec("unscorable/open", "unscorable", "unscorable", "open", ci=False),
         AggregateSpec("judge_unparseable", "judge_unparseable", "judge_unparseable", "open", ci=False),
         AggregateSpec("empty_predictions", "empty_predictions", "empty", "all", ci=False),
@@ -355,8 +350,7 @@ class MedEvalKitProfile(Profile):
         closed = self.is_closed(pred, truth)
         out = _common(pred, reply, rule if rule != "none" else pre_rule, parsed, truth)
         out["closed"] = closed
-        for m in (*_OPEN, "unscorable", "judge_unparseable"):
-            out[m] = 0.0
+        out.update(_ZEROS)
         if closed:
             cleaned = parsed.replace("\n", "").replace(".", "")
             if truth in _YES_NO:

@@ -110,23 +110,48 @@ def treebank_tokenize(text: str) -> tuple[str, ...]:
     return _treebank_rules(text)
 
 
+# The characters one of which each rule needs in order to match: a rule whose characters are
+# absent leaves the text as it is, so it is skipped. The rules of one block only add spaces,
+# so the characters present at the start of the block decide for all of its rules.
+_STARTING_QUOTE_CHARS = "«“‘„`\"'"
+_PUNCTUATION_CHARS = (".", ":,", ":,", ".", ";@#$%&", "\u2012\u2013\u2014\u2015", ".", "?!", "'", "*")
+_PARENS_CHARS = "][(){}<>"
+_CONTRACTION_LITERALS = ("cannot", "d'ye", "gimme", "gonna", "gotta", "lemme", "more'n", "wanna")
+
+
+def _has_any(text: str, chars: str) -> bool:
+    return any(c in text for c in chars)
+
+
 def _treebank_rules(text: str) -> tuple[str, ...]:
     """NLTK's rules, one regular expression after another (every text gives the same tokens here)."""
-    for regexp, substitution in _STARTING_QUOTES:
+    if _has_any(text, _STARTING_QUOTE_CHARS):
+        for regexp, substitution in _STARTING_QUOTES:
+            text = regexp.sub(substitution, text)
+    present = [_has_any(text, chars) for chars in _PUNCTUATION_CHARS]
+    for (regexp, substitution), needed in zip(_PUNCTUATION, present):
+        if needed:
+            text = regexp.sub(substitution, text)
+    if _has_any(text, _PARENS_CHARS):
+        regexp, substitution = _PARENS_BRACKETS
         text = regexp.sub(substitution, text)
-    for regexp, substitution in _PUNCTUATION:
+    if "--" in text:
+        regexp, substitution = _DOUBLE_DASHES
         text = regexp.sub(substitution, text)
-    regexp, substitution = _PARENS_BRACKETS
-    text = regexp.sub(substitution, text)
-    regexp, substitution = _DOUBLE_DASHES
-    text = regexp.sub(substitution, text)
     text = " " + text + " "
-    for regexp, substitution in _ENDING_QUOTES:
-        text = regexp.sub(substitution, text)
-    for regexp in _CONTRACTIONS2:
-        text = regexp.sub(r" \1 \2 ", text)
-    for regexp in _CONTRACTIONS3:
-        text = regexp.sub(r" \1 \2 ", text)
+    for i, (regexp, substitution) in enumerate(_ENDING_QUOTES):
+        # The first three need one of their quote characters; the third makes the apostrophes
+        # that the last two need; whitespace is always collapsed.
+        if i == 3 or _has_any(text, ("»”’", "'", '"', "", "'", "'")[i]):
+            text = regexp.sub(substitution, text)
+    # Case-insensitive: on non-ASCII text a few other letters match (the Kelvin sign matches k).
+    low = text.lower() if text.isascii() else None
+    for regexp, literal in zip(_CONTRACTIONS2, _CONTRACTION_LITERALS):
+        if low is None or literal in low:
+            text = regexp.sub(r" \1 \2 ", text)
+    if "'" in text:
+        for regexp in _CONTRACTIONS3:
+            text = regexp.sub(r" \1 \2 ", text)
     return tuple(text.split())
 
 
