@@ -18,16 +18,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from medvqa.models._tiny import _corpus
+from medvqa.models._tiny import _LM_HEAD_SCALE, _trained_bpe
 
 __all__ = ["TINY_BUILDERS", "image_only_qwen_processor_class", "save_tiny_model", "tiny_model"]
 
-_VOCAB_SIZE = 1024
 _WIDTH = 64
 _HEADS = 4
 _HEAD_DIM = 16
 _INIT = 0.05
-_LM_HEAD_SCALE = 10.0
 
 
 def _tokenizer(
@@ -42,24 +40,9 @@ def _tokenizer(
     chat_template: str | None = None,
 ) -> Any:
     """A byte-level BPE tokenizer trained on the fixed corpus, with ``specials`` as ids 0..n-1."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.BPE(unk_token=unk))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=_VOCAB_SIZE,
-        special_tokens=list(specials),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(_corpus(), trainer)
-    if add_bos and bos is not None:
-        bos_id = list(specials).index(bos)
-        tok.post_processor = processors.TemplateProcessing(
-            single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, bos_id)]
-        )
+    tok = _trained_bpe(specials, unk=unk, bos=bos if add_bos else None)
     fast: Any = PreTrainedTokenizerFast
     kwargs: dict[str, Any] = {"bos_token": bos, "eos_token": eos, "pad_token": pad}
     if unk is not None:
