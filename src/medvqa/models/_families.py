@@ -97,6 +97,9 @@ class ModelFamily:
         per_token_inputs: Those of :attr:`extra_inputs` that have one value per token
             (padded and truncated with the ids).
         nested_images: The processor takes images as one list per sample (else flat).
+        expands_images_from_text: The processor expands each image placeholder into the
+            same image tokens whatever the image (at :attr:`image_settings`), so a prompt
+            can be tokenized without its image.
     """
 
     name: str
@@ -125,6 +128,7 @@ class ModelFamily:
     extra_inputs: tuple[str, ...] = ()
     per_token_inputs: tuple[str, ...] = ()
     nested_images: bool = True
+    expands_images_from_text: bool = False
 
     def __post_init__(self) -> None:
         missing = [p for p in LORA_PRESET_NAMES if p not in self.lora_presets]
@@ -214,6 +218,7 @@ _IDEFICS2 = ModelFamily(
     recommended_resolution="378-980 px (shortest/longest edge), no splitting",
     qlora_memory="about 10-12 GB (NF4, bs 1, 8B)",
     extra_inputs=("pixel_attention_mask",),
+    expands_images_from_text=True,
 )
 
 _I3_LM = _lm(r"model\.text_model")
