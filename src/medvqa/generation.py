@@ -131,6 +131,44 @@ def _to_device(batch: dict[str, Any], model: Any) -> dict[str, Any]:
     return out
 
 
+def resumed_prediction(
+    row: Mapping[str, Any],
+    samples: Mapping[str, VQASample],
+    prompt: PromptTemplate | None,
+    *,
+    file: Path,
+    line: int,
+) -> Prediction:
+    """A prediction read back from a file a run resumes, checked against the run.
+
+    Args:
+        row: The parsed line.
+        samples: The run's samples, by id.
+        prompt: The run's prompt template (``None``: per-sample default).
+        file: The file the row is from (for errors).
+        line: Its 1-based line number.
+
+    Raises:
+        MedVQAError: The row is no prediction, its id is none of the run's samples, or it
+            was generated with another prompt.
+    """
+    pred = Prediction.from_dict(row, file=str(file), line=line)
+    sample = samples.get(pred.id)
+    if sample is None:
+        raise MedVQAError(
+            f"{file}, row {line}: prediction for id {pred.id!r}, which is not among the samples "
+            "of this run; use a new output file or the same samples to resume"
+        )
+    want = _prompt_name(sample, prompt)
+    got = pred.metadata.get(PROMPT_METADATA_KEY)
+    if got != want:
+        raise MedVQAError(
+            f"{file}, row {line}: id {pred.id!r} was generated with prompt {got!r}, this run uses "
+            f"{want!r}; use a new output file"
+        )
+    return pred
+
+
 def _load_done(
     path: Path, samples: Sequence[VQASample], prompt: PromptTemplate | None
 ) -> dict[str, Prediction]:
@@ -138,22 +176,9 @@ def _load_done(
     by_id = {s.id: s for s in samples}
     done: dict[str, Prediction] = {}
     for line, row in enumerate(rows, start=1):
-        pred = Prediction.from_dict(row, file=str(path), line=line)
-        sample = by_id.get(pred.id)
-        if sample is None:
-            raise MedVQAError(
-                f"{path}, row {line}: prediction for id {pred.id!r}, which is not among the samples "
-                "of this run; use a new output file or the same samples to resume"
-            )
+        pred = resumed_prediction(row, by_id, prompt, file=path, line=line)
         if pred.id in done:
             raise MedVQAError(f"{path}, row {line}: id {pred.id!r} appears twice")
-        want = _prompt_name(sample, prompt)
-        got = pred.metadata.get(PROMPT_METADATA_KEY)
-        if got != want:
-            raise MedVQAError(
-                f"{path}, row {line}: id {pred.id!r} was generated with prompt {got!r}, this run uses "
-                f"{want!r}; use a new output file"
-            )
         done[pred.id] = pred
     if dropped_partial:
         warnings.warn(
