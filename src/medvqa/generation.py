@@ -27,9 +27,11 @@ counts it as an answer) and listed with its error under ``bad_images`` in the ru
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -392,17 +394,7 @@ def generate_answers(
             run record), or another run writing ``output``.
         ImageLoadError: An image cannot be decoded (``on_bad_image="error"``).
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-    if on_bad_image not in ("error", "skip"):
-        raise ValueError(f"on_bad_image must be 'error' or 'skip', got {on_bad_image!r}")
-    seen: set[str] = set()
-    for s in samples:
-        if s.id in seen:
-            raise MedVQAError(f"sample id {s.id!r} appears twice; generation needs unique ids")
-        seen.add(s.id)
+    _check_request(samples, batch_size=batch_size, max_new_tokens=max_new_tokens, on_bad_image=on_bad_image)
     template = None if prompt is None else get_prompt(prompt)
     if shard is not None and shard.world_size > 1 and output is None:
         raise ValueError("a shard needs an output file: the processes exchange answers through its parts")
@@ -422,32 +414,84 @@ def generate_answers(
     settings.update(n=len(samples), on_bad_image=on_bad_image)
     if fam is not None:  # the family the answers were made with, whatever the caller recorded
         run = {**(run or {}), "family": fam}
+
+    def record(answered: Mapping[str, Any]) -> dict[str, Any]:
+        return _new_record(out, run, template, settings, answered, resume_unverified)
+
     launch = shard or launch_shard()
+    job = _Answering(model, processor, samples, template, progress, opts)
     if launch.world_size > 1 or parts_dir(out).is_dir():
-
-        def record(answered: Mapping[str, Any]) -> dict[str, Any]:
-            return _new_record(out, run, template, settings, answered, resume_unverified)
-
-        def answer_part(job: list[VQASample], part: Path, bad: list[dict[str, Any]]) -> None:
-            # a part file is written by its rank only; its lock keeps it so across launches
-            with RunLock(part, folder=False, what="part file"):
-                done = _load_done(part, job, template)
-                show = progress and launch.rank == 0
-                _generate(model, processor, job, template, (part, done, bad), progress=show, **opts)
-
         return generate_sharded(
-            answer_part, samples, output=out, shard=launch, prompt=template, record=record
+            functools.partial(job.answer_part, launch),
+            samples,
+            output=out,
+            shard=launch,
+            prompt=template,
+            record=record,
         )
-    with RunLock(out, folder=False, what="prediction file"):
-        done = _load_done(out, samples, template)
-        rec = _new_record(out, run, template, settings, done, resume_unverified)
-        atomic_write_json(run_record_path(out), rec)
-        bad: list[dict[str, Any]] = []
-        preds = _generate(model, processor, samples, template, (out, done, bad), progress=progress, **opts)
-        if bad:
-            rec.update(skipped_bad_images=len(bad), bad_images=bad)
+    return job.answer_into(out, record)
+
+
+def _check_request(
+    samples: Sequence[VQASample], *, batch_size: int, max_new_tokens: int, on_bad_image: str
+) -> None:
+    """Refuse sizes below 1, an unknown bad-image policy and duplicate sample ids."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+    if on_bad_image not in ("error", "skip"):
+        raise ValueError(f"on_bad_image must be 'error' or 'skip', got {on_bad_image!r}")
+    seen: set[str] = set()
+    for s in samples:
+        if s.id in seen:
+            raise MedVQAError(f"sample id {s.id!r} appears twice; generation needs unique ids")
+        seen.add(s.id)
+
+
+@dataclass(frozen=True)
+class _Answering:
+    """One call of :func:`generate_answers` with an output file: what to answer, and how."""
+
+    model: Any
+    processor: Any
+    samples: Sequence[VQASample]
+    template: PromptTemplate | None
+    progress: bool
+    opts: Mapping[str, Any]
+
+    def answer_into(
+        self, out: Path, record: Callable[[Mapping[str, Any]], dict[str, Any]]
+    ) -> list[Prediction]:
+        """One process: answer into ``out`` under its lock, resuming it; the run record beside it."""
+        with RunLock(out, folder=False, what="prediction file"):
+            done = _load_done(out, self.samples, self.template)
+            rec = record(done)
             atomic_write_json(run_record_path(out), rec)
-        return preds
+            bad: list[dict[str, Any]] = []
+            preds = _generate(
+                self.model,
+                self.processor,
+                self.samples,
+                self.template,
+                (out, done, bad),
+                progress=self.progress,
+                **self.opts,
+            )
+            if bad:
+                rec.update(skipped_bad_images=len(bad), bad_images=bad)
+                atomic_write_json(run_record_path(out), rec)
+            return preds
+
+    def answer_part(self, launch: Shard, job: list[VQASample], part: Path, bad: list[dict[str, Any]]) -> None:
+        """Answer ``job`` into this rank's ``part`` file (see :func:`medvqa._distributed.generate_sharded`)."""
+        # a part file is written by its rank only; its lock keeps it so across launches
+        with RunLock(part, folder=False, what="part file"):
+            done = _load_done(part, job, self.template)
+            show = self.progress and launch.rank == 0
+            _generate(
+                self.model, self.processor, job, self.template, (part, done, bad), progress=show, **self.opts
+            )
 
 
 def _family_name(model: Any, processor: Any, family: str | None) -> str | None:
@@ -532,6 +576,33 @@ def _generate(
     return [done[s.id] for s in samples if s.id in done]
 
 
+def _greedy_kwargs(processor: Any, family: str | None, max_new_tokens: int) -> dict[str, Any]:
+    """The ``generate`` arguments of greedy decoding that stops on the family's stop tokens."""
+    tok = processor.tokenizer
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.unk_token_id
+    return {
+        "max_new_tokens": max_new_tokens,
+        "do_sample": False,
+        "num_beams": 1,
+        "eos_token_id": stop_token_ids(processor, family),
+        "pad_token_id": pad_id,
+    }
+
+
+def _answer_batch(
+    model: Any, tok: Any, collated: Mapping[str, Any], gen_kwargs: Mapping[str, Any]
+) -> list[str]:
+    """The decoded new tokens of each row of a collated batch."""
+    import torch
+
+    batch = _to_device(collated, model)
+    with torch.inference_mode():
+        out = model.generate(**batch, **gen_kwargs)
+    new_tokens = out[:, batch["input_ids"].shape[1] :]
+    texts: list[str] = tok.batch_decode(new_tokens, skip_special_tokens=True)
+    return texts
+
+
 def _generate_hf(
     model: Any,
     processor: Any,
@@ -551,21 +622,11 @@ def _generate_hf(
     sort_by_length: bool,
 ) -> None:
     """Answer ``todo`` with a transformers model, batches prepared by a DataLoader."""
-    import functools
-
-    import torch
     from tqdm.auto import tqdm
 
     collator = GenerationCollator(processor, prompt=template, family=family)
     tok = processor.tokenizer
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.unk_token_id
-    gen_kwargs: dict[str, Any] = {
-        "max_new_tokens": max_new_tokens,
-        "do_sample": False,
-        "num_beams": 1,
-        "eos_token_id": stop_token_ids(processor, family),
-        "pad_token_id": pad_id,
-    }
+    gen_kwargs = _greedy_kwargs(processor, family, max_new_tokens)
     was_training = bool(getattr(model, "training", False))
     model.eval()
     writer = JsonlWriter(output) if output is not None else None
@@ -582,11 +643,7 @@ def _generate_hf(
         ):
             bad.extend(skipped)
             if collated is not None:
-                batch = _to_device(collated, model)
-                with torch.inference_mode():
-                    out = model.generate(**batch, **gen_kwargs)
-                new_tokens = out[:, batch["input_ids"].shape[1] :]
-                texts = tok.batch_decode(new_tokens, skip_special_tokens=True)
+                texts = _answer_batch(model, tok, collated, gen_kwargs)
                 for i, text in zip(keep, texts, strict=True):
                     pred = _to_prediction(chunk[i], text.strip(), template)
                     if writer is not None:
