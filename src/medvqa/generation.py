@@ -589,9 +589,7 @@ def _greedy_kwargs(processor: Any, family: str | None, max_new_tokens: int) -> d
     }
 
 
-def _answer_batch(
-    model: Any, tok: Any, collated: Mapping[str, Any], gen_kwargs: Mapping[str, Any]
-) -> list[str]:
+def _answer_batch(model: Any, tok: Any, collated: dict[str, Any], gen_kwargs: Mapping[str, Any]) -> list[str]:
     """The decoded new tokens of each row of a collated batch."""
     import torch
 
