@@ -204,7 +204,7 @@ def _read_answered(
     output: Path, samples: Sequence[VQASample], prompt: Any
 ) -> tuple[dict[str, bytes], dict[int, set[str]]]:
     """Every answered item of ``output`` and its parts: id -> the line, and rank -> ids in its part."""
-    from medvqa.generation import resumed_prediction
+    from medvqa._run_record import resumed_prediction
 
     by_id = {s.id: s for s in samples}
     lines: dict[str, bytes] = {}
@@ -311,7 +311,7 @@ def _agree(error: BaseException | None, grouped: bool) -> None:
 
 def _old_bad(output: Path) -> list[dict[str, Any]]:
     """The skipped samples listed in the run record of an earlier attempt at ``output``."""
-    from medvqa.generation import run_record_path
+    from medvqa._run_record import run_record_path
 
     path = run_record_path(output)
     if not path.is_file():
@@ -341,7 +341,7 @@ class _Job:
 
     def finish(self) -> list[Prediction] | None:
         """Merge the parts and write the run record with every rank's skipped samples (``None``: incomplete)."""
-        from medvqa.generation import run_record_path
+        from medvqa._run_record import run_record_path
 
         lines = self.answered()
         bad = {
@@ -481,7 +481,7 @@ def generate_sharded(
         group (a shard given by hand): this shard's predictions, in input order; the merge
         is done by whichever process finds every sample answered.
     """
-    from medvqa.generation import run_record_path
+    from medvqa._run_record import run_record_path
 
     grouped = shard.world_size > 1 and (
         _group_ready() or (shard == launch_shard() and ensure_process_group())
