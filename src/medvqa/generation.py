@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 import os
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -262,8 +262,8 @@ def generate_answers(
         return _new_record(out, run, template, settings, answered, resume_unverified)
 
     launch = shard or launch_shard()
-    job = _Answering(model, processor, samples, template, progress, opts)
     if launch.world_size > 1 or parts_dir(out).is_dir():
+        job = _PartAnswering(model, processor, template, progress, opts)
         return generate_sharded(
             functools.partial(job.answer_part, launch),
             samples,
@@ -272,7 +272,16 @@ def generate_answers(
             prompt=template,
             record=record,
         )
-    return job.answer_into(out, record)
+    with RunLock(out, folder=False, what="prediction file"):
+        done = _load_done(out, samples, template)
+        rec = record(done)
+        atomic_write_json(run_record_path(out), rec)
+        bad: list[dict[str, Any]] = []
+        preds = _generate(model, processor, samples, template, (out, done, bad), progress=progress, **opts)
+        if bad:
+            rec.update(skipped_bad_images=len(bad), bad_images=bad)
+            atomic_write_json(run_record_path(out), rec)
+        return preds
 
 
 def _check_request(
@@ -293,38 +302,14 @@ def _check_request(
 
 
 @dataclass(frozen=True)
-class _Answering:
-    """One call of :func:`generate_answers` with an output file: what to answer, and how."""
+class _PartAnswering:
+    """How one process of a sharded :func:`generate_answers` answers into its part file."""
 
     model: Any
     processor: Any
-    samples: Sequence[VQASample]
     template: PromptTemplate | None
     progress: bool
     opts: Mapping[str, Any]
-
-    def answer_into(
-        self, out: Path, record: Callable[[Mapping[str, Any]], dict[str, Any]]
-    ) -> list[Prediction]:
-        """One process: answer into ``out`` under its lock, resuming it; the run record beside it."""
-        with RunLock(out, folder=False, what="prediction file"):
-            done = _load_done(out, self.samples, self.template)
-            rec = record(done)
-            atomic_write_json(run_record_path(out), rec)
-            bad: list[dict[str, Any]] = []
-            preds = _generate(
-                self.model,
-                self.processor,
-                self.samples,
-                self.template,
-                (out, done, bad),
-                progress=self.progress,
-                **self.opts,
-            )
-            if bad:
-                rec.update(skipped_bad_images=len(bad), bad_images=bad)
-                atomic_write_json(run_record_path(out), rec)
-            return preds
 
     def answer_part(self, launch: Shard, job: list[VQASample], part: Path, bad: list[dict[str, Any]]) -> None:
         """Answer ``job`` into this rank's ``part`` file (see :func:`medvqa._distributed.generate_sharded`)."""
@@ -411,12 +396,15 @@ def _generate(
     if output is not None:
         restore_input_order(output, samples)
     if bad:
-        ids = ", ".join(repr(b["id"]) for b in bad[:5]) + (", ..." if len(bad) > 5 else "")
-        where = "" if output is None else f"; listed in {run_record_path(_job_output(output))}"
-        warnings.warn(
-            f"skipped {len(bad)} samples whose image cannot be decoded ({ids}){where}", stacklevel=3
-        )
+        _warn_skipped(bad, output)
     return [done[s.id] for s in samples if s.id in done]
+
+
+def _warn_skipped(bad: Sequence[Mapping[str, Any]], output: Path | None) -> None:
+    """Warn about the samples skipped for an image that cannot be decoded (at the caller of the API)."""
+    ids = ", ".join(repr(b["id"]) for b in bad[:5]) + (", ..." if len(bad) > 5 else "")
+    where = "" if output is None else f"; listed in {run_record_path(_job_output(output))}"
+    warnings.warn(f"skipped {len(bad)} samples whose image cannot be decoded ({ids}){where}", stacklevel=4)
 
 
 def _greedy_kwargs(processor: Any, family: str | None, max_new_tokens: int) -> dict[str, Any]:

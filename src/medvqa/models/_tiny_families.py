@@ -228,6 +228,37 @@ def image_only_qwen_processor_class() -> Any:
     return ImageOnlyQwenVLProcessor
 
 
+def _qwen_classes(v2_5: bool) -> tuple[Any, Any, dict[str, Any]]:
+    """The config and model classes of Qwen2-VL or Qwen2.5-VL, and the tiny vision config."""
+    if v2_5:
+        from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+        vision = {
+            "depth": 2,
+            "hidden_size": _WIDTH,
+            "intermediate_size": 2 * _WIDTH,
+            "num_heads": 2,
+            "out_hidden_size": _WIDTH,
+            "patch_size": 4,
+            "window_size": 16,
+            "fullatt_block_indexes": [1],
+            "initializer_range": _INIT,
+        }
+        return Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, vision
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+    vision = {
+        "depth": 2,
+        "embed_dim": _WIDTH,
+        "hidden_size": _WIDTH,
+        "num_heads": 2,
+        "mlp_ratio": 2,
+        "patch_size": 4,
+        "initializer_range": _INIT,
+    }
+    return Qwen2VLConfig, Qwen2VLForConditionalGeneration, vision
+
+
 def _qwen(seed: int, v2_5: bool) -> tuple[Any, Any]:
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
@@ -261,36 +292,8 @@ def _qwen(seed: int, v2_5: bool) -> tuple[Any, Any]:
         "vision_end_token_id": ids["<|vision_end|>"],
         "tie_word_embeddings": False,
     }
-    if v2_5:
-        from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-
-        vision = {
-            "depth": 2,
-            "hidden_size": _WIDTH,
-            "intermediate_size": 2 * _WIDTH,
-            "num_heads": 2,
-            "out_hidden_size": _WIDTH,
-            "patch_size": 4,
-            "window_size": 16,
-            "fullatt_block_indexes": [1],
-            "initializer_range": _INIT,
-        }
-        config: Any = Qwen2_5_VLConfig(text_config=text, vision_config=vision, **top)
-        model_cls: Any = Qwen2_5_VLForConditionalGeneration
-    else:
-        from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
-
-        vision = {
-            "depth": 2,
-            "embed_dim": _WIDTH,
-            "hidden_size": _WIDTH,
-            "num_heads": 2,
-            "mlp_ratio": 2,
-            "patch_size": 4,
-            "initializer_range": _INIT,
-        }
-        config = Qwen2VLConfig(text_config=text, vision_config=vision, **top)
-        model_cls = Qwen2VLForConditionalGeneration
+    config_cls, model_cls, vision = _qwen_classes(v2_5)
+    config = config_cls(text_config=text, vision_config=vision, **top)
     stops = [ids["<|im_end|>"], ids["<|endoftext|>"]]
     return _finish(model_cls, config, seed, stops, ids["<|endoftext|>"]), processor
 
