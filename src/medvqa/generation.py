@@ -164,6 +164,7 @@ def _prepare(
     return keep, (collator([chunk[i] for i in keep]) if keep else None), bad
 
 
+# Over 60 lines: half of it is the docstring of every option of the public API.
 def generate_answers(
     model: Any,
     processor: Any,

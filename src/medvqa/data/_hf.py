@@ -33,7 +33,7 @@ from medvqa.data._common import (
     split_of,
     text_field,
 )
-from medvqa.records import AnswerType, ImageRef, Task, VQASample
+from medvqa.records import AnswerType, ImageRef, MetadataValue, Task, VQASample
 
 __all__ = ["HFTable", "hf_vqa_samples", "is_hf_object", "looks_like_hf_folder", "read_hf"]
 
@@ -356,6 +356,7 @@ class _SampleIds:
         )
 
 
+# Over 60 lines: its signature holds the column options every dataset sets; one row loop.
 def hf_vqa_samples(
     table: HFTable,
     *,
@@ -409,10 +410,6 @@ def hf_vqa_samples(
             )
         answer_type, source = answer_type_of(answer, annotation)
         sid = sample_id(row, where, ref, question)
-        meta = scalar_metadata(row, skip=used)
-        if ref is not None and ref.name:
-            meta.setdefault("image_name", ref.name)
-        meta["layout"] = table.layout
         samples.append(
             VQASample(
                 id=sid,
@@ -424,7 +421,18 @@ def hf_vqa_samples(
                 split=split,
                 task=task,
                 image=ref,
-                metadata=meta,
+                metadata=_row_metadata(row, used, ref, table.layout),
             )
         )
     return samples
+
+
+def _row_metadata(
+    row: Mapping[str, Any], used: Iterable[str], ref: ImageRef | None, layout: str
+) -> dict[str, MetadataValue]:
+    """The row's scalar fields other than ``used`` ones, its image name and the layout."""
+    meta = scalar_metadata(row, skip=used)
+    if ref is not None and ref.name:
+        meta.setdefault("image_name", ref.name)
+    meta["layout"] = layout
+    return meta
