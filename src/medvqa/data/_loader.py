@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,9 +50,9 @@ def start_load(
     split: str,
     on_missing_image: str,
     on_empty_answer: str,
+    choices: Mapping[str, tuple[object, Iterable[str]]],
     *,
     splits: Iterable[str] = SPLITS,
-    **choices: tuple[object, Iterable[str]],
 ) -> LoadRun:
     """Check a loader's options, in order: the split, each of ``choices`` (option name ->
     ``(value, valid values)``) in the order given, then the skip policies."""

@@ -200,7 +200,8 @@ def load_path_vqa(
     image_dir: str | Path | None = None,
 ) -> VQADataset:
     """Load one split of PathVQA (see :func:`medvqa.data.load` for the options)."""
-    run = start_load(source, "path_vqa", split, on_missing_image, on_empty_answer, layout=(layout, LAYOUTS))
+    choices = {"layout": (layout, LAYOUTS)}
+    run = start_load(source, "path_vqa", split, on_missing_image, on_empty_answer, choices)
     check, path = run.check, run.path
     folder = None if path is None else _official_dir(path)
     if layout == "auto":

@@ -234,15 +234,8 @@ def load_roco(
     image_dir: str | Path | None = None,
 ) -> VQADataset:
     """Load one split of ROCO captions (see :func:`medvqa.data.load` for the options)."""
-    run = start_load(
-        source,
-        "roco",
-        split,
-        on_missing_image,
-        on_empty_answer,
-        layout=(layout, LAYOUTS),
-        subset=(subset, SUBSETS),
-    )
+    choices = {"layout": (layout, LAYOUTS), "subset": (subset, SUBSETS)}
+    run = start_load(source, "roco", split, on_missing_image, on_empty_answer, choices)
     check, path = run.check, run.path
     if layout == "auto":
         layout = _detect_layout(path, subset)

@@ -140,15 +140,8 @@ def load_slake(
     image_dir: str | Path | None = None,
 ) -> VQADataset:
     """Load one split of SLAKE (see :func:`medvqa.data.load` for the options)."""
-    run = start_load(
-        source,
-        "slake",
-        split,
-        on_missing_image,
-        on_empty_answer,
-        language=(language, LANGUAGES),
-        layout=(layout, LAYOUTS),
-    )
+    choices = {"language": (language, LANGUAGES), "layout": (layout, LAYOUTS)}
+    run = start_load(source, "slake", split, on_missing_image, on_empty_answer, choices)
     check, path = run.check, run.path
     if layout == "auto":
         path, layout = _detect_layout(path)

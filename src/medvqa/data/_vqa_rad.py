@@ -292,9 +292,8 @@ def load_vqa_rad(
     official: str | Path | None = None,
 ) -> VQADataset:
     """Load one split of VQA-RAD (see :func:`medvqa.data.load` for the options)."""
-    run = start_load(
-        source, "vqa_rad", split, on_missing_image, on_empty_answer, splits=SPLITS, layout=(layout, LAYOUTS)
-    )
+    choices = {"layout": (layout, LAYOUTS)}
+    run = start_load(source, "vqa_rad", split, on_missing_image, on_empty_answer, choices, splits=SPLITS)
     check, path = run.check, run.path
     if layout == "auto":
         layout = "hf" if path is None else _detect_layout(path)
