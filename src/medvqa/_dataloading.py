@@ -66,10 +66,10 @@ def prompt_lengths(samples: Sequence[VQASample], collator: Any) -> list[int]:
     (Qwen2-VL's count depends on its size); their prompts are measured without the images
     (each placeholder counted as written), which orders them by their text at no image cost.
     """
-    from medvqa.collate import _family, _is_idefics2
+    from medvqa.collate import _collate_family
 
     texts = collator.texts(samples)
-    if _is_idefics2(_family(collator.processor, getattr(collator, "family", None))):
+    if _collate_family(collator.processor, getattr(collator, "family", None)).expands_images_from_text:
         rows = collator.processor(text=texts)["input_ids"]
     else:
         rows = collator.processor.tokenizer(texts, add_special_tokens=False)["input_ids"]

@@ -204,7 +204,7 @@ def _read_answered(
     output: Path, samples: Sequence[VQASample], prompt: Any
 ) -> tuple[dict[str, bytes], dict[int, set[str]]]:
     """Every answered item of ``output`` and its parts: id -> the line, and rank -> ids in its part."""
-    from medvqa.generation import PROMPT_METADATA_KEY, _prompt_name
+    from medvqa._run_record import resumed_prediction
 
     by_id = {s.id: s for s in samples}
     lines: dict[str, bytes] = {}
@@ -221,20 +221,7 @@ def _read_answered(
                 raise MedVQAError(f"{path}, row {number}: malformed JSON line ({exc})") from None
             if not isinstance(row, dict):
                 raise MedVQAError(f"{path}, row {number}: expected a JSON object")
-            pred = Prediction.from_dict(row, file=str(path), line=number)
-            sample = by_id.get(pred.id)
-            if sample is None:
-                raise MedVQAError(
-                    f"{path}, row {number}: prediction for id {pred.id!r}, which is not among the samples "
-                    "of this run; use a new output file or the same samples to resume"
-                )
-            want = _prompt_name(sample, prompt)
-            got = pred.metadata.get(PROMPT_METADATA_KEY)
-            if got != want:
-                raise MedVQAError(
-                    f"{path}, row {number}: id {pred.id!r} was generated with prompt {got!r}, this run "
-                    f"uses {want!r}; use a new output file"
-                )
+            pred = resumed_prediction(row, by_id, prompt, file=path, line=number)
             old = lines.get(pred.id)
             if old is not None and json.loads(old) != row:
                 raise MedVQAError(f"{path}, row {number}: id {pred.id!r} was answered twice, differently")
@@ -324,7 +311,7 @@ def _agree(error: BaseException | None, grouped: bool) -> None:
 
 def _old_bad(output: Path) -> list[dict[str, Any]]:
     """The skipped samples listed in the run record of an earlier attempt at ``output``."""
-    from medvqa.generation import run_record_path
+    from medvqa._run_record import run_record_path
 
     path = run_record_path(output)
     if not path.is_file():
@@ -337,51 +324,135 @@ def _old_bad(output: Path) -> list[dict[str, Any]]:
     return [e for e in bad if isinstance(e, dict) and "id" in e] if isinstance(bad, list) else []
 
 
-def _finish(
-    output: Path,
+@dataclass(frozen=True)
+class _Job:
+    """The whole job of a sharded run: its output, samples, prompt, run record and the
+    samples an earlier attempt skipped."""
+
+    output: Path
+    samples: Sequence[VQASample]
+    prompt: Any
+    record: Mapping[str, Any]
+    carried: Sequence[Mapping[str, Any]]
+
+    def answered(self) -> dict[str, bytes]:
+        """Every answered item of the output and its parts: id -> the line."""
+        return _read_answered(self.output, self.samples, self.prompt)[0]
+
+    def finish(self) -> list[Prediction] | None:
+        """Merge the parts and write the run record with every rank's skipped samples (``None``: incomplete)."""
+        from medvqa._run_record import run_record_path
+
+        lines = self.answered()
+        bad = {
+            str(e["id"]): dict(e)
+            for e in [*self.carried, *_load_bad(self.output)]
+            if str(e["id"]) not in lines
+        }
+        merged = merge_parts(self.output, self.samples, prompt=self.prompt, skipped=bad)
+        if merged is None:
+            return None
+        final = {k: v for k, v in self.record.items() if k not in ("bad_images", "skipped_bad_images")}
+        if bad:
+            final.update(
+                skipped_bad_images=len(bad), bad_images=[bad[s.id] for s in self.samples if s.id in bad]
+            )
+        atomic_write_json(run_record_path(self.output), final)
+        return merged
+
+    def merge_by_hand(self) -> list[Prediction] | None:
+        """Merge under the output's lock when every sample is answered (shards given by hand).
+
+        Another process may be merging at the same moment: its lock is waited for, then the
+        merge is tried again (it finds the output complete, or finds what is still missing).
+        """
+        deadline = time.monotonic() + _MERGE_LOCK_WAIT_S
+        while True:
+            try:
+                with RunLock(self.output, folder=False, what="prediction file"):
+                    if not parts_dir(self.output).is_dir():  # merged by another process meanwhile
+                        return None
+                    return self.finish()
+            except LockHeldError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def shard_result(self, mine: Collection[str]) -> list[Prediction]:
+        """A shard given by hand: its predictions, in input order, after merging if every sample is answered."""
+        merged = self.merge_by_hand()
+        if merged is not None:
+            return [p for p in merged if p.id in mine]
+        lines = self.answered()
+        return [
+            Prediction.from_dict(json.loads(lines[s.id]))
+            for s in self.samples
+            if s.id in mine and s.id in lines
+        ]
+
+    def merged(self, shard: Shard, grouped: bool) -> list[Prediction]:
+        """A process group's result: rank 0 merges, then every rank reads the merged file."""
+        from medvqa._io import read_jsonl
+
+        error = None
+        if shard.rank == 0:
+            try:
+                if self.finish() is None:
+                    lines = self.answered()
+                    missing = sum(1 for s in self.samples if s.id not in lines)
+                    raise MedVQAError(
+                        f"{self.output}: {missing} items have no answer after every process finished"
+                    )
+            except MedVQAError as exc:
+                error = exc
+        _agree(error, grouped)
+        output = self.output
+        preds = [Prediction.from_dict(row, file=str(output), line=n) for n, row in read_jsonl(output)]
+        barrier()  # every rank has read the merged file before rank 0 releases the lock
+        return preds
+
+
+def _start(
+    stack: ExitStack,
     samples: Sequence[VQASample],
-    prompt: Any,
-    record: Mapping[str, Any],
-    carried: Sequence[Mapping[str, Any]],
-) -> list[Prediction] | None:
-    """Merge the parts and write the run record with every rank's skipped samples (``None``: incomplete)."""
-    from medvqa.generation import run_record_path
-
-    lines, _ = _read_answered(output, samples, prompt)
-    bad = {str(e["id"]): dict(e) for e in [*carried, *_load_bad(output)] if str(e["id"]) not in lines}
-    merged = merge_parts(output, samples, prompt=prompt, skipped=bad)
-    if merged is None:
-        return None
-    final = {k: v for k, v in record.items() if k not in ("bad_images", "skipped_bad_images")}
-    if bad:
-        final.update(skipped_bad_images=len(bad), bad_images=[bad[s.id] for s in samples if s.id in bad])
-    atomic_write_json(run_record_path(output), final)
-    return merged
-
-
-def _merge_by_hand(
+    *,
     output: Path,
-    samples: Sequence[VQASample],
+    shard: Shard,
     prompt: Any,
-    record: Mapping[str, Any],
-    carried: Sequence[Mapping[str, Any]],
-) -> list[Prediction] | None:
-    """Merge under the output's lock when every sample is answered (shards given by hand).
+    record: Callable[[Mapping[str, Any]], dict[str, Any]],
+    grouped: bool,
+) -> tuple[_Job, dict[str, bytes], dict[int, set[str]]]:
+    """Read what is answered and check the run record; a failure on any rank is raised on every rank.
 
-    Another process may be merging at the same moment: its lock is waited for, then the
-    merge is tried again (it finds the output complete, or finds what is still missing).
+    Rank 0 of a group takes the output's lock (on ``stack``) for the whole job (parts,
+    merge and record); the other ranks hold only their own part's lock, taken in ``generate``.
     """
-    deadline = time.monotonic() + _MERGE_LOCK_WAIT_S
-    while True:
-        try:
-            with RunLock(output, folder=False, what="prediction file"):
-                if not parts_dir(output).is_dir():  # merged by another process meanwhile
-                    return None
-                return _finish(output, samples, prompt, record, carried)
-        except LockHeldError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    error: BaseException | None = None
+    try:
+        if shard.rank == 0 and not (shard.world_size > 1 and not grouped):  # not shards given by hand
+            stack.enter_context(RunLock(output, folder=False, what="prediction file"))
+        answered, owned = _read_answered(output, samples, prompt)
+        run = record(answered)  # every rank checks the record before any part grows
+        carried = _old_bad(output)
+    except MedVQAError as exc:
+        error = exc
+    _agree(error, grouped)
+    return _Job(output, samples, prompt, run, carried), answered, owned
+
+
+def _answer_part(
+    generate: Callable[[list[VQASample], Path, list[dict[str, Any]]], object],
+    work: list[VQASample],
+    output: Path,
+    rank: int,
+) -> None:
+    """Answer ``work`` into this rank's part file; list the samples it skips next to it."""
+    bad: list[dict[str, Any]] = []
+    if work:
+        parts_dir(output).mkdir(parents=True, exist_ok=True)
+        generate(work, _part_file(output, rank), bad)
+    if bad:
+        _save_bad(output, rank, bad)
 
 
 def generate_sharded(
@@ -410,66 +481,26 @@ def generate_sharded(
         group (a shard given by hand): this shard's predictions, in input order; the merge
         is done by whichever process finds every sample answered.
     """
-    from medvqa.generation import run_record_path
+    from medvqa._run_record import run_record_path
 
     grouped = shard.world_size > 1 and (
         _group_ready() or (shard == launch_shard() and ensure_process_group())
     )
     by_hand = shard.world_size > 1 and not grouped
     with ExitStack() as stack:
-        error: BaseException | None = None
-        try:
-            if shard.rank == 0 and not by_hand:
-                # rank 0 holds the output's lock for the whole job (parts, merge and record);
-                # the other ranks hold only their own part's lock, taken in ``generate``
-                stack.enter_context(RunLock(output, folder=False, what="prediction file"))
-            answered, owned = _read_answered(output, samples, prompt)
-            run = record(answered)  # every rank checks the record before any part grows
-            carried = _old_bad(output)
-        except MedVQAError as exc:
-            error = exc
-        _agree(error, grouped)
+        job, answered, owned = _start(
+            stack, samples, output=output, shard=shard, prompt=prompt, record=record, grouped=grouped
+        )
         todo = [s for s in samples if s.id not in answered]
         # with a group every rank saw the same answered set, so the round-robin over what is left
         # is consistent; a shard given by hand deals out the whole list instead
         mine = {s.id for s in shard.select(todo if grouped else samples)}
         own = owned.get(shard.rank, set())
-        job = [s for s in samples if s.id in own or (s.id in mine and s.id not in answered)]
+        work = [s for s in samples if s.id in own or (s.id in mine and s.id not in answered)]
         barrier()  # every rank has read the parts and the old record before they change
         if shard.rank == 0 or (by_hand and not run_record_path(output).is_file()):
-            atomic_write_json(run_record_path(output), run)
+            atomic_write_json(run_record_path(output), job.record)
         barrier()  # the record is on disk before any part grows
-        bad: list[dict[str, Any]] = []
-        if job:
-            parts_dir(output).mkdir(parents=True, exist_ok=True)
-            generate(job, _part_file(output, shard.rank), bad)
-        if bad:
-            _save_bad(output, shard.rank, bad)
+        _answer_part(generate, work, output, shard.rank)
         barrier()
-        if by_hand:
-            merged = _merge_by_hand(output, samples, prompt, run, carried)
-            if merged is not None:
-                return [p for p in merged if p.id in mine]
-            lines, _ = _read_answered(output, samples, prompt)
-            return [
-                Prediction.from_dict(json.loads(lines[s.id]))
-                for s in samples
-                if s.id in mine and s.id in lines
-            ]
-        error = None
-        if shard.rank == 0:
-            try:
-                if _finish(output, samples, prompt, run, carried) is None:
-                    lines, _ = _read_answered(output, samples, prompt)
-                    missing = sum(1 for s in samples if s.id not in lines)
-                    raise MedVQAError(
-                        f"{output}: {missing} items have no answer after every process finished"
-                    )
-            except MedVQAError as exc:
-                error = exc
-        _agree(error, grouped)
-        from medvqa._io import read_jsonl
-
-        preds = [Prediction.from_dict(row, file=str(output), line=n) for n, row in read_jsonl(output)]
-        barrier()  # every rank has read the merged file before rank 0 releases the lock
-        return preds
+        return job.shard_result(mine) if by_hand else job.merged(shard, grouped)

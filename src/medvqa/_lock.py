@@ -29,7 +29,6 @@ import time
 import uuid
 import warnings
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from medvqa._errors import MedVQAError
@@ -205,12 +204,7 @@ class RunLock:
     def __enter__(self) -> RunLock:
         return self.acquire()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.release()
 
     # -- internals -----------------------------------------------------------------------------

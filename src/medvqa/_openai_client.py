@@ -24,9 +24,12 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from medvqa._errors import MedVQAError
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["ChatClient", "ChatCompletion", "ChatEndpointError", "Message", "chat_url"]
 
@@ -103,6 +106,15 @@ def chat_url(base_url: str) -> str:
     return url + "/chat/completions"
 
 
+class RequestOptions(TypedDict, total=False):
+    """The options of one chat-completions request (see :meth:`ChatClient.payload`)."""
+
+    max_tokens: int
+    temperature: float
+    stop: Sequence[str] | None
+    extra: Mapping[str, Any] | None
+
+
 class ChatClient:
     """Client for one model behind an OpenAI-compatible chat-completions endpoint.
 
@@ -173,48 +185,32 @@ class ChatClient:
             body.update(extra)
         return body
 
-    def complete(
-        self,
-        messages: Sequence[Message],
-        *,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        stop: Sequence[str] | None = None,
-        extra: Mapping[str, Any] | None = None,
-    ) -> ChatCompletion:
+    def complete(self, messages: Sequence[Message], **options: Unpack[RequestOptions]) -> ChatCompletion:
         """Send one chat-completions request and return the first choice.
 
         Args:
             messages: The conversation.
-            max_tokens: Upper bound on generated tokens.
-            temperature: Sampling temperature; 0 asks for greedy decoding.
-            stop: Stop strings, if any.
-            extra: Further request fields (e.g. ``{"seed": 0}``), sent as given.
+            **options: The request's options (:class:`RequestOptions`): ``max_tokens``
+                (default 256), ``temperature`` (default 0, greedy decoding), ``stop``
+                strings and ``extra`` request fields (e.g. ``{"seed": 0}``, sent as given).
 
         Raises:
             ChatEndpointError: A non-retryable status, retries exhausted, or a malformed reply.
         """
-        body = self.payload(messages, max_tokens=max_tokens, temperature=temperature, stop=stop, extra=extra)
+        body = self.payload(messages, **options)
         return _parse_completion(self._post(json.dumps(body).encode("utf-8")), self.url)
 
     def complete_many(
-        self,
-        conversations: Sequence[Sequence[Message]],
-        *,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        stop: Sequence[str] | None = None,
-        extra: Mapping[str, Any] | None = None,
+        self, conversations: Sequence[Sequence[Message]], **options: Unpack[RequestOptions]
     ) -> list[ChatCompletion]:
         """Send many requests, at most ``max_workers`` at once; results keep input order.
 
         The first failure (after its retries) is raised once the requests in flight finish.
+        ``options`` are those of :meth:`complete`.
         """
 
         def one(messages: Sequence[Message]) -> ChatCompletion:
-            return self.complete(
-                messages, max_tokens=max_tokens, temperature=temperature, stop=stop, extra=extra
-            )
+            return self.complete(messages, **options)
 
         if len(conversations) <= 1 or self.max_workers == 1:
             return [one(m) for m in conversations]

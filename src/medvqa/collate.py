@@ -128,6 +128,35 @@ def _is_idefics2(fam: ModelFamily | None) -> bool:
     return fam is None or fam.name == "idefics2"
 
 
+def _collate_family(processor: Any, family: str | ModelFamily | None) -> ModelFamily:
+    """The family whose rules a collator applies: Idefics2's for a processor of no family medvqa knows."""
+    from medvqa.models._families import get_family
+
+    return _family(processor, family) or get_family("idefics2")
+
+
+def _render_all(
+    processor: Any,
+    samples: Sequence[VQASample],
+    *,
+    prompt: PromptTemplate | str | None,
+    with_answer: bool,
+    family: ModelFamily,
+) -> list[str]:
+    """The chats of ``samples``: with their answers, or up to the generation prompt."""
+    return [
+        render_chat(
+            processor,
+            s,
+            prompt=prompt,
+            with_answer=with_answer,
+            add_generation_prompt=not with_answer,
+            family=family,
+        )
+        for s in samples
+    ]
+
+
 def _token_ids(tok: Any, tokens: Sequence[str]) -> set[int]:
     """Ids of the tokens the vocabulary has (unknown tokens map to no id)."""
     out = set()
@@ -148,7 +177,7 @@ def _pad_id(processor: Any) -> int:
 
 def _image_args(fam: ModelFamily, samples: Sequence[VQASample]) -> list[Any] | None:
     """The samples' images in the layout the family's processor takes (``None``: no image)."""
-    nested = [[s.image.open()] if s.image is not None else [] for s in samples]
+    nested = [_open_image(s) for s in samples]
     if not any(nested):
         return None
     if fam.nested_images:
@@ -179,18 +208,6 @@ def _process(processor: Any, fam: ModelFamily, texts: list[str], images: list[An
     return {"rows": rows, "images": images_out}
 
 
-def _special_ids(processor: Any) -> tuple[int, int, int, int]:
-    """Idefics2's ``<image>``, ``<fake_token_around_image>``, ``<end_of_utterance>`` and pad ids."""
-    tok = processor.tokenizer
-    image_id = tok.convert_tokens_to_ids("<image>")
-    fake_id = tok.convert_tokens_to_ids("<fake_token_around_image>")
-    eou_id = tok.convert_tokens_to_ids("<end_of_utterance>")
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.unk_token_id
-    if pad_id is None:
-        raise MedVQAError("the tokenizer has neither a pad token nor an unk token to pad with")
-    return int(image_id), int(fake_id), int(eou_id), int(pad_id)
-
-
 def _open_image(sample: VQASample) -> list[Any]:
     """The sample's image as a one-item list (none without image); errors name the sample."""
     if sample.image is None:
@@ -199,14 +216,6 @@ def _open_image(sample: VQASample) -> list[Any]:
         return [sample.image.open()]
     except ImageLoadError as exc:
         raise ImageLoadError(f"sample {sample.id!r}: {exc}") from exc
-
-
-def _images(processor: Any, samples: Sequence[VQASample]) -> dict[str, Any]:
-    nested = [_open_image(s) for s in samples]
-    if not any(nested):
-        return {}
-    out = processor.image_processor(nested, return_tensors="pt")
-    return {"pixel_values": out["pixel_values"], "pixel_attention_mask": out["pixel_attention_mask"]}
 
 
 def _pad(rows: Sequence[Sequence[int]], value: int, *, left: bool, multiple: int | None) -> Any:
@@ -299,36 +308,14 @@ class TrainingCollator:
 
     def _tokenize(self, samples: Sequence[VQASample]) -> tuple[list[_Tokenized], dict[str, Any] | None]:
         """Full and prompt-only token rows of each sample, and the image outputs of the full batch."""
-        fam = _family(self.processor, self.family)
-        full = [
-            render_chat(
-                self.processor,
-                s,
-                prompt=self.prompt,
-                with_answer=True,
-                add_generation_prompt=False,
-                family=fam,
-            )
-            for s in samples
-        ]
-        prompts = [
-            render_chat(
-                self.processor,
-                s,
-                prompt=self.prompt,
-                with_answer=False,
-                add_generation_prompt=True,
-                family=fam,
-            )
-            for s in samples
-        ]
-        if fam is None or _is_idefics2(fam):
-            ids = self.processor(text=full + prompts)["input_ids"]
-            n = len(samples)
-            return [_Tokenized(list(ids[i]), list(ids[n + i]), {}) for i in range(n)], None
+        fam = _collate_family(self.processor, self.family)
+        full = _render_all(self.processor, samples, prompt=self.prompt, with_answer=True, family=fam)
+        prompts = _render_all(self.processor, samples, prompt=self.prompt, with_answer=False, family=fam)
         images = _image_args(fam, samples)
         out = _process(self.processor, fam, full, images)
-        prefixes = _process(self.processor, fam, prompts, images)["rows"]["input_ids"]
+        # the prompts need their images only where the image decides how many image tokens it gets
+        prompt_images = None if fam.expands_images_from_text else images
+        prefixes = _process(self.processor, fam, prompts, prompt_images)["rows"]["input_ids"]
         rows = out["rows"]
         tokenized = [
             _Tokenized(
@@ -343,17 +330,11 @@ class TrainingCollator:
     def _encode(
         self, samples: Sequence[VQASample]
     ) -> tuple[list[tuple[VQASample, list[int], list[int], dict[str, list[int]]]], dict[str, Any] | None]:
-        fam = _family(self.processor, self.family)
+        fam = _collate_family(self.processor, self.family)
         tok = self.processor.tokenizer
-        if _is_idefics2(fam):
-            image_id, fake_id, eou_id, _ = _special_ids(self.processor)
-            masked = {image_id, fake_id}  # padding is added later, and labelled by position
-            end_name = "<end_of_utterance>"
-        else:
-            assert fam is not None
-            masked = _token_ids(tok, fam.image_tokens)
-            eou_id = int(tok.convert_tokens_to_ids(fam.end_of_turn))
-            end_name = fam.end_of_turn
+        masked = _token_ids(tok, fam.image_tokens)  # padding is added later, and labelled by position
+        eou_id = int(tok.convert_tokens_to_ids(fam.end_of_turn))
+        end_name = fam.end_of_turn
         tokenized, images = self._tokenize(samples)
         out: list[tuple[VQASample, list[int], list[int], dict[str, list[int]]]] = []
         for sample, item in zip(samples, tokenized, strict=True):
@@ -419,25 +400,11 @@ class TrainingCollator:
             attention_mask[i, : len(row)] = 1
         batch: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
         kept = [e[0] for e in encoded]
-        fam = _family(self.processor, self.family)
-        if _is_idefics2(fam):
-            batch.update(_images(self.processor, kept))
-            return batch
-        assert fam is not None
+        fam = _collate_family(self.processor, self.family)
         for key in encoded[0][3]:
             batch[key] = _pad([e[3][key] for e in encoded], 0, left=False, multiple=self.pad_to_multiple_of)
         if images is None:
-            texts = [
-                render_chat(
-                    self.processor,
-                    s,
-                    prompt=self.prompt,
-                    with_answer=True,
-                    add_generation_prompt=False,
-                    family=fam,
-                )
-                for s in kept
-            ]
+            texts = _render_all(self.processor, kept, prompt=self.prompt, with_answer=True, family=fam)
             images = _process(self.processor, fam, texts, _image_args(fam, kept))["images"]
         batch.update(images)
         return batch
@@ -479,18 +446,8 @@ class GenerationCollator:
 
     def texts(self, samples: Sequence[VQASample]) -> list[str]:
         """The rendered prompts (with ``<image>`` placeholders) of the samples."""
-        fam = _family(self.processor, self.family)
-        return [
-            render_chat(
-                self.processor,
-                s,
-                prompt=self.prompt,
-                with_answer=False,
-                add_generation_prompt=True,
-                family=fam,
-            )
-            for s in samples
-        ]
+        fam = _collate_family(self.processor, self.family)
+        return _render_all(self.processor, samples, prompt=self.prompt, with_answer=False, family=fam)
 
     def __call__(self, samples: Sequence[VQASample]) -> dict[str, Any]:
         """Collate a batch (see the class docstring for the output keys)."""
@@ -498,17 +455,11 @@ class GenerationCollator:
 
         if not samples:
             raise ValueError("cannot collate an empty batch")
-        fam = _family(self.processor, self.family)
+        fam = _collate_family(self.processor, self.family)
         pad_id = _pad_id(self.processor)
-        extra: dict[str, list[list[int]]] = {}
-        images: dict[str, Any] = {}
-        if _is_idefics2(fam):
-            rows = [list(r) for r in self.processor(text=self.texts(samples))["input_ids"]]
-        else:
-            assert fam is not None
-            out = _process(self.processor, fam, self.texts(samples), _image_args(fam, samples))
-            rows = out["rows"].pop("input_ids")
-            extra, images = out["rows"], out["images"]
+        out = _process(self.processor, fam, self.texts(samples), _image_args(fam, samples))
+        rows = out["rows"].pop("input_ids")
+        extra, images = out["rows"], out["images"]
         input_ids = _pad(rows, pad_id, left=True, multiple=None)
         attention_mask = torch.zeros_like(input_ids)
         width = input_ids.shape[1]
@@ -517,8 +468,5 @@ class GenerationCollator:
         batch: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
         for key, values in extra.items():
             batch[key] = _pad(values, 0, left=True, multiple=None)
-        if _is_idefics2(fam):
-            batch.update(_images(self.processor, samples))
-        else:
-            batch.update(images)
+        batch.update(images)
         return batch

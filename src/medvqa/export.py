@@ -195,23 +195,34 @@ def _card(
         "## Evaluation",
         "",
     ]
-    if metrics:
-        out += [
-            "Scores from medvqa's scoring profiles, with the number of questions scored (n) and seeded "
-            "95% bootstrap intervals.",
-            "",
-            "| evaluation | dataset | split | profile | metric | subset | value | 95% CI | n |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
-        for m in metrics:
-            ci = "" if m["ci_low"] is None else f"[{m['ci_low']:.3f}, {m['ci_high']:.3f}]"
-            out.append(
-                f"| {m['evaluation']} | {m['dataset']} | {m['split']} | {m['profile']} | {m['metric']} | "
-                f"{m['subset']} | {m['value']:.3f} | {ci} | {m['n']} |"
-            )
-    else:
-        out.append("No evaluation was exported with this adapter.")
-    out += ["", "## Training", ""]
+    out += _evaluation_lines(metrics)
+    out += _training_lines(stages, sources)
+    return "\n".join(out)
+
+
+def _evaluation_lines(metrics: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The card's evaluation table (or the line saying there is none)."""
+    if not metrics:
+        return ["No evaluation was exported with this adapter."]
+    out = [
+        "Scores from medvqa's scoring profiles, with the number of questions scored (n) and seeded "
+        "95% bootstrap intervals.",
+        "",
+        "| evaluation | dataset | split | profile | metric | subset | value | 95% CI | n |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for m in metrics:
+        ci = "" if m["ci_low"] is None else f"[{m['ci_low']:.3f}, {m['ci_high']:.3f}]"
+        out.append(
+            f"| {m['evaluation']} | {m['dataset']} | {m['split']} | {m['profile']} | {m['metric']} | "
+            f"{m['subset']} | {m['value']:.3f} | {ci} | {m['n']} |"
+        )
+    return out
+
+
+def _training_lines(stages: Sequence[Mapping[str, Any]], sources: Mapping[str, str]) -> list[str]:
+    """The card's training stages, data and licences."""
+    out = ["", "## Training", ""]
     for s in stages:
         cfg = s["config"]
         out += [
@@ -230,7 +241,7 @@ def _card(
         "The adapter's own licence must respect the base model's licence and the data's terms above.",
         "",
     ]
-    return "\n".join(out)
+    return out
 
 
 def export_adapter(
@@ -260,11 +271,7 @@ def export_adapter(
     out = Path(output_dir)
     stages = _stages(run)
     final = stages[-1]
-    candidates = [Path(final["adapter_dir"]), run / "adapter", run / "stage2" / "adapter"]
-    adapter = next((c for c in candidates if (c / "adapter_config.json").is_file()), candidates[0])
-    weights = adapter / "adapter_model.safetensors"
-    if not weights.is_file() or not (adapter / "adapter_config.json").is_file():
-        raise MedVQAError(f"{adapter}: no adapter_model.safetensors + adapter_config.json to export")
+    adapter = _adapter_dir(run, final)
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise MedVQAError(
@@ -277,26 +284,45 @@ def export_adapter(
 
     out.mkdir(parents=True, exist_ok=True)
     _processor(base).save_pretrained(str(out))
-    shutil.copyfile(weights, out / "adapter_model.safetensors")
+    shutil.copyfile(adapter / "adapter_model.safetensors", out / "adapter_model.safetensors")
     adapter_config = read_json(adapter / "adapter_config.json")
     adapter_config["base_model_name_or_path"] = base
     atomic_write_json(out / "adapter_config.json", adapter_config)
     atomic_write_json(out / "training_config.json", {s["config"]["name"]: s["config"] for s in stages})
-    sources = {}
-    for s in stages:
-        cfg = s["config"]
-        sources[cfg["dataset"]] = cfg.get("data_dir") or _SAMPLE_NOTE
-    for m in metrics:
-        if m["dataset"]:
-            sources.setdefault(m["dataset"], "evaluation")
-    datasets = list(dict.fromkeys(sources))
-    card = _metadata(base, datasets, metrics) + "\n" + _card(base, stages, metrics, sources)
+    sources = _data_sources(stages, metrics)
+    card = _metadata(base, list(sources), metrics) + "\n" + _card(base, stages, metrics, sources)
     atomic_write_text(out / "README.md", card)
     return ExportResult(
         output_dir=str(out),
         files=tuple(sorted(p.name for p in out.iterdir())),
         metrics=tuple(metrics),
     )
+
+
+def _adapter_dir(run: Path, final: Mapping[str, Any]) -> Path:
+    """The folder of the run's final adapter; it must hold safetensors weights and a config."""
+    candidates = [Path(final["adapter_dir"]), run / "adapter", run / "stage2" / "adapter"]
+    adapter = next((c for c in candidates if (c / "adapter_config.json").is_file()), candidates[0])
+    if (
+        not (adapter / "adapter_model.safetensors").is_file()
+        or not (adapter / "adapter_config.json").is_file()
+    ):
+        raise MedVQAError(f"{adapter}: no adapter_model.safetensors + adapter_config.json to export")
+    return adapter
+
+
+def _data_sources(
+    stages: Sequence[Mapping[str, Any]], metrics: Sequence[Mapping[str, Any]]
+) -> dict[str, str]:
+    """Dataset name -> where its data came from: the stages' data folders, then the evaluations'."""
+    sources: dict[str, str] = {}
+    for s in stages:
+        cfg = s["config"]
+        sources[cfg["dataset"]] = cfg.get("data_dir") or _SAMPLE_NOTE
+    for m in metrics:
+        if m["dataset"]:
+            sources.setdefault(m["dataset"], "evaluation")
+    return sources
 
 
 def push_to_hub(folder: str | os.PathLike[str], repo_id: str, *, private: bool = True) -> str:

@@ -27,19 +27,29 @@ counts it as an answer) and listed with its error under ``bad_images`` in the ru
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from medvqa._dataloading import default_num_workers, generation_batches, restore_input_order
 from medvqa._distributed import Shard, generate_sharded, launch_shard, merge_parts, parts_dir
 from medvqa._errors import ImageLoadError, MedVQAError
-from medvqa._io import JsonlWriter, atomic_write_json, read_json, recover_jsonl
+from medvqa._io import JsonlWriter, atomic_write_json
 from medvqa._lock import RunLock
+from medvqa._run_record import (
+    PROMPT_METADATA_KEY,
+    _load_done,
+    _new_record,
+    _prompt_name,
+    check_run_record,
+    run_record_path,
+)
 from medvqa.answers import extract_answer
-from medvqa.chat import PromptTemplate, default_prompt, get_prompt
+from medvqa.chat import PromptTemplate, get_prompt
 from medvqa.collate import GenerationCollator
 from medvqa.records import Prediction, VQASample
 
@@ -54,19 +64,8 @@ __all__ = [
     "stop_token_ids",
 ]
 
-PROMPT_METADATA_KEY = "prompt"
-"""Prediction metadata key holding the name of the prompt template used."""
-
 BadImagePolicy = Literal["error", "skip"]
 """What to do with a sample whose image cannot be decoded: stop with an error, or skip it (and record it)."""
-
-# Run-record keys that may change when a run resumes (counts and speed settings); every
-# other key must be the same, or the file would mix two runs.
-_FREE_KEYS = frozenset(
-    {"command", "n", "limit", "batch_size", "skipped_rows", "adapted_modules", "on_bad_image"}
-    | {"unverified_rows", "bad_images", "skipped_bad_images", "server_url"}
-)
-_PATH_KEYS = ("adapter", "data", "model")
 
 
 def _extract(text: str) -> str:
@@ -89,10 +88,6 @@ def stop_token_ids(processor: Any, family: str | None = None) -> list[int]:
     tok = processor.tokenizer
     ids = [tok.eos_token_id, *(tok.convert_tokens_to_ids(n) for n in names)]
     return sorted({int(i) for i in ids if i is not None and i != tok.unk_token_id})
-
-
-def _prompt_name(sample: VQASample, prompt: PromptTemplate | None) -> str:
-    return (prompt or default_prompt(sample)).name
 
 
 def _to_prediction(sample: VQASample, raw: str, prompt: PromptTemplate | None) -> Prediction:
@@ -129,131 +124,6 @@ def _to_device(batch: dict[str, Any], model: Any) -> dict[str, Any]:
             value = value.to(dtype)
         out[key] = value
     return out
-
-
-def _load_done(
-    path: Path, samples: Sequence[VQASample], prompt: PromptTemplate | None
-) -> dict[str, Prediction]:
-    rows, dropped_partial = recover_jsonl(path)
-    by_id = {s.id: s for s in samples}
-    done: dict[str, Prediction] = {}
-    for line, row in enumerate(rows, start=1):
-        pred = Prediction.from_dict(row, file=str(path), line=line)
-        sample = by_id.get(pred.id)
-        if sample is None:
-            raise MedVQAError(
-                f"{path}, row {line}: prediction for id {pred.id!r}, which is not among the samples "
-                "of this run; use a new output file or the same samples to resume"
-            )
-        if pred.id in done:
-            raise MedVQAError(f"{path}, row {line}: id {pred.id!r} appears twice")
-        want = _prompt_name(sample, prompt)
-        got = pred.metadata.get(PROMPT_METADATA_KEY)
-        if got != want:
-            raise MedVQAError(
-                f"{path}, row {line}: id {pred.id!r} was generated with prompt {got!r}, this run uses "
-                f"{want!r}; use a new output file"
-            )
-        done[pred.id] = pred
-    if dropped_partial:
-        warnings.warn(
-            f"{path}: removed a partial last line left by an interrupted run; that item is generated again",
-            stacklevel=3,
-        )
-    return done
-
-
-def run_record_path(output: str | os.PathLike[str]) -> Path:
-    """The run record of a prediction file: ``preds.jsonl`` -> ``preds.run.json``.
-
-    >>> run_record_path("runs/preds.jsonl").name
-    'preds.run.json'
-    """
-    return Path(output).with_suffix(".run.json")
-
-
-def _norm(key: str, value: Any) -> Any:
-    if key in _PATH_KEYS and isinstance(value, str) and value != "tiny":
-        local = Path(value).expanduser()
-        return str(local.resolve()) if local.exists() else value
-    return value
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, dict) and "name" in value:
-        return repr(value["name"])
-    if isinstance(value, dict) and "mode" in value:
-        return repr(value["mode"])
-    return repr(value)
-
-
-def _has_rows(output: Path) -> bool:
-    """Whether ``output`` or one of its part files (a sharded run's) holds predictions."""
-    files = [output, *sorted(parts_dir(output).glob("part-*.jsonl"))]
-    return any(f.is_file() and f.stat().st_size > 0 for f in files)
-
-
-def check_run_record(
-    output: str | os.PathLike[str], run: Mapping[str, Any], *, resume_unverified: bool = False
-) -> dict[str, Any] | None:
-    """Check that ``run`` may resume ``output``; return the old record (``None``: none or a fresh file).
-
-    Raises:
-        MedVQAError: The file holds predictions of a run with other settings, its record is
-            unreadable, or it has no record and ``resume_unverified`` is false.
-    """
-    out = Path(output)
-    record = run_record_path(out)
-    if not _has_rows(out):
-        return None
-    if not record.is_file():
-        if resume_unverified:
-            return None
-        raise MedVQAError(
-            f"{out} holds predictions but no run record ({record.name}), so nothing says which model and "
-            "settings wrote them; resuming could mix two runs. Use a new output file, or resume anyway "
-            "with --resume-unverified (Python: resume_unverified=True): the rows already there are then "
-            "recorded as unverified, not as rows of this run"
-        )
-    try:
-        old = read_json(record)
-    except MedVQAError as exc:
-        raise MedVQAError(
-            f"{record}: cannot read the settings of the run that wrote {out} ({exc}); use a new output file"
-        ) from None
-    if not isinstance(old, dict):
-        raise MedVQAError(f"{record}: not a run record (a JSON object); use a new output file")
-    # every setting the old record has (a key it lacks was added to records later)
-    changed = [k for k in old if k not in _FREE_KEYS and _norm(k, old.get(k)) != _norm(k, run.get(k))]
-    if changed:
-        k = changed[0]
-        raise MedVQAError(
-            f"{out} holds predictions of a run with other settings ({', '.join(changed)}; "
-            f"{k} was {_short(old.get(k))}, now {_short(run.get(k))}); resuming would mix two runs, "
-            "so use a new output file"
-        )
-    return old
-
-
-def _new_record(
-    output: Path,
-    run: Mapping[str, Any] | None,
-    template: PromptTemplate | None,
-    settings: Mapping[str, Any],
-    done: Mapping[str, Any],
-    resume_unverified: bool,
-) -> dict[str, Any]:
-    """The run record to write before generating (checked against the old one first)."""
-    record: dict[str, Any] = dict(run or {})
-    record.setdefault("prompt", None if template is None else template.to_dict())
-    for key, value in settings.items():
-        record.setdefault(key, value)
-    old = check_run_record(output, record, resume_unverified=resume_unverified) if done else None
-    if done and old is None:  # resumed without a record: the rows there are not this run's
-        record["unverified_rows"] = {"n": len(done), "ids": list(done)}
-    elif old is not None and old.get("unverified_rows"):
-        record["unverified_rows"] = old["unverified_rows"]
-    return record
 
 
 def _readable(chunk: Sequence[VQASample], bad: list[dict[str, Any]]) -> list[int]:
@@ -294,6 +164,7 @@ def _prepare(
     return keep, (collator([chunk[i] for i in keep]) if keep else None), bad
 
 
+# Over 60 lines: half of it is the docstring of every option of the public API.
 def generate_answers(
     model: Any,
     processor: Any,
@@ -367,17 +238,7 @@ def generate_answers(
             run record), or another run writing ``output``.
         ImageLoadError: An image cannot be decoded (``on_bad_image="error"``).
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-    if on_bad_image not in ("error", "skip"):
-        raise ValueError(f"on_bad_image must be 'error' or 'skip', got {on_bad_image!r}")
-    seen: set[str] = set()
-    for s in samples:
-        if s.id in seen:
-            raise MedVQAError(f"sample id {s.id!r} appears twice; generation needs unique ids")
-        seen.add(s.id)
+    _check_request(samples, batch_size=batch_size, max_new_tokens=max_new_tokens, on_bad_image=on_bad_image)
     template = None if prompt is None else get_prompt(prompt)
     if shard is not None and shard.world_size > 1 and output is None:
         raise ValueError("a shard needs an output file: the processes exchange answers through its parts")
@@ -397,25 +258,24 @@ def generate_answers(
     settings.update(n=len(samples), on_bad_image=on_bad_image)
     if fam is not None:  # the family the answers were made with, whatever the caller recorded
         run = {**(run or {}), "family": fam}
+
+    def record(answered: Mapping[str, Any]) -> dict[str, Any]:
+        return _new_record(out, run, template, settings, answered, resume_unverified)
+
     launch = shard or launch_shard()
     if launch.world_size > 1 or parts_dir(out).is_dir():
-
-        def record(answered: Mapping[str, Any]) -> dict[str, Any]:
-            return _new_record(out, run, template, settings, answered, resume_unverified)
-
-        def answer_part(job: list[VQASample], part: Path, bad: list[dict[str, Any]]) -> None:
-            # a part file is written by its rank only; its lock keeps it so across launches
-            with RunLock(part, folder=False, what="part file"):
-                done = _load_done(part, job, template)
-                show = progress and launch.rank == 0
-                _generate(model, processor, job, template, (part, done, bad), progress=show, **opts)
-
+        job = _PartAnswering(model, processor, template, progress, opts)
         return generate_sharded(
-            answer_part, samples, output=out, shard=launch, prompt=template, record=record
+            functools.partial(job.answer_part, launch),
+            samples,
+            output=out,
+            shard=launch,
+            prompt=template,
+            record=record,
         )
     with RunLock(out, folder=False, what="prediction file"):
         done = _load_done(out, samples, template)
-        rec = _new_record(out, run, template, settings, done, resume_unverified)
+        rec = record(done)
         atomic_write_json(run_record_path(out), rec)
         bad: list[dict[str, Any]] = []
         preds = _generate(model, processor, samples, template, (out, done, bad), progress=progress, **opts)
@@ -423,6 +283,44 @@ def generate_answers(
             rec.update(skipped_bad_images=len(bad), bad_images=bad)
             atomic_write_json(run_record_path(out), rec)
         return preds
+
+
+def _check_request(
+    samples: Sequence[VQASample], *, batch_size: int, max_new_tokens: int, on_bad_image: str
+) -> None:
+    """Refuse sizes below 1, an unknown bad-image policy and duplicate sample ids."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+    if on_bad_image not in ("error", "skip"):
+        raise ValueError(f"on_bad_image must be 'error' or 'skip', got {on_bad_image!r}")
+    seen: set[str] = set()
+    for s in samples:
+        if s.id in seen:
+            raise MedVQAError(f"sample id {s.id!r} appears twice; generation needs unique ids")
+        seen.add(s.id)
+
+
+@dataclass(frozen=True)
+class _PartAnswering:
+    """How one process of a sharded :func:`generate_answers` answers into its part file."""
+
+    model: Any
+    processor: Any
+    template: PromptTemplate | None
+    progress: bool
+    opts: Mapping[str, Any]
+
+    def answer_part(self, launch: Shard, job: list[VQASample], part: Path, bad: list[dict[str, Any]]) -> None:
+        """Answer ``job`` into this rank's ``part`` file (see :func:`medvqa._distributed.generate_sharded`)."""
+        # a part file is written by its rank only; its lock keeps it so across launches
+        with RunLock(part, folder=False, what="part file"):
+            done = _load_done(part, job, self.template)
+            show = self.progress and launch.rank == 0
+            _generate(
+                self.model, self.processor, job, self.template, (part, done, bad), progress=show, **self.opts
+            )
 
 
 def _family_name(model: Any, processor: Any, family: str | None) -> str | None:
@@ -499,12 +397,40 @@ def _generate(
     if output is not None:
         restore_input_order(output, samples)
     if bad:
-        ids = ", ".join(repr(b["id"]) for b in bad[:5]) + (", ..." if len(bad) > 5 else "")
-        where = "" if output is None else f"; listed in {run_record_path(_job_output(output))}"
-        warnings.warn(
-            f"skipped {len(bad)} samples whose image cannot be decoded ({ids}){where}", stacklevel=3
-        )
+        _warn_skipped(bad, output)
     return [done[s.id] for s in samples if s.id in done]
+
+
+def _warn_skipped(bad: Sequence[Mapping[str, Any]], output: Path | None) -> None:
+    """Warn about the samples skipped for an image that cannot be decoded (at the caller of the API)."""
+    ids = ", ".join(repr(b["id"]) for b in bad[:5]) + (", ..." if len(bad) > 5 else "")
+    where = "" if output is None else f"; listed in {run_record_path(_job_output(output))}"
+    warnings.warn(f"skipped {len(bad)} samples whose image cannot be decoded ({ids}){where}", stacklevel=4)
+
+
+def _greedy_kwargs(processor: Any, family: str | None, max_new_tokens: int) -> dict[str, Any]:
+    """The ``generate`` arguments of greedy decoding that stops on the family's stop tokens."""
+    tok = processor.tokenizer
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.unk_token_id
+    return {
+        "max_new_tokens": max_new_tokens,
+        "do_sample": False,
+        "num_beams": 1,
+        "eos_token_id": stop_token_ids(processor, family),
+        "pad_token_id": pad_id,
+    }
+
+
+def _answer_batch(model: Any, tok: Any, collated: dict[str, Any], gen_kwargs: Mapping[str, Any]) -> list[str]:
+    """The decoded new tokens of each row of a collated batch."""
+    import torch
+
+    batch = _to_device(collated, model)
+    with torch.inference_mode():
+        out = model.generate(**batch, **gen_kwargs)
+    new_tokens = out[:, batch["input_ids"].shape[1] :]
+    texts: list[str] = tok.batch_decode(new_tokens, skip_special_tokens=True)
+    return texts
 
 
 def _generate_hf(
@@ -526,21 +452,11 @@ def _generate_hf(
     sort_by_length: bool,
 ) -> None:
     """Answer ``todo`` with a transformers model, batches prepared by a DataLoader."""
-    import functools
-
-    import torch
     from tqdm.auto import tqdm
 
     collator = GenerationCollator(processor, prompt=template, family=family)
     tok = processor.tokenizer
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.unk_token_id
-    gen_kwargs: dict[str, Any] = {
-        "max_new_tokens": max_new_tokens,
-        "do_sample": False,
-        "num_beams": 1,
-        "eos_token_id": stop_token_ids(processor, family),
-        "pad_token_id": pad_id,
-    }
+    gen_kwargs = _greedy_kwargs(processor, family, max_new_tokens)
     was_training = bool(getattr(model, "training", False))
     model.eval()
     writer = JsonlWriter(output) if output is not None else None
@@ -557,11 +473,7 @@ def _generate_hf(
         ):
             bad.extend(skipped)
             if collated is not None:
-                batch = _to_device(collated, model)
-                with torch.inference_mode():
-                    out = model.generate(**batch, **gen_kwargs)
-                new_tokens = out[:, batch["input_ids"].shape[1] :]
-                texts = tok.batch_decode(new_tokens, skip_special_tokens=True)
+                texts = _answer_batch(model, tok, collated, gen_kwargs)
                 for i, text in zip(keep, texts, strict=True):
                     pred = _to_prediction(chunk[i], text.strip(), template)
                     if writer is not None:

@@ -12,7 +12,8 @@ plot is drawn, with the non-interactive ``Agg`` backend.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -106,10 +107,8 @@ def plot_loss_curves(
     """
     target = Path(path)
     data = loss_curve_data(histories)
-    atomic_write_json(Path(data_path) if data_path else target.with_suffix(".json"), {"title": title, **data})
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
-    try:
+    legend = bool(data["series"] or data["eval_series"])
+    with _figure(target, data, title=title, data_path=data_path, legend=legend) as ax:
         # One marker rule for the whole figure, so that the stages look alike.
         dense = any(len(s["x"]) >= 60 for s in data["series"])
         for s in data["series"]:
@@ -120,14 +119,32 @@ def plot_loss_curves(
             ax.axvline(b, color="grey", linestyle=":", linewidth=1)
         ax.set_xlabel("optimizer step (stages laid end to end)")
         ax.set_ylabel("loss")
+    return target
+
+
+@contextmanager
+def _figure(
+    target: Path,
+    data: Mapping[str, Any],
+    *,
+    title: str,
+    data_path: str | os.PathLike[str] | None,
+    legend: bool,
+) -> Iterator[Any]:
+    """Write the plotted data, then give the axes of a new figure to draw on; afterwards
+    title it (with a legend when asked), add the grid and save the PNG at ``target``."""
+    atomic_write_json(Path(data_path) if data_path else target.with_suffix(".json"), {"title": title, **data})
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    try:
+        yield ax
         ax.set_title(title)
-        if data["series"] or data["eval_series"]:
+        if legend:
             ax.legend()
         ax.grid(alpha=0.3)
         _save(fig, target)
     finally:
         plt.close(fig)
-    return target
 
 
 def sweep_plot_data(
@@ -181,10 +198,7 @@ def plot_sweep(
     """
     target = Path(path)
     data = sweep_plot_data(rows, metrics=metrics, size_key=size_key)
-    atomic_write_json(Path(data_path) if data_path else target.with_suffix(".json"), {"title": title, **data})
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
-    try:
+    with _figure(target, data, title=title, data_path=data_path, legend=bool(data["series"])) as ax:
         xs = list(range(len(data["sizes"])))
         k = len(data["series"])
         with_bars = False
@@ -207,13 +221,6 @@ def plot_sweep(
         ax.set_xticklabels([_size_label(n) for n in data["sizes"]])
         ax.set_xlabel("stage-1 pretraining pairs")
         ax.set_ylabel("score (bars: bootstrap interval)" if with_bars else "score")
-        ax.set_title(title)
-        if data["series"]:
-            ax.legend()
-        ax.grid(alpha=0.3)
-        _save(fig, target)
-    finally:
-        plt.close(fig)
     return target
 
 

@@ -151,7 +151,8 @@ class ServerEngine:
         from tqdm.auto import tqdm
 
         from medvqa._io import JsonlWriter
-        from medvqa.generation import _load_done, _to_prediction
+        from medvqa._run_record import _load_done
+        from medvqa.generation import _to_prediction
 
         done: dict[str, Prediction] = {} if output is None else _load_done(Path(output), samples, prompt)
         todo = [s for s in samples if s.id not in done]

@@ -197,3 +197,26 @@ def test_pad_to_multiple_of_pads_with_ignored_labels(processor: Any) -> None:
     assert (padded["labels"][:, n:] == IGNORE_INDEX).all() and (padded["attention_mask"][:, n:] == 0).all()
     with pytest.raises(ValueError, match="pad_to_multiple_of"):
         TrainingCollator(processor, pad_to_multiple_of=0)
+
+
+@pytest.mark.parametrize("family", ["idefics2", "qwen2_vl"])
+@pytest.mark.parametrize("collator_class", [TrainingCollator, GenerationCollator])
+def test_an_image_that_cannot_be_opened_names_its_sample_for_every_family(
+    family: str, collator_class: Any
+) -> None:
+    from medvqa._errors import ImageLoadError
+    from medvqa.models import tiny_model
+
+    _, proc = tiny_model(family)
+    broken = VQASample(
+        id="broken-7",
+        question="Is there a fracture?",
+        answer="no",
+        answer_type="closed",
+        answer_type_source="annotation",
+        dataset="demo",
+        split="test",
+        image=ImageRef(data=b"not an image", name="broken.png"),
+    )
+    with pytest.raises(ImageLoadError, match=r"sample 'broken-7'"):
+        collator_class(proc)([FRACTURE, broken])

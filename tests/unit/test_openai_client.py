@@ -41,17 +41,20 @@ def _handler(state: _Server) -> type[BaseHTTPRequestHandler]:
                 state.in_flight += 1
                 state.max_in_flight = max(state.max_in_flight, state.in_flight)
                 failure = state.failures.pop(0) if state.failures else None
+            # A request stops counting as in flight just before its reply is written: once the
+            # client has the reply it may send its next request, which must not overlap this one.
             try:
                 if self.path != "/v1/chat/completions":
-                    self._send(404, b'{"error": "not found"}')
+                    status, data = 404, b'{"error": "not found"}'
                 elif failure is not None:
-                    self._send(failure[0], failure[1].encode())
+                    status, data = failure[0], failure[1].encode()
                 else:
                     time.sleep(state.delay_s)
-                    self._send(200, json.dumps(_reply(body)).encode())
+                    status, data = 200, json.dumps(_reply(body)).encode()
             finally:
                 with state.lock:
                     state.in_flight -= 1
+            self._send(status, data)
 
         def _send(self, status: int, data: bytes) -> None:
             self.send_response(status)

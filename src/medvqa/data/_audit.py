@@ -251,83 +251,94 @@ def format_report(
     """Render summaries and audits as plain-text tables (what ``medvqa data summary`` prints)."""
     lines: list[str] = []
     if summaries:
-        s0 = summaries[0]
-        lines.append(f"dataset: {s0.dataset}    layout: {', '.join(sorted({s.layout for s in summaries}))}")
-        lines.append("")
-        header = ["split", "rows", "skipped", "closed", "open", "answer_type from", "images"]
-        table: list[list[object]] = []
-        for s in summaries:
-            src = ", ".join(f"{k} {v:,}" for k, v in sorted(s.answer_type_source.items())) or None
-            table.append(
-                [
-                    s.split,
-                    f"{s.rows:,}",
-                    f"{s.skipped:,}",
-                    _pct(s.closed, s.rows),
-                    _pct(s.open, s.rows),
-                    src,
-                    f"{s.images:,}",
-                ]
-            )
-        align: list[Align] = ["left", "right", "right", "right", "right", "left", "right"]
-        lines.append(plain_table(header, table, align=align))
-        fields = [f for f in BREAKDOWN_FIELDS if any(f in s.breakdown for s in summaries)]
-        for f in fields:
-            lines.append("")
-            lines.append(f"by {f}:")
-            values: Counter[str] = Counter()
-            for s in summaries:
-                values.update(s.breakdown.get(f, {}))
-            top = [v for v, _ in values.most_common(12)]
-            width = max(len(v) for v in top)
-            lines.append("  " + " " * width + "  " + "  ".join(s.split.rjust(10) for s in summaries))
-            for v in top:
-                lines.append(
-                    "  "
-                    + v.ljust(width)
-                    + "  "
-                    + "  ".join(f"{s.breakdown.get(f, {}).get(v, 0):>10,}" for s in summaries)
-                )
-            if len(values) > len(top):
-                lines.append(f"  ... {len(values) - len(top)} more values")
-        for s in summaries:
-            for reason, n in s.skipped_reasons.items():
-                lines.append(f"{s.split}: skipped {n:,} row{'' if n == 1 else 's'} on request: {reason}")
-        notes = [f"{s.split}: {n}" for s in summaries for n in s.notes]
-        if notes:
-            lines.append("")
-            lines.append("notes:")
-            lines.extend(f"  - {n}" for n in notes)
+        lines += _summary_lines(summaries)
     for split in absent:
         lines.append(f"{split}: not in this source")
     for a in audits:
-        lines.append("")
-        lines.append(f"audit {a.train} vs {a.test}:")
-        what = a.compared
-        lines.append(
-            f"  {what}s {'found' if what == 'caption' else 'asked'} in both splits: "
-            f"{a.repeated_questions:,} distinct; "
-            f"{a.test_rows_repeating_a_question:,} {a.test} rows repeat a {a.train} {what}"
-        )
-        if a.hashed:
-            lines.append(
-                f"  images shared by content (SHA-256 of the file bytes): {a.shared_images:,} of {a.test_images:,} "
-                f"{a.test} images; {a.test_rows_on_shared_images:,} {a.test} rows use a {a.train} image"
-            )
-            lines.append(
-                f"  {a.test} rows repeating a {a.train} (image, {a.compared}) pair: {a.duplicate_pairs:,}"
-            )
-            if a.unhashed_images:
-                lines.append(
-                    f"  {a.unhashed_images:,} image files could not be read and are not in these counts"
-                )
-            if a.dataset == "vqa_rad" and a.shared_images:
-                lines.append(
-                    "  VQA-RAD asks different questions about the same images in train and test: shared "
-                    "images are how the release is built, not a loading error."
-                )
-        else:
-            lines.append("  images not hashed (--no-hash)")
-        for q in a.examples:
-            lines.append(f"    e.g. {q!r}")
+        lines += _audit_lines(a)
     return "\n".join(lines) + "\n"
+
+
+def _summary_lines(summaries: Sequence[SplitSummary]) -> list[str]:
+    s0 = summaries[0]
+    lines = [f"dataset: {s0.dataset}    layout: {', '.join(sorted({s.layout for s in summaries}))}", ""]
+    header = ["split", "rows", "skipped", "closed", "open", "answer_type from", "images"]
+    table: list[list[object]] = []
+    for s in summaries:
+        src = ", ".join(f"{k} {v:,}" for k, v in sorted(s.answer_type_source.items())) or None
+        table.append(
+            [
+                s.split,
+                f"{s.rows:,}",
+                f"{s.skipped:,}",
+                _pct(s.closed, s.rows),
+                _pct(s.open, s.rows),
+                src,
+                f"{s.images:,}",
+            ]
+        )
+    align: list[Align] = ["left", "right", "right", "right", "right", "left", "right"]
+    lines.append(plain_table(header, table, align=align))
+    for f in [f for f in BREAKDOWN_FIELDS if any(f in s.breakdown for s in summaries)]:
+        lines += _breakdown_lines(summaries, f)
+    for s in summaries:
+        for reason, n in s.skipped_reasons.items():
+            lines.append(f"{s.split}: skipped {n:,} row{'' if n == 1 else 's'} on request: {reason}")
+    notes = [f"{s.split}: {n}" for s in summaries for n in s.notes]
+    if notes:
+        lines.append("")
+        lines.append("notes:")
+        lines.extend(f"  - {n}" for n in notes)
+    return lines
+
+
+def _breakdown_lines(summaries: Sequence[SplitSummary], f: str) -> list[str]:
+    """The rows per value of metadata field ``f`` (its 12 most common values), one column a split."""
+    lines = ["", f"by {f}:"]
+    values: Counter[str] = Counter()
+    for s in summaries:
+        values.update(s.breakdown.get(f, {}))
+    top = [v for v, _ in values.most_common(12)]
+    width = max(len(v) for v in top)
+    lines.append("  " + " " * width + "  " + "  ".join(s.split.rjust(10) for s in summaries))
+    for v in top:
+        lines.append(
+            "  "
+            + v.ljust(width)
+            + "  "
+            + "  ".join(f"{s.breakdown.get(f, {}).get(v, 0):>10,}" for s in summaries)
+        )
+    if len(values) > len(top):
+        lines.append(f"  ... {len(values) - len(top)} more values")
+    return lines
+
+
+def _audit_lines(a: AuditReport) -> list[str]:
+    what = a.compared
+    lines = [
+        "",
+        f"audit {a.train} vs {a.test}:",
+        f"  {what}s {'found' if what == 'caption' else 'asked'} in both splits: "
+        f"{a.repeated_questions:,} distinct; "
+        f"{a.test_rows_repeating_a_question:,} {a.test} rows repeat a {a.train} {what}",
+    ]
+    if a.hashed:
+        lines.append(
+            f"  images shared by content (SHA-256 of the file bytes): {a.shared_images:,} of {a.test_images:,} "
+            f"{a.test} images; {a.test_rows_on_shared_images:,} {a.test} rows use a {a.train} image"
+        )
+        lines.append(
+            f"  {a.test} rows repeating a {a.train} (image, {a.compared}) pair: {a.duplicate_pairs:,}"
+        )
+        if a.unhashed_images:
+            lines.append(f"  {a.unhashed_images:,} image files could not be read and are not in these counts")
+        if a.dataset == "vqa_rad" and a.shared_images:
+            lines.append(
+                "  VQA-RAD asks different questions about the same images in train and test: shared "
+                "images are how the release is built, not a loading error."
+            )
+    else:
+        lines.append("  images not hashed (--no-hash)")
+    for q in a.examples:
+        lines.append(f"    e.g. {q!r}")
+    return lines

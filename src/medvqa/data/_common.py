@@ -7,13 +7,21 @@ import hashlib
 import os
 import sys
 import unicodedata
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeAlias, get_args
 
 from medvqa._errors import DataFormatError, ImageLoadError, RowRef
-from medvqa.records import AnswerType, AnswerTypeSource, ImageRef, MetadataValue, infer_answer_type
+from medvqa._io import read_json
+from medvqa.records import (
+    AnswerType,
+    AnswerTypeSource,
+    ImageRef,
+    MetadataValue,
+    VQASample,
+    infer_answer_type,
+)
 
 Where: TypeAlias = RowRef | int | str
 """Where a row sits in its file: a :class:`~medvqa._errors.RowRef` (``line 3``, ``record 2``)."""
@@ -259,6 +267,111 @@ class ImageCheck:
             file=file,
             row=index,
             field=field,
+        )
+
+    def folder_policy(self, folder: Path, *, indexed: str) -> tuple[bool, list[str]]:
+        """Whether rows' images are checked, and the note to give when ``folder`` is absent.
+
+        An absent image folder still gives an index (for text-only uses), unless the caller
+        asked to skip rows without images: then every row is skipped and counted.
+
+        Args:
+            folder: The image folder of the split.
+            indexed: What the note says after ``no image folder ...:`` when rows are kept.
+        """
+        if folder.is_dir():
+            return True, []
+        if self.policy == "skip":
+            return True, [f"no image folder {folder}: every row skipped (on_missing_image='skip')"]
+        return False, [f"no image folder {folder}: {indexed}"]
+
+
+def split_not_found(root: Path, split: str, expected: str, present: Iterable[str]) -> SplitNotFoundError:
+    """The error for a split whose file ``expected`` is not in ``root``, listing the splits present."""
+    return SplitNotFoundError(
+        f"{root}: no {split!r} split ({expected}); splits present: {', '.join(present) or 'none'}"
+    )
+
+
+def read_json_list(path: Path, what: str) -> list[Any]:
+    """The JSON array in ``path``; anything else is an error naming the file and ``what`` was expected."""
+    data = read_json(path)
+    if not isinstance(data, list):
+        raise DataFormatError(f"expected a JSON list of {what}, got {type(data).__name__}", file=str(path))
+    return data
+
+
+def require_object(row: object, *, file: str, index: Where) -> dict[str, Any]:
+    """``row`` when it is a JSON object, else an error naming the file and row."""
+    if not isinstance(row, dict):
+        raise DataFormatError(f"expected an object, got {type(row).__name__}", file=file, row=index)
+    return row
+
+
+@dataclass(frozen=True)
+class AnnotatedRows:
+    """Makes samples of the rows of one release file whose rows hold a question, an answer,
+    an image name and an OPEN/CLOSED answer type (VQA-RAD, SLAKE).
+
+    Attributes:
+        dataset: The dataset name of the samples.
+        split: The split name of the samples.
+        file: The release file (for errors).
+        image_dir: The folder image names are relative to.
+        image_field: The field holding the image name.
+        check: The skip policies.
+    """
+
+    dataset: str
+    split: str
+    file: str
+    image_dir: Path
+    image_field: str
+    check: ImageCheck
+
+    def sample(
+        self,
+        row: Mapping[str, Any],
+        *,
+        sid: str,
+        index: Where,
+        meta: dict[str, MetadataValue] | Callable[[str], dict[str, MetadataValue]],
+        question: str | None = None,
+    ) -> VQASample | None:
+        """The sample of ``row``, or ``None`` when the skip policies left it out (counted there).
+
+        Fields are checked in the order question, answer, image, answer type, so the first
+        problem of a row is the one reported.
+
+        Args:
+            row: The release row.
+            sid: The sample id.
+            index: Where the row sits in the file.
+            meta: The sample's metadata, or a function of the image name that makes it.
+            question: The question when already read (else the row's ``question``).
+        """
+        file, check = self.file, self.check
+        q = question if question is not None else text_field(row, "question", file=file, index=index)
+        answer = check.answer(row, "answer", file=file, index=index)
+        if answer is None:
+            return None
+        name = text_field(row, self.image_field, file=file, index=index)
+        ref = ImageRef(path=str(self.image_dir / name), root=str(self.image_dir), name=name)
+        if not check.keep(ref, file=file, index=index, field=self.image_field):
+            return None
+        if "answer_type" not in row:
+            raise DataFormatError("missing required field", file=file, row=index, field="answer_type")
+        atype = annotated_answer_type(row["answer_type"], file=file, index=index, field="answer_type")
+        return VQASample(
+            id=sid,
+            question=q,
+            answer=answer,
+            answer_type=atype,
+            answer_type_source="annotation",
+            dataset=self.dataset,
+            split=self.split,
+            image=ref,
+            metadata=meta(name) if callable(meta) else meta,
         )
 
 

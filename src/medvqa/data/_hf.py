@@ -33,7 +33,7 @@ from medvqa.data._common import (
     split_of,
     text_field,
 )
-from medvqa.records import AnswerType, ImageRef, Task, VQASample
+from medvqa.records import AnswerType, ImageRef, MetadataValue, Task, VQASample
 
 __all__ = ["HFTable", "hf_vqa_samples", "is_hf_object", "looks_like_hf_folder", "read_hf"]
 
@@ -324,6 +324,39 @@ def read_hf(
     )
 
 
+class _SampleIds:
+    """Sample ids of a table's rows: ``<dataset>:<id column>``, or content ids without that column."""
+
+    def __init__(
+        self, table: HFTable, dataset: str, id_column: str | None, fixed_question: str | None
+    ) -> None:
+        self.table, self.dataset, self.id_column, self.fixed_question = (
+            table,
+            dataset,
+            id_column,
+            fixed_question,
+        )
+        self._identity = ImageIdentity()
+        self._occurrences = Occurrences()
+        self._ids = UniqueIds()
+
+    def __call__(self, row: Mapping[str, Any], where: RowRef, ref: ImageRef | None, question: str) -> str:
+        """The id of ``row`` (at ``where``, with image ``ref``); a repeated id column value is an error."""
+        if self.id_column is not None:
+            file = self.table.file
+            sid = f"{self.dataset}:{text_field(row, self.id_column, file=file, index=where)}"
+            self._ids.add(sid, file=file, row=where, field=self.id_column)
+            return sid
+        key = self._identity(ref)
+        return content_id(
+            self.dataset,
+            key,
+            question if self.fixed_question is None else "",
+            self._occurrences.next(key, question),
+        )
+
+
+# Over 60 lines: its signature holds the column options every dataset sets; one row loop.
 def hf_vqa_samples(
     table: HFTable,
     *,
@@ -351,11 +384,8 @@ def hf_vqa_samples(
     a_col = table.require_column(answer_columns, what="answer" if task == "vqa" else "caption")
     if table.rows and table.image_column is None and task == "caption":
         table.require_column(("image",), what="image")
-    has_ids = id_column is not None and id_column in table.columns
     has_types = type_column is not None and type_column in table.columns
-    identity = ImageIdentity()
-    occurrences = Occurrences()
-    ids = UniqueIds()
+    sample_id = _SampleIds(table, dataset, id_column if id_column in table.columns else None, fixed_question)
     used = {c for c in (q_col, a_col, table.image_column, id_column) if c}
     samples: list[VQASample] = []
     for i, row in enumerate(table.rows):
@@ -379,18 +409,7 @@ def hf_vqa_samples(
                 row[type_column], file=table.file, index=where, field=type_column
             )
         answer_type, source = answer_type_of(answer, annotation)
-        if has_ids and id_column is not None:
-            sid = f"{dataset}:{text_field(row, id_column, file=table.file, index=where)}"
-            ids.add(sid, file=table.file, row=where, field=id_column)
-        else:
-            key = identity(ref)
-            sid = content_id(
-                dataset, key, question if fixed_question is None else "", occurrences.next(key, question)
-            )
-        meta = scalar_metadata(row, skip=used)
-        if ref is not None and ref.name:
-            meta.setdefault("image_name", ref.name)
-        meta["layout"] = table.layout
+        sid = sample_id(row, where, ref, question)
         samples.append(
             VQASample(
                 id=sid,
@@ -402,7 +421,18 @@ def hf_vqa_samples(
                 split=split,
                 task=task,
                 image=ref,
-                metadata=meta,
+                metadata=_row_metadata(row, used, ref, table.layout),
             )
         )
     return samples
+
+
+def _row_metadata(
+    row: Mapping[str, Any], used: Iterable[str], ref: ImageRef | None, layout: str
+) -> dict[str, MetadataValue]:
+    """The row's scalar fields other than ``used`` ones, its image name and the layout."""
+    meta = scalar_metadata(row, skip=used)
+    if ref is not None and ref.name:
+        meta.setdefault("image_name", ref.name)
+    meta["layout"] = layout
+    return meta

@@ -142,6 +142,7 @@ DATASETS: Mapping[str, DatasetSpec] = MappingProxyType(
 )
 
 
+# Over 60 lines: half of it is the public docstring with its doctest.
 def load(name: str, source: Any, *, split: str = "train", **options: Any) -> VQADataset:
     """Load one split of a dataset from its official release or a Hugging Face layout.
 

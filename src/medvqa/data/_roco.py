@@ -16,18 +16,19 @@ from pathlib import Path
 from typing import Any
 
 from medvqa._errors import DataFormatError, RowRef
-from medvqa._io import read_json, read_jsonl
+from medvqa._io import read_jsonl
 from medvqa.data._common import (
     SPLIT_ALIASES,
     ImageCheck,
     SplitNotFoundError,
     UniqueIds,
-    check_choice,
-    check_split,
+    read_json_list,
+    require_object,
     text_field,
 )
 from medvqa.data._dataset import VQADataset
-from medvqa.data._hf import hf_vqa_samples, is_hf_object, looks_like_hf_folder, read_hf
+from medvqa.data._hf import hf_vqa_samples, looks_like_hf_folder, read_hf
+from medvqa.data._loader import start_load
 from medvqa.data._sizes import KnownRelease
 from medvqa.records import ImageRef, MetadataValue, VQASample
 
@@ -93,16 +94,11 @@ def _load_official(folder: Path, split: str, check: ImageCheck) -> tuple[list[VQ
     file = str(path)
     images = folder / "images"
     pmc = _pmc_names(folder)
-    notes: list[str] = []
     images_present = images.is_dir()
     # As for PathVQA: an absent folder gives a caption index unless skipping was asked.
-    check_images = images_present or check.policy == "skip"
-    if not images_present:
-        notes.append(
-            f"no image folder {images}: every row skipped (on_missing_image='skip')"
-            if check_images
-            else f"no image folder {images}: captions indexed, opening an image raises an error naming the file"
-        )
+    check_images, notes = check.folder_policy(
+        images, indexed="captions indexed, opening an image raises an error naming the file"
+    )
     out: list[VQASample] = []
     ids = UniqueIds()
     with path.open(encoding="utf-8-sig", newline="\n") as fh:
@@ -144,15 +140,11 @@ def _load_instruct(path: Path, split: str, image_dir: Path, check: ImageCheck) -
     if path.suffix == ".jsonl":
         rows = [(RowRef.line(n), obj) for n, obj in read_jsonl(path)]
     else:
-        data = read_json(path)
-        if not isinstance(data, list):
-            raise DataFormatError(f"expected a JSON list of records, got {type(data).__name__}", file=file)
-        rows = [(RowRef.record(i), obj) for i, obj in enumerate(data)]
+        rows = [(RowRef.record(i), obj) for i, obj in enumerate(read_json_list(path, "records"))]
     out: list[VQASample] = []
     ids = UniqueIds()
-    for index, row in rows:
-        if not isinstance(row, dict):
-            raise DataFormatError(f"expected an object, got {type(row).__name__}", file=file, row=index)
+    for index, raw in rows:
+        row = require_object(raw, file=file, index=index)
         rid = text_field(row, "id", file=file, index=index)
         ids.add(f"roco:{rid}", file=file, row=index, field="id")
         name = text_field(row, "image", file=file, index=index)
@@ -184,6 +176,53 @@ def _load_instruct(path: Path, split: str, image_dir: Path, check: ImageCheck) -
     return out
 
 
+def _detect_layout(path: Path | None, subset: str) -> str:
+    if path is None:
+        return "hf"
+    if path.is_file() and path.suffix in (".json", ".jsonl"):
+        return "instruct"
+    if path.is_dir() and any(
+        (path / a / subset / "captions.txt").is_file() for v in SPLIT_ALIASES.values() for a in v
+    ):
+        return "official"
+    if looks_like_hf_folder(path):
+        return "hf"
+    raise DataFormatError(
+        f"no ROCO layout found: expected <split>/{subset}/captions.txt (official), a roco-instruct "
+        ".json/.jsonl file, or a Hugging Face image/caption layout",
+        file=str(path),
+    )
+
+
+def _official_folder(path: Path | None, source: Any, split: str, subset: str) -> Path:
+    if path is None:
+        raise ValueError(f"layout 'official' needs a path, got a {type(source).__name__}")
+    folder = _split_dir(path, split, subset)
+    if folder is None:
+        present = sorted({p.parent.parent.name for p in path.glob(f"*/{subset}/captions.txt")})
+        raise SplitNotFoundError(
+            f"{path}: no {split!r} split (expected {split}/{subset}/captions.txt); splits present: "
+            f"{', '.join(present) or 'none'}"
+        )
+    return folder
+
+
+def _load_hf(source: Any, split: str, check: ImageCheck) -> tuple[list[VQASample], str, str]:
+    table = read_hf(source, split)
+    id_col = next((c for c in ("roco_id", "id", "image_id") if c in table.columns), None)
+    samples = hf_vqa_samples(
+        table,
+        dataset="roco",
+        split=split,
+        check=check,
+        answer_columns=("caption", "text"),
+        id_column=id_col,
+        task="caption",
+        fixed_question=STAGE1_INSTRUCTION,
+    )
+    return samples, table.file, table.layout
+
+
 def load_roco(
     source: Any,
     *,
@@ -195,39 +234,14 @@ def load_roco(
     image_dir: str | Path | None = None,
 ) -> VQADataset:
     """Load one split of ROCO captions (see :func:`medvqa.data.load` for the options)."""
-    check_split(split, dataset="roco")
-    check_choice(layout, LAYOUTS, option="layout", dataset="roco")
-    check_choice(subset, SUBSETS, option="subset", dataset="roco")
-    check = ImageCheck(on_missing_image, dataset="roco", on_empty_answer=on_empty_answer)
-    path = None if is_hf_object(source) else Path(source)
+    choices = {"layout": (layout, LAYOUTS), "subset": (subset, SUBSETS)}
+    run = start_load(source, "roco", split, on_missing_image, on_empty_answer, choices)
+    check, path = run.check, run.path
     if layout == "auto":
-        if path is None:
-            layout = "hf"
-        elif path.is_file() and path.suffix in (".json", ".jsonl"):
-            layout = "instruct"
-        elif path.is_dir() and any(
-            (path / a / subset / "captions.txt").is_file() for v in SPLIT_ALIASES.values() for a in v
-        ):
-            layout = "official"
-        elif looks_like_hf_folder(path):
-            layout = "hf"
-        else:
-            raise DataFormatError(
-                f"no ROCO layout found: expected <split>/{subset}/captions.txt (official), a roco-instruct "
-                ".json/.jsonl file, or a Hugging Face image/caption layout",
-                file=str(path),
-            )
+        layout = _detect_layout(path, subset)
     notes: list[str] = []
     if layout == "official":
-        if path is None:
-            raise ValueError(f"layout 'official' needs a path, got a {type(source).__name__}")
-        folder = _split_dir(path, split, subset)
-        if folder is None:
-            present = sorted({p.parent.parent.name for p in path.glob(f"*/{subset}/captions.txt")})
-            raise SplitNotFoundError(
-                f"{path}: no {split!r} split (expected {split}/{subset}/captions.txt); splits present: "
-                f"{', '.join(present) or 'none'}"
-            )
+        folder = _official_folder(path, source, split, subset)
         samples, notes = _load_official(folder, split, check)
         where = str(folder / "captions.txt")
     elif layout == "instruct":
@@ -240,25 +254,5 @@ def load_roco(
         )
         samples, where = _load_instruct(path, split, images, check), str(path)
     else:
-        table = read_hf(source, split)
-        id_col = next((c for c in ("roco_id", "id", "image_id") if c in table.columns), None)
-        samples = hf_vqa_samples(
-            table,
-            dataset="roco",
-            split=split,
-            check=check,
-            answer_columns=("caption", "text"),
-            id_column=id_col,
-            task="caption",
-            fixed_question=STAGE1_INSTRUCTION,
-        )
-        where, layout = table.file, table.layout
-    return VQADataset(
-        samples,
-        name="roco",
-        split=split,
-        layout=layout,
-        source=where,
-        skipped_rows=check.skipped,
-        notes=notes,
-    )
+        samples, where, layout = _load_hf(source, split, check)
+    return run.result(samples, layout=layout, source=where, notes=notes)

@@ -7,25 +7,25 @@ copy with a ``qid`` column gets the same ids; without one, content ids.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from medvqa._errors import DataFormatError, RowRef
-from medvqa._io import read_json
 from medvqa.data._common import (
+    AnnotatedRows,
     ImageCheck,
-    SplitNotFoundError,
     UniqueIds,
     Where,
-    annotated_answer_type,
-    check_choice,
-    check_split,
-    text_field,
+    read_json_list,
+    require_object,
+    split_not_found,
 )
 from medvqa.data._dataset import VQADataset
-from medvqa.data._hf import hf_vqa_samples, is_hf_object, looks_like_hf_folder, read_hf
+from medvqa.data._hf import hf_vqa_samples, looks_like_hf_folder, read_hf
+from medvqa.data._loader import start_load
 from medvqa.data._sizes import KnownRelease
-from medvqa.records import ImageRef, MetadataValue, VQASample
+from medvqa.records import MetadataValue, VQASample
 
 FILES = {"train": "train.json", "validation": "validate.json", "test": "test.json"}
 #: Other names copies use (the Hugging Face copy BoKelvin/SLAKE renamed validate.json).
@@ -84,57 +84,49 @@ def _load_official(
     path = split_file(root, split)
     file = str(path)
     if not path.is_file():
-        present = [s for s in FILES if split_file(root, s).is_file()]
-        raise SplitNotFoundError(
-            f"{root}: no {split!r} split ({FILES[split]}); splits present: {', '.join(present) or 'none'}"
-        )
-    data = read_json(path)
-    if not isinstance(data, list):
-        raise DataFormatError(
-            f"expected a JSON list of question records, got {type(data).__name__}", file=file
-        )
+        raise split_not_found(root, split, FILES[split], [s for s in FILES if split_file(root, s).is_file()])
+    rows = AnnotatedRows("slake", split, file, image_dir, "img_name", check)
     out: list[VQASample] = []
     ids = UniqueIds()
-    for i, row in enumerate(data):
+    for i, raw in enumerate(read_json_list(path, "question records")):
         where = RowRef.record(i)
-        if not isinstance(row, dict):
-            raise DataFormatError(f"expected an object, got {type(row).__name__}", file=file, row=where)
+        row = require_object(raw, file=file, index=where)
         if not _language_ok(row, language, file=file, index=where):
             continue
         qid = row.get("qid")
         if not isinstance(qid, int) or isinstance(qid, bool):
             raise DataFormatError(f"qid must be an integer, got {qid!r}", file=file, row=where, field="qid")
         ids.add(f"slake:{qid}", file=file, row=where, field="qid")
-        question = text_field(row, "question", file=file, index=where)
-        answer = check.answer(row, "answer", file=file, index=where)
-        if answer is None:
-            continue
-        name = text_field(row, "img_name", file=file, index=where)
-        ref = ImageRef(path=str(image_dir / name), root=str(image_dir), name=name)
-        if not check.keep(ref, file=file, index=where, field="img_name"):
-            continue
-        if "answer_type" not in row:
-            raise DataFormatError("missing required field", file=file, row=where, field="answer_type")
-        atype = annotated_answer_type(row["answer_type"], file=file, index=where, field="answer_type")
-        meta: dict[str, MetadataValue] = {"qid": qid, "image_name": name, "layout": "official"}
-        for src, dst in _META.items():
-            value = row.get(src)
-            if isinstance(value, str | int) and not isinstance(value, bool):
-                meta[dst] = value.strip() if isinstance(value, str) else value
-        out.append(
-            VQASample(
-                id=f"slake:{qid}",
-                question=question,
-                answer=answer,
-                answer_type=atype,
-                answer_type_source="annotation",
-                dataset="slake",
-                split=split,
-                image=ref,
-                metadata=meta,
-            )
-        )
+        sample = rows.sample(row, sid=f"slake:{qid}", index=where, meta=partial(_official_meta, row, qid))
+        if sample is not None:
+            out.append(sample)
     return out
+
+
+def _official_meta(row: Mapping[str, Any], qid: int, name: str) -> dict[str, MetadataValue]:
+    meta: dict[str, MetadataValue] = {"qid": qid, "image_name": name, "layout": "official"}
+    for src, dst in _META.items():
+        value = row.get(src)
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            meta[dst] = value.strip() if isinstance(value, str) else value
+    return meta
+
+
+def _detect_layout(path: Path | None) -> tuple[Path | None, str]:
+    """The layout of ``source`` (a ``datasets`` object when ``path`` is ``None``) and its root."""
+    if path is None:
+        return path, "hf"
+    if path.is_dir() and any(split_file(path, s).is_file() for s in FILES):
+        return path, "official"
+    if path.is_file() and path.name in (*FILES.values(), *ALT_FILES["validation"]):
+        return path.parent, "official"
+    if looks_like_hf_folder(path):
+        return path, "hf"
+    raise DataFormatError(
+        "no SLAKE layout found: expected train.json/validate.json/test.json and imgs/ (official) "
+        "or a Hugging Face layout",
+        file=str(path),
+    )
 
 
 def load_slake(
@@ -148,60 +140,31 @@ def load_slake(
     image_dir: str | Path | None = None,
 ) -> VQADataset:
     """Load one split of SLAKE (see :func:`medvqa.data.load` for the options)."""
-    check_split(split, dataset="slake")
-    check_choice(language, LANGUAGES, option="language", dataset="slake")
-    check_choice(layout, LAYOUTS, option="layout", dataset="slake")
-    check = ImageCheck(on_missing_image, dataset="slake", on_empty_answer=on_empty_answer)
-    path = None if is_hf_object(source) else Path(source)
+    choices = {"language": (language, LANGUAGES), "layout": (layout, LAYOUTS)}
+    run = start_load(source, "slake", split, on_missing_image, on_empty_answer, choices)
+    check, path = run.check, run.path
     if layout == "auto":
-        if path is None:
-            layout = "hf"
-        elif path.is_dir() and any(split_file(path, s).is_file() for s in FILES):
-            layout = "official"
-        elif path.is_file() and path.name in (*FILES.values(), *ALT_FILES["validation"]):
-            path, layout = path.parent, "official"
-        elif looks_like_hf_folder(path):
-            layout = "hf"
-        else:
-            raise DataFormatError(
-                "no SLAKE layout found: expected train.json/validate.json/test.json and imgs/ (official) "
-                "or a Hugging Face layout",
-                file=str(path),
-            )
+        path, layout = _detect_layout(path)
     if layout == "official":
         if path is None:
             raise ValueError(f"layout 'official' needs a path, got a {type(source).__name__}")
         images = Path(image_dir) if image_dir is not None else path / IMAGE_FOLDER
         samples = _load_official(path, split, language, images, check)
-        return VQADataset(
-            samples,
-            name="slake",
+        where = str(split_file(path, split))
+    else:
+        table = read_hf(source, split)
+
+        def keep(row: Mapping[str, Any]) -> bool:
+            return language == "both" or "q_lang" not in row or str(row["q_lang"]).strip() == language
+
+        samples = hf_vqa_samples(
+            table,
+            dataset="slake",
             split=split,
-            layout="official",
-            source=str(split_file(path, split)),
-            skipped_rows=check.skipped,
-            notes=[f"language: {language}"],
+            check=check,
+            id_column="qid",
+            type_column="answer_type",
+            keep=keep,
         )
-    table = read_hf(source, split)
-
-    def keep(row: Mapping[str, Any]) -> bool:
-        return language == "both" or "q_lang" not in row or str(row["q_lang"]).strip() == language
-
-    samples = hf_vqa_samples(
-        table,
-        dataset="slake",
-        split=split,
-        check=check,
-        id_column="qid",
-        type_column="answer_type",
-        keep=keep,
-    )
-    return VQADataset(
-        samples,
-        name="slake",
-        split=split,
-        layout=table.layout,
-        source=table.file,
-        skipped_rows=check.skipped,
-        notes=[f"language: {language}"],
-    )
+        where, layout = table.file, table.layout
+    return run.result(samples, layout=layout, source=where, notes=[f"language: {language}"])

@@ -13,23 +13,23 @@ from pathlib import Path
 from typing import Any
 
 from medvqa._errors import DataFormatError, RowRef
-from medvqa._io import read_json
 from medvqa.data._common import (
+    AnnotatedRows,
     ImageCheck,
     SplitNotFoundError,
     UniqueIds,
     Where,
-    annotated_answer_type,
-    check_choice,
-    check_split,
     content_id,
     normalize_question,
+    read_json_list,
+    require_object,
     text_field,
 )
 from medvqa.data._dataset import VQADataset
-from medvqa.data._hf import hf_vqa_samples, is_hf_object, looks_like_hf_folder, read_hf
+from medvqa.data._hf import hf_vqa_samples, looks_like_hf_folder, read_hf
+from medvqa.data._loader import start_load
 from medvqa.data._sizes import KnownRelease
-from medvqa.records import ImageRef, MetadataValue, VQASample
+from medvqa.records import MetadataValue, VQASample
 
 OFFICIAL_JSON = "VQA_RAD Dataset Public.json"
 IMAGE_FOLDER = "VQA_RAD Image Folder"
@@ -61,15 +61,11 @@ KNOWN_SIZES = (
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
-    data = read_json(path)
-    if not isinstance(data, list):
-        raise DataFormatError(
-            f"expected a JSON list of question records, got {type(data).__name__}", file=str(path)
-        )
-    for i, row in enumerate(data):
-        if not isinstance(row, dict):
-            raise DataFormatError(f"expected an object, got {type(row).__name__}", file=str(path), record=i)
-    return data
+    file = str(path)
+    return [
+        require_object(row, file=file, index=RowRef.record(i))
+        for i, row in enumerate(read_json_list(path, "question records"))
+    ]
 
 
 def _qid(row: Mapping[str, Any], *, file: str, index: Where) -> int:
@@ -115,44 +111,9 @@ def _find_official(root: Path, explicit: str | Path | None) -> Path:
     )
 
 
-def _sample(
-    row: Mapping[str, Any],
-    *,
-    sid: str,
-    split: str,
-    file: str,
-    index: Where,
-    image_dir: Path,
-    check: ImageCheck,
-    meta: dict[str, MetadataValue],
-    question: str | None = None,
-) -> VQASample | None:
-    q = question if question is not None else text_field(row, "question", file=file, index=index)
-    answer = check.answer(row, "answer", file=file, index=index)
-    if answer is None:
-        return None
-    name = text_field(row, "image_name", file=file, index=index)
-    ref = ImageRef(path=str(image_dir / name), root=str(image_dir), name=name)
-    if not check.keep(ref, file=file, index=index, field="image_name"):
-        return None
-    if "answer_type" not in row:
-        raise DataFormatError("missing required field", file=file, row=index, field="answer_type")
-    atype = annotated_answer_type(row["answer_type"], file=file, index=index, field="answer_type")
-    return VQASample(
-        id=sid,
-        question=q,
-        answer=answer,
-        answer_type=atype,
-        answer_type_source="annotation",
-        dataset="vqa_rad",
-        split=split,
-        image=ref,
-        metadata=meta,
-    )
-
-
 def _load_official(path: Path, split: str, image_dir: Path, check: ImageCheck) -> list[VQASample]:
     file = str(path)
+    rows = AnnotatedRows("vqa_rad", split, file, image_dir, "image_name", check)
     out: list[VQASample] = []
     ids = UniqueIds()
     for i, row in enumerate(_rows(path)):
@@ -170,35 +131,109 @@ def _load_official(path: Path, split: str, image_dir: Path, check: ImageCheck) -
         ids.add(f"vqa_rad:{qid}", file=file, row=where, field="qid")
         if _PHRASE_SPLIT[phrase] != split:
             continue
-        s = _sample(
-            row,
-            sid=f"vqa_rad:{qid}",
-            split=split,
-            file=file,
-            index=where,
-            image_dir=image_dir,
-            check=check,
-            meta={**_official_meta(row, qid), "layout": "official"},
+        s = rows.sample(
+            row, sid=f"vqa_rad:{qid}", index=where, meta={**_official_meta(row, qid), "layout": "official"}
         )
         if s is not None:
             out.append(s)
     return out
 
 
+class _OfficialIndex:
+    """The official rows, keyed on (image name, normalized question) and on their frame questions.
+
+    Each official row joins at most one MEVF row as its main question and one as its frame.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.file = str(path)
+        self.rows = _rows(path)
+        self._pools: dict[str, dict[tuple[str, str], list[int]]] = {"m": {}, "f": {}}
+        for i, row in enumerate(self.rows):
+            name = str(row.get("image_name", ""))
+            key = (name, normalize_question(str(row.get("question", ""))))
+            self._pools["m"].setdefault(key, []).append(i)
+            frame = row.get("question_frame")
+            if isinstance(frame, str) and frame not in _NULL:
+                self._pools["f"].setdefault((name, normalize_question(frame)), []).append(i)
+        self._used: set[tuple[str, int]] = set()
+
+    def join(self, name: str, question: str, answer: str, *, frame: bool, split: str) -> int | None:
+        """The index of the official row a MEVF row is, or ``None``.
+
+        Among the unused rows with its image and question, those of the same official
+        split (frames excepted) and then those with the same answer are preferred.
+        """
+        pool = "f" if frame else "m"
+        cands = [
+            j
+            for j in self._pools[pool].get((name, normalize_question(question)), [])
+            if (pool, j) not in self._used
+        ]
+        if not frame:
+            cands = [j for j in cands if self.split_of(j) == split] or cands
+        best = [
+            j for j in cands if normalize_question(str(self.rows[j].get("answer", ""))) == answer
+        ] or cands
+        if not best:
+            return None
+        self._used.add((pool, best[0]))
+        return best[0]
+
+    def split_of(self, j: int) -> str | None:
+        """The official split of row ``j`` (from its phrase type)."""
+        return _PHRASE_SPLIT.get(self.rows[j].get("phrase_type", ""))
+
+
+def _mevf_id_meta(
+    row: Mapping[str, Any], official: _OfficialIndex, j: int | None, *, name: str, question: str
+) -> tuple[str, dict[str, MetadataValue]]:
+    """The id and metadata of a MEVF row joined to official row ``j`` (``None``: not joined)."""
+    is_frame = row.get("phrase_type") == "frame"
+    meta: dict[str, MetadataValue]
+    if j is not None:
+        qid = _qid(official.rows[j], file=official.file, index=RowRef.record(j))
+        meta = _official_meta(official.rows[j], qid)
+        meta["official_split"] = official.split_of(j) or ""
+        sid = f"vqa_rad:{qid}:frame" if is_frame else f"vqa_rad:{qid}"
+    else:
+        meta = {"image_name": name}
+        sid = content_id("vqa_rad", name, question, 0)
+    meta.update(
+        {
+            "layout": "mevf",
+            "mevf_qid": row.get("qid") if isinstance(row.get("qid"), int) else None,
+            "phrase_type": str(row.get("phrase_type", "")),
+            "joined": j is not None,
+        }
+    )
+    if isinstance(row.get("question_type"), str):
+        meta["question_type"] = row["question_type"].strip()
+    if isinstance(row.get("image_organ"), str):
+        meta["organ"] = row["image_organ"].strip()
+    return sid, meta
+
+
+def _mevf_notes(samples: list[VQASample], split: str, unjoined: int) -> list[str]:
+    notes = []
+    frames = [s for s in samples if s.metadata.get("phrase_type") == "frame"]
+    if frames:
+        from_test = sum(1 for s in frames if s.metadata.get("official_split") == "test")
+        notes.append(
+            f"MEVF {split}: {len(frames)} rows are question_frame variants; {from_test} of them are frames "
+            "of official test questions"
+        )
+    if unjoined:
+        notes.append(f"MEVF {split}: {unjoined} rows matched no official row (content ids)")
+    return notes
+
+
 def _load_mevf(
     path: Path, official: Path, split: str, image_dir: Path, check: ImageCheck
 ) -> tuple[list[VQASample], list[str]]:
-    official_rows = _rows(official)
-    main: dict[tuple[str, str], list[int]] = {}
-    frames: dict[tuple[str, str], list[int]] = {}
-    for i, row in enumerate(official_rows):
-        name = str(row.get("image_name", ""))
-        main.setdefault((name, normalize_question(str(row.get("question", "")))), []).append(i)
-        frame = row.get("question_frame")
-        if isinstance(frame, str) and frame not in _NULL:
-            frames.setdefault((name, normalize_question(frame)), []).append(i)
-    used: set[tuple[str, int]] = set()
+    index = _OfficialIndex(official)
     file = str(path)
+    rows = AnnotatedRows("vqa_rad", split, file, image_dir, "image_name", check)
     out: list[VQASample] = []
     ids = UniqueIds()
     unjoined = 0
@@ -207,73 +242,43 @@ def _load_mevf(
         question = text_field(row, "question", file=file, index=where)
         name = text_field(row, "image_name", file=file, index=where)
         answer = normalize_question(text_field(row, "answer", file=file, index=where))
-        is_frame = row.get("phrase_type") == "frame"
-        pool = frames if is_frame else main
-        cands = [
-            j
-            for j in pool.get((name, normalize_question(question)), [])
-            if ("f" if is_frame else "m", j) not in used
-        ]
-        if not is_frame:
-            cands = [
-                j for j in cands if _PHRASE_SPLIT.get(official_rows[j].get("phrase_type", "")) == split
-            ] or cands
-        best = [
-            j for j in cands if normalize_question(str(official_rows[j].get("answer", ""))) == answer
-        ] or cands
-        meta: dict[str, MetadataValue]
-        if best:
-            j = best[0]
-            used.add(("f" if is_frame else "m", j))
-            qid = _qid(official_rows[j], file=str(official), index=RowRef.record(j))
-            meta = _official_meta(official_rows[j], qid)
-            meta["official_split"] = _PHRASE_SPLIT.get(official_rows[j].get("phrase_type", ""), "")
-            sid = f"vqa_rad:{qid}:frame" if is_frame else f"vqa_rad:{qid}"
-        else:
-            unjoined += 1
-            meta = {"image_name": name}
-            sid = content_id("vqa_rad", name, question, 0)
-        meta.update(
-            {
-                "layout": "mevf",
-                "mevf_qid": row.get("qid") if isinstance(row.get("qid"), int) else None,
-                "phrase_type": str(row.get("phrase_type", "")),
-                "joined": bool(best),
-            }
-        )
-        if isinstance(row.get("question_type"), str):
-            meta["question_type"] = row["question_type"].strip()
-        if isinstance(row.get("image_organ"), str):
-            meta["organ"] = row["image_organ"].strip()
+        j = index.join(name, question, answer, frame=row.get("phrase_type") == "frame", split=split)
+        unjoined += j is None
+        sid, meta = _mevf_id_meta(row, index, j, name=name, question=question)
         ids.add(sid, file=file, row=where, field="question")
-        s = _sample(
-            row,
-            sid=sid,
-            split=split,
-            file=file,
-            index=where,
-            image_dir=image_dir,
-            check=check,
-            meta=meta,
-            question=question,
-        )
+        s = rows.sample(row, sid=sid, index=where, meta=meta, question=question)
         if s is not None:
             out.append(s)
-    notes = []
-    frames_n = sum(1 for s in out if s.metadata.get("phrase_type") == "frame")
-    if frames_n:
-        from_test = sum(
-            1
-            for s in out
-            if s.metadata.get("phrase_type") == "frame" and s.metadata.get("official_split") == "test"
-        )
-        notes.append(
-            f"MEVF {split}: {frames_n} rows are question_frame variants; {from_test} of them are frames of "
-            "official test questions"
-        )
-    if unjoined:
-        notes.append(f"MEVF {split}: {unjoined} rows matched no official row (content ids)")
-    return out, notes
+    return out, _mevf_notes(out, split, unjoined)
+
+
+def _detect_layout(path: Path) -> str:
+    if path.is_file() and path.name in MEVF_FILES.values():
+        return "mevf"
+    if (path.is_file() and path.suffix == ".json") or (path / OFFICIAL_JSON).is_file():
+        return "official"
+    if (path / MEVF_FILES["train"]).is_file():
+        return "mevf"
+    if looks_like_hf_folder(path):
+        return "hf"
+    raise DataFormatError(
+        f"no VQA-RAD layout found: expected {OFFICIAL_JSON!r} (official), trainset.json/testset.json "
+        "(MEVF; or layout='mevf' on a folder with mevf_split/), or a Hugging Face layout",
+        file=str(path),
+    )
+
+
+def _mevf_file(path: Path, split: str) -> Path:
+    """The MEVF file of ``split``: ``path`` itself, or in ``path`` or its ``mevf_split/`` folder."""
+    if path.is_file():
+        if path.name != MEVF_FILES[split]:
+            raise ValueError(f"{path} is not the MEVF {split!r} file ({MEVF_FILES[split]})")
+        return path
+    folder = path / "mevf_split" if (path / "mevf_split").is_dir() else path
+    mevf = folder / MEVF_FILES[split]
+    if not mevf.is_file():
+        raise SplitNotFoundError(f"{folder}: no MEVF {split!r} split ({MEVF_FILES[split]})")
+    return mevf
 
 
 def load_vqa_rad(
@@ -287,34 +292,18 @@ def load_vqa_rad(
     official: str | Path | None = None,
 ) -> VQADataset:
     """Load one split of VQA-RAD (see :func:`medvqa.data.load` for the options)."""
-    check_split(split, dataset="vqa_rad", valid=SPLITS)
-    check_choice(layout, LAYOUTS, option="layout", dataset="vqa_rad")
-    check = ImageCheck(on_missing_image, dataset="vqa_rad", on_empty_answer=on_empty_answer)
-    if is_hf_object(source):
-        layout = "hf" if layout == "auto" else layout
-    path = None if is_hf_object(source) else Path(source)
-    if layout == "auto" and path is not None:
-        if path.is_file() and path.name in MEVF_FILES.values():
-            layout = "mevf"
-        elif (path.is_file() and path.suffix == ".json") or (path / OFFICIAL_JSON).is_file():
-            layout = "official"
-        elif (path / MEVF_FILES["train"]).is_file():
-            layout = "mevf"
-        elif looks_like_hf_folder(path):
-            layout = "hf"
-        else:
-            raise DataFormatError(
-                f"no VQA-RAD layout found: expected {OFFICIAL_JSON!r} (official), trainset.json/testset.json "
-                "(MEVF; or layout='mevf' on a folder with mevf_split/), or a Hugging Face layout",
-                file=str(path),
-            )
+    choices = {"layout": (layout, LAYOUTS)}
+    run = start_load(source, "vqa_rad", split, on_missing_image, on_empty_answer, choices, splits=SPLITS)
+    check, path = run.check, run.path
+    if layout == "auto":
+        layout = "hf" if path is None else _detect_layout(path)
     notes: list[str] = []
     if layout == "hf":
         table = read_hf(source, split)
         samples = hf_vqa_samples(
             table, dataset="vqa_rad", split=split, check=check, type_column="answer_type"
         )
-        where = table.file
+        where, layout = table.file, table.layout
     elif path is None:
         raise ValueError(f"layout {layout!r} needs a path, got a {type(source).__name__}")
     elif layout == "official":
@@ -323,25 +312,9 @@ def load_vqa_rad(
         samples = _load_official(json_path, split, images, check)
         where = str(json_path)
     else:
-        if path.is_file():
-            if path.name != MEVF_FILES[split]:
-                raise ValueError(f"{path} is not the MEVF {split!r} file ({MEVF_FILES[split]})")
-            mevf = path
-        else:
-            folder = path / "mevf_split" if (path / "mevf_split").is_dir() else path
-            mevf = folder / MEVF_FILES[split]
-            if not mevf.is_file():
-                raise SplitNotFoundError(f"{folder}: no MEVF {split!r} split ({MEVF_FILES[split]})")
+        mevf = _mevf_file(path, split)
         off = _find_official(mevf.parent, official)
         images = Path(image_dir) if image_dir is not None else off.parent / IMAGE_FOLDER
         samples, notes = _load_mevf(mevf, off, split, images, check)
         where = str(mevf)
-    return VQADataset(
-        samples,
-        name="vqa_rad",
-        split=split,
-        layout=layout if layout != "hf" else table.layout,
-        source=where,
-        skipped_rows=check.skipped,
-        notes=notes,
-    )
+    return run.result(samples, layout=layout, source=where, notes=notes)

@@ -97,6 +97,9 @@ class ModelFamily:
         per_token_inputs: Those of :attr:`extra_inputs` that have one value per token
             (padded and truncated with the ids).
         nested_images: The processor takes images as one list per sample (else flat).
+        expands_images_from_text: The processor expands each image placeholder into the
+            same image tokens whatever the image (at :attr:`image_settings`), so a prompt
+            can be tokenized without its image.
     """
 
     name: str
@@ -125,6 +128,7 @@ class ModelFamily:
     extra_inputs: tuple[str, ...] = ()
     per_token_inputs: tuple[str, ...] = ()
     nested_images: bool = True
+    expands_images_from_text: bool = False
 
     def __post_init__(self) -> None:
         missing = [p for p in LORA_PRESET_NAMES if p not in self.lora_presets]
@@ -214,6 +218,7 @@ _IDEFICS2 = ModelFamily(
     recommended_resolution="378-980 px (shortest/longest edge), no splitting",
     qlora_memory="about 10-12 GB (NF4, bs 1, 8B)",
     extra_inputs=("pixel_attention_mask",),
+    expands_images_from_text=True,
 )
 
 _I3_LM = _lm(r"model\.text_model")
@@ -226,12 +231,24 @@ _I3_TOKENS = (
     *(f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)),
 )
 
+_I3_COMMON: dict[str, Any] = {
+    "image_processor_class": "Idefics3ImageProcessorPil",
+    "template": "smolvlm",
+    "image_tokens": _I3_TOKENS,
+    "end_of_turn": "<end_of_utterance>",
+    "stop_tokens": ("<end_of_utterance>",),
+    "lora_presets": _presets(_I3_LM, _I3_CONNECTOR, _I3_ALL),
+    "vision_prefix": "model.vision_model",
+    # the released preprocessors split every image into up to 17 tiles; medvqa's default does not
+    "image_settings": {"do_image_splitting": False},
+    "extra_inputs": ("pixel_attention_mask",),
+}
+
 _IDEFICS3 = ModelFamily(
     name="idefics3",
     model_types=("idefics3",),
     model_class="Idefics3ForConditionalGeneration",
     processor_class="Idefics3Processor",
-    image_processor_class="Idefics3ImageProcessorPil",
     examples=(
         "HuggingFaceM4/Idefics3-8B-Llama3",
         "HuggingFaceTB/SmolVLM-256M-Instruct",
@@ -239,19 +256,11 @@ _IDEFICS3 = ModelFamily(
         "HuggingFaceTB/SmolVLM-Instruct",
     ),
     flagship="HuggingFaceM4/Idefics3-8B-Llama3",
-    template="smolvlm",
     template_source="chat_template.json of HuggingFaceTB/SmolVLM-500M-Instruct (Idefics3-8B: same with <|begin_of_text|>)",
-    image_tokens=_I3_TOKENS,
-    end_of_turn="<end_of_utterance>",
-    stop_tokens=("<end_of_utterance>",),
-    lora_presets=_presets(_I3_LM, _I3_CONNECTOR, _I3_ALL),
-    vision_prefix="model.vision_model",
-    # the released preprocessors split every image into up to 17 tiles; medvqa's default does not
-    image_settings={"do_image_splitting": False},
     image_tokens_per_image="169 (Idefics3-8B) / 81 (SmolVLM 2.2B) / 64 (256M, 500M) unsplit; x17 tiles split",
     recommended_resolution="one 364-512 px tile (unsplit); 1456-2048 px longest edge split",
     qlora_memory="about 10-12 GB (Idefics3-8B); under 4 GB (SmolVLM 256M/500M)",
-    extra_inputs=("pixel_attention_mask",),
+    **_I3_COMMON,
 )
 
 _SMOLVLM = ModelFamily(
@@ -259,25 +268,17 @@ _SMOLVLM = ModelFamily(
     model_types=("smolvlm",),
     model_class="SmolVLMForConditionalGeneration",
     processor_class="Idefics3Processor (SmolVLMProcessor needs torchvision)",
-    image_processor_class="Idefics3ImageProcessorPil",
     examples=(
         "HuggingFaceTB/SmolVLM2-256M-Video-Instruct",
         "HuggingFaceTB/SmolVLM2-500M-Video-Instruct",
         "HuggingFaceTB/SmolVLM2-2.2B-Instruct",
     ),
     flagship="HuggingFaceTB/SmolVLM2-2.2B-Instruct",
-    template="smolvlm",
     template_source="chat_template.json of HuggingFaceTB/SmolVLM2-2.2B-Instruct",
-    image_tokens=_I3_TOKENS,
-    end_of_turn="<end_of_utterance>",
-    stop_tokens=("<end_of_utterance>",),
-    lora_presets=_presets(_I3_LM, _I3_CONNECTOR, _I3_ALL),
-    vision_prefix="model.vision_model",
-    image_settings={"do_image_splitting": False},
     image_tokens_per_image="64 (256M, 500M) / 81 (2.2B) unsplit; x17 tiles split",
     recommended_resolution="one 384-512 px tile (unsplit)",
     qlora_memory="under 4 GB (256M/500M); about 5 GB (2.2B)",
-    extra_inputs=("pixel_attention_mask",),
+    **_I3_COMMON,
 )
 
 _QWEN_LM = _lm(r"model\.language_model")
@@ -376,6 +377,15 @@ _LLAVA_CONNECTOR = r"model\.multi_modal_projector\.linear_[12]"
 _CLIP = r"encoder\.layers\.\d+\.(self_attn\.(q|k|v|out)_proj|mlp\.fc[12])"
 _LLAVA_ALL = rf"model\.(vision_tower\.{_CLIP}|multi_modal_projector\.linear_[12]|{_LLAVA_LM[7:]})"
 
+_LLAVA_COMMON: dict[str, Any] = {
+    "image_tokens": ("<image>",),
+    "end_of_turn": "</s>",
+    "stop_tokens": ("</s>",),
+    "lora_presets": _presets(_LLAVA_LM, _LLAVA_CONNECTOR, _LLAVA_ALL),
+    "vision_prefix": "model.vision_tower",
+    "nested_images": False,
+}
+
 _LLAVA = ModelFamily(
     name="llava",
     model_types=("llava",),
@@ -386,16 +396,11 @@ _LLAVA = ModelFamily(
     flagship="llava-hf/llava-1.5-7b-hf",
     template="llava",
     template_source="chat_template.json of llava-hf/llava-1.5-7b-hf (with the generation tag)",
-    image_tokens=("<image>",),
-    end_of_turn="</s>",
-    stop_tokens=("</s>",),
     append_end_of_turn=True,
-    lora_presets=_presets(_LLAVA_LM, _LLAVA_CONNECTOR, _LLAVA_ALL),
-    vision_prefix="model.vision_tower",
     image_tokens_per_image="576",
     recommended_resolution="336 x 336 (shortest edge resized, centre crop)",
     qlora_memory="about 8-10 GB (7B)",
-    nested_images=False,
+    **_LLAVA_COMMON,
 )
 
 _LLAVA_NEXT = ModelFamily(
@@ -408,16 +413,11 @@ _LLAVA_NEXT = ModelFamily(
     flagship="llava-hf/llava-v1.6-mistral-7b-hf",
     template="llava_next",
     template_source="chat_template.json of llava-hf/llava-v1.6-mistral-7b-hf (reconstructed, not byte-verified)",
-    image_tokens=("<image>",),
-    end_of_turn="</s>",
-    stop_tokens=("</s>",),
-    lora_presets=_presets(_LLAVA_LM, _LLAVA_CONNECTOR, _LLAVA_ALL),
-    vision_prefix="model.vision_tower",
     image_tokens_per_image="dynamic (any-resolution tiles): 224^2 -> 1176, 512^2 -> 2928",
     recommended_resolution="336 px tiles on the 672 px grid pinpoints",
     qlora_memory="about 10-12 GB (7B)",
     extra_inputs=("image_sizes",),
-    nested_images=False,
+    **_LLAVA_COMMON,
 )
 
 FAMILIES: Mapping[str, ModelFamily] = {

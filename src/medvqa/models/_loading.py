@@ -60,16 +60,13 @@ def load_idefics2(
             ``HuggingFaceM4/idefics2-8b``.
         quantization: ``None`` (full precision), ``"nf4"`` (the paper's QLoRA base),
             ``"fp4"``, ``"int8"``, or full :class:`QuantizationSettings`.
-        dtype: Dtype of the unquantized weights. With ``auto`` and quantization, the
-            settings' compute dtype is used.
-        device_map: Passed to ``from_pretrained`` (``"auto"``, ``"cpu"``, ``{"": 0}``...).
-            Quantized models default to ``{"": 0}`` (the whole model on the first GPU, as
-            QLoRA training needs) when CUDA is available, ``"cpu"`` otherwise.
+        dtype: As for :func:`load_model`.
+        device_map: As for :func:`load_model` (quantized models: the whole model on the
+            first GPU, as QLoRA training needs, when CUDA is available).
         do_image_splitting: The processor's image splitting (off in the paper: one image
             is 64 image tokens for the real model).
-        attn_implementation: ``"eager"``, ``"sdpa"``, ... (``None``: transformers' default).
-        local_files_only: Never reach the network (default: when ``path`` is a folder, or
-            ``HF_HUB_OFFLINE`` is set).
+        attn_implementation: As for :func:`load_model`.
+        local_files_only: As for :func:`load_model`.
 
     Returns:
         ``(model, processor)``.
@@ -90,6 +87,7 @@ def load_idefics2(
     )
 
 
+# Over 60 lines: half of it is the public docstring; each check is a named step.
 @needs_train_extra
 def load_model(
     path: str | os.PathLike[str],
@@ -135,10 +133,38 @@ def load_model(
             unsupported, a ``keep_modules`` pattern keeps no linear layer, or a module that
             must stay unquantized was quantized anyway.
     """
-    import torch
     from transformers import AutoModelForImageTextToText
 
     where, is_dir = _source(path)
+    _check_folder(where, is_dir)
+    if local_files_only is None:
+        local_files_only = is_dir or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+    fam = _family(where, is_dir, family, local_files_only)
+    settings: QuantizationSettings | None
+    settings = QuantizationSettings(mode=quantization) if isinstance(quantization, str) else quantization
+    torch_dtype = _dtype(dtype)
+    if settings is not None and settings.keep_modules:
+        _check_keep_patterns(where, settings, local_files_only)
+    kwargs = _from_pretrained_kwargs(
+        fam, settings, torch_dtype, device_map, attn_implementation, local_files_only=local_files_only
+    )
+    image_kwargs = dict(fam.image_settings if image_settings is None else image_settings)
+    try:
+        model: Any = AutoModelForImageTextToText.from_pretrained(where, **kwargs)
+        processor = _load_processor(where, fam, image_kwargs, local_files_only)
+    except OSError as exc:
+        raise MedVQAError(_load_failure(where, is_dir, exc)) from exc
+    if settings is not None:
+        _check_unquantized(where, model, settings, fam)
+    if fam.name == "idefics2":
+        _check_image_seq_len(where, model, processor)
+    processor.medvqa_family = fam.name
+    model.eval()
+    return model, processor
+
+
+def _check_folder(where: str, is_dir: bool) -> None:
+    """Refuse a folder without ``config.json`` or safetensors weights."""
     if is_dir and not (Path(where) / "config.json").is_file():
         raise MedVQAError(
             f"{where}: no config.json; not a model folder written by save_pretrained (it needs "
@@ -149,19 +175,25 @@ def load_model(
             f"{where}: no *.safetensors weights found; medvqa loads weights only from safetensors "
             "(convert .bin checkpoints with transformers' save_pretrained(safe_serialization=True))"
         )
-    if local_files_only is None:
-        local_files_only = is_dir or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
-    fam = _family(where, is_dir, family, local_files_only)
+
+
+def _from_pretrained_kwargs(
+    fam: ModelFamily,
+    settings: QuantizationSettings | None,
+    torch_dtype: Any,
+    device_map: str | dict[str, Any] | None,
+    attn_implementation: str | None,
+    *,
+    local_files_only: bool,
+) -> dict[str, Any]:
+    """The ``from_pretrained`` arguments: safetensors only, no remote code, quantization, dtype, devices."""
+    import torch
+
     kwargs: dict[str, Any] = {
         "use_safetensors": True,
         "trust_remote_code": False,
         "local_files_only": local_files_only,
     }
-    settings: QuantizationSettings | None
-    settings = QuantizationSettings(mode=quantization) if isinstance(quantization, str) else quantization
-    torch_dtype = _dtype(dtype)
-    if settings is not None and settings.keep_modules:
-        _check_keep_patterns(where, settings, local_files_only)
     if settings is not None:
         kwargs["quantization_config"] = bnb_config(settings, fam.name)
         if torch_dtype == "auto":
@@ -173,24 +205,17 @@ def load_model(
         kwargs["device_map"] = device_map
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
-    image_kwargs = dict(fam.image_settings if image_settings is None else image_settings)
-    try:
-        model: Any = AutoModelForImageTextToText.from_pretrained(where, **kwargs)
-        processor = _load_processor(where, fam, image_kwargs, local_files_only)
-    except OSError as exc:
-        raise MedVQAError(_load_failure(where, is_dir, exc)) from exc
-    if settings is not None:
-        _check_unquantized(where, model, settings, fam)
-    if fam.name == "idefics2":
-        n_latents = model.config.perceiver_config.resampler_n_latents
-        if getattr(processor, "image_seq_len", n_latents) != n_latents:
-            raise MedVQAError(
-                f"{where}: processor image_seq_len={processor.image_seq_len} differs from the perceiver's "
-                f"resampler_n_latents={n_latents}; every image must become exactly {n_latents} image tokens"
-            )
-    processor.medvqa_family = fam.name
-    model.eval()
-    return model, processor
+    return kwargs
+
+
+def _check_image_seq_len(where: str, model: Any, processor: Any) -> None:
+    """Idefics2: every image must become as many image tokens as the perceiver has latents."""
+    n_latents = model.config.perceiver_config.resampler_n_latents
+    if getattr(processor, "image_seq_len", n_latents) != n_latents:
+        raise MedVQAError(
+            f"{where}: processor image_seq_len={processor.image_seq_len} differs from the perceiver's "
+            f"resampler_n_latents={n_latents}; every image must become exactly {n_latents} image tokens"
+        )
 
 
 def _family(where: str, is_dir: bool, family: str | None, local_files_only: bool) -> ModelFamily:

@@ -10,11 +10,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from medvqa._errors import MedVQAError
 from medvqa._extras import needs_train_extra
 from medvqa.models._quant import keep_4bit_weights_unpacked
+
+if TYPE_CHECKING:
+    from medvqa.models._families import ModelFamily
 
 __all__ = [
     "LORA_PRESETS",
@@ -188,6 +191,7 @@ def _is_quantized(model: Any) -> bool:
     return bool(getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False))
 
 
+# Over 60 lines: a third of it is the public docstring; the rest is one linear recipe.
 @needs_train_extra
 def add_lora(
     model: Any,
@@ -226,7 +230,6 @@ def add_lora(
         MedVQAError: A ``paper``/``llm_only``/``connector_only`` preset matched a
             vision-encoder module or ``lm_head`` (never expected), or nothing matched.
     """
-    from peft import LoraConfig, get_peft_model
     from peft import prepare_model_for_kbit_training as _prepare
 
     from medvqa.models._families import family_of_model, get_family
@@ -245,6 +248,31 @@ def add_lora(
             else tuple(target_modules),
         )
     fam = get_family(family) if family is not None else family_of_model(model)
+    config, targets = _lora_config(settings, fam)
+    quantized = _is_quantized(model)
+    if quantized:
+        keep_4bit_weights_unpacked(model)
+    if prepare_kbit is None:
+        prepare_kbit = quantized
+    if prepare_kbit:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    if gradient_checkpointing:
+        _enable_checkpointing(model)
+    peft_model, report = _wrap(model, config, targets)
+    if settings.preset not in ("custom", "all_linear"):
+        forbidden = _forbidden(fam.vision_prefix)
+        bad = [n for n in report.adapted_modules if any(p.match(n) for p in forbidden)]
+        if bad:
+            raise MedVQAError(f"LoRA preset {settings.preset!r} adapted forbidden modules: {bad}")
+    peft_model.train()
+    return peft_model
+
+
+def _lora_config(settings: LoraSettings, fam: ModelFamily) -> tuple[Any, str | list[str]]:
+    """The peft ``LoraConfig`` of ``settings`` with the family's targets, target parameters and
+    fully trained modules; and the targets."""
+    from peft import LoraConfig
+
     targets: str | list[str] = lora_target_modules(settings.preset, settings.target_modules, family=fam.name)
     parameters = list(fam.lora_target_parameters.get(settings.preset, ()))
     to_save = list(fam.lora_modules_to_save.get(settings.preset, ()))
@@ -256,15 +284,6 @@ def add_lora(
             f"target_parameters, which peft supports only without dropout; pass dropout=0 (got "
             f"{settings.dropout}) or use the 'paper' preset, which trains the connector in full"
         )
-    quantized = _is_quantized(model)
-    if quantized:
-        keep_4bit_weights_unpacked(model)
-    if prepare_kbit is None:
-        prepare_kbit = quantized
-    if prepare_kbit:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    if gradient_checkpointing:
-        _enable_checkpointing(model)
     extra: dict[str, Any] = {}
     if parameters:
         extra["target_parameters"] = parameters
@@ -279,6 +298,13 @@ def add_lora(
         bias="none",
         **extra,
     )
+    return config, targets
+
+
+def _wrap(model: Any, config: Any, targets: str | list[str]) -> tuple[Any, LoraReport]:
+    """``get_peft_model`` and its report, refusing targets that match no module."""
+    from peft import get_peft_model
+
     try:
         with _quiet_peft():
             peft_model = get_peft_model(model, config)
@@ -289,13 +315,7 @@ def add_lora(
     report = lora_report(peft_model)
     if not report.adapted_modules:
         raise MedVQAError(f"LoRA targets {targets!r} matched no module of the model")
-    if settings.preset not in ("custom", "all_linear"):
-        forbidden = _forbidden(fam.vision_prefix)
-        bad = [n for n in report.adapted_modules if any(p.match(n) for p in forbidden)]
-        if bad:
-            raise MedVQAError(f"LoRA preset {settings.preset!r} adapted forbidden modules: {bad}")
-    peft_model.train()
-    return peft_model
+    return peft_model, report
 
 
 _NOTHING = r"(?!)"

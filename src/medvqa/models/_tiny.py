@@ -10,6 +10,7 @@ a fixed corpus, so nothing is ever downloaded.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -104,23 +105,35 @@ def _corpus() -> list[str]:
     return lines * 3
 
 
-def _build_tokenizer() -> Any:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
+def _trained_bpe(specials: Sequence[str], *, unk: str | None, bos: str | None) -> Any:
+    """A byte-level BPE ``tokenizers.Tokenizer`` trained on the fixed corpus.
 
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    ``specials`` get ids 0..n-1; with ``bos``, every encoded text starts with it.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.BPE(unk_token=unk))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=_VOCAB_SIZE,
-        special_tokens=list(SPECIAL_TOKENS),
+        special_tokens=list(specials),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(_corpus(), trainer)
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", SPECIAL_TOKENS.index("<s>"))]
-    )
+    if bos is not None:
+        bos_id = list(specials).index(bos)
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, bos_id)]
+        )
+    return tok
+
+
+def _build_tokenizer() -> Any:
+    from transformers import PreTrainedTokenizerFast
+
+    tok = _trained_bpe(SPECIAL_TOKENS, unk="<unk>", bos="<s>")
     fast: Any = PreTrainedTokenizerFast
     return fast(
         tokenizer_object=tok,

@@ -19,16 +19,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from medvqa._extras import needs_train_extra
-from medvqa.models._tiny import _corpus
+from medvqa.models._tiny import _LM_HEAD_SCALE, _trained_bpe
 
 __all__ = ["TINY_BUILDERS", "image_only_qwen_processor_class", "save_tiny_model", "tiny_model"]
 
-_VOCAB_SIZE = 1024
 _WIDTH = 64
 _HEADS = 4
 _HEAD_DIM = 16
 _INIT = 0.05
-_LM_HEAD_SCALE = 10.0
 
 
 def _tokenizer(
@@ -43,24 +41,9 @@ def _tokenizer(
     chat_template: str | None = None,
 ) -> Any:
     """A byte-level BPE tokenizer trained on the fixed corpus, with ``specials`` as ids 0..n-1."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.BPE(unk_token=unk))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=_VOCAB_SIZE,
-        special_tokens=list(specials),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(_corpus(), trainer)
-    if add_bos and bos is not None:
-        bos_id = list(specials).index(bos)
-        tok.post_processor = processors.TemplateProcessing(
-            single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, bos_id)]
-        )
+    tok = _trained_bpe(specials, unk=unk, bos=bos if add_bos else None)
     fast: Any = PreTrainedTokenizerFast
     kwargs: dict[str, Any] = {"bos_token": bos, "eos_token": eos, "pad_token": pad}
     if unk is not None:
@@ -246,6 +229,37 @@ def image_only_qwen_processor_class() -> Any:
     return ImageOnlyQwenVLProcessor
 
 
+def _qwen_classes(v2_5: bool) -> tuple[Any, Any, dict[str, Any]]:
+    """The config and model classes of Qwen2-VL or Qwen2.5-VL, and the tiny vision config."""
+    if v2_5:
+        from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+        vision = {
+            "depth": 2,
+            "hidden_size": _WIDTH,
+            "intermediate_size": 2 * _WIDTH,
+            "num_heads": 2,
+            "out_hidden_size": _WIDTH,
+            "patch_size": 4,
+            "window_size": 16,
+            "fullatt_block_indexes": [1],
+            "initializer_range": _INIT,
+        }
+        return Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, vision
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+    vision = {
+        "depth": 2,
+        "embed_dim": _WIDTH,
+        "hidden_size": _WIDTH,
+        "num_heads": 2,
+        "mlp_ratio": 2,
+        "patch_size": 4,
+        "initializer_range": _INIT,
+    }
+    return Qwen2VLConfig, Qwen2VLForConditionalGeneration, vision
+
+
 def _qwen(seed: int, v2_5: bool) -> tuple[Any, Any]:
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
@@ -279,36 +293,8 @@ def _qwen(seed: int, v2_5: bool) -> tuple[Any, Any]:
         "vision_end_token_id": ids["<|vision_end|>"],
         "tie_word_embeddings": False,
     }
-    if v2_5:
-        from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-
-        vision = {
-            "depth": 2,
-            "hidden_size": _WIDTH,
-            "intermediate_size": 2 * _WIDTH,
-            "num_heads": 2,
-            "out_hidden_size": _WIDTH,
-            "patch_size": 4,
-            "window_size": 16,
-            "fullatt_block_indexes": [1],
-            "initializer_range": _INIT,
-        }
-        config: Any = Qwen2_5_VLConfig(text_config=text, vision_config=vision, **top)
-        model_cls: Any = Qwen2_5_VLForConditionalGeneration
-    else:
-        from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
-
-        vision = {
-            "depth": 2,
-            "embed_dim": _WIDTH,
-            "hidden_size": _WIDTH,
-            "num_heads": 2,
-            "mlp_ratio": 2,
-            "patch_size": 4,
-            "initializer_range": _INIT,
-        }
-        config = Qwen2VLConfig(text_config=text, vision_config=vision, **top)
-        model_cls = Qwen2VLForConditionalGeneration
+    config_cls, model_cls, vision = _qwen_classes(v2_5)
+    config = config_cls(text_config=text, vision_config=vision, **top)
     stops = [ids["<|im_end|>"], ids["<|endoftext|>"]]
     return _finish(model_cls, config, seed, stops, ids["<|endoftext|>"]), processor
 
