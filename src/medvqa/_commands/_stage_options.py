@@ -99,11 +99,10 @@ def add_two_stage_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_two_stage_sources(parser: argparse.ArgumentParser) -> None:
-    """Add --model (of both stages), --stage1-data and --stage2-data."""
-    from medvqa._commands.models import add_family_option
+    """Add --model and --family (of both stages), --stage1-data and --stage2-data."""
+    from medvqa._commands._options import add_options
 
-    parser.add_argument("--model", default=None, help="base model of both stages (folder, hub id or 'tiny')")
-    add_family_option(parser)
+    add_options(parser, ("model", "family"))
     parser.add_argument(
         "--stage1-data", default=None, help="stage-1 caption folder in ROCO layout (default: bundled)"
     )

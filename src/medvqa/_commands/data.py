@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from medvqa._commands._common import DATASET_NAMES, SAMPLE_DIRS, bundled_sample
+from medvqa._commands._options import add_options
 
 __all__ = ["register"]
 
@@ -110,7 +111,7 @@ def register(subparsers: Any) -> None:
     s.add_argument(
         "--no-hash", action="store_true", help="audit questions only; do not read image bytes to hash them"
     )
-    s.add_argument("--output", type=Path, default=None, help="also write the JSON report to this file")
+    add_options(s, ("output",), helps={"output": "also write the JSON report to this file"})
     s.set_defaults(func=_summary)
 
 

@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from medvqa._commands._common import FIELD_OPTIONS
+from medvqa._commands._options import add_options
+
 __all__ = ["register"]
 
 _EPILOG = """\
@@ -16,7 +19,7 @@ examples:
   medvqa review export two_stage.jsonl -o two_stage_review.csv
       a CSV with id, image, question, truth, prediction and empty correct/justification columns
   medvqa review export two_stage.jsonl -o sheet.csv --shuffle-seed 0
-  medvqa review import sheet.csv --predictions two_stage.jsonl --profile paper --profile strict
+  medvqa review import sheet.csv --predictions two_stage.jsonl --profile paper strict
       human accuracy (Wilson 95% interval) and Cohen's kappa against every automatic metric
   medvqa review import sheet.csv --allow-incomplete --format json
 
@@ -43,9 +46,8 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ex.add_argument("predictions", type=Path, help="prediction file (JSON Lines or JSON list)")
-    ex.add_argument("--output", "-o", type=Path, required=True, help="CSV file to write")
     ex.add_argument("--shuffle-seed", type=int, default=None, help="seeded row order (default: file order)")
-    _field_options(ex)
+    add_options(ex, (*FIELD_OPTIONS, "output"), required=("output",), helps={"output": "CSV file to write"})
     ex.set_defaults(func=run_export)
 
     im = sub.add_parser(
@@ -62,13 +64,6 @@ def register(subparsers: Any) -> None:
     im.add_argument("sheet", type=Path, help="the filled review sheet (CSV)")
     im.add_argument("--predictions", type=Path, help="the prediction file the sheet was made from")
     im.add_argument(
-        "--profile",
-        action="append",
-        choices=("paper", "llava_med", "lmms_eval", "multimedeval", "medevalkit", "strict"),
-        default=None,
-        help="profiles to compare with (repeatable; default: paper and strict)",
-    )
-    im.add_argument(
         "--threshold", type=float, default=0.5, help="continuous metric counts as correct at >= this"
     )
     im.add_argument(
@@ -77,17 +72,8 @@ def register(subparsers: Any) -> None:
     im.add_argument(
         "--format", choices=("table", "json"), default="table", help="output format (default: table)"
     )
-    _field_options(im)
+    add_options(im, ("profile", *FIELD_OPTIONS))
     im.set_defaults(func=run_import)
-
-
-def _field_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--id-field", default="id", help="id field (default: id)")
-    p.add_argument("--reference-field", default="reference", help="reference field (default: reference)")
-    p.add_argument("--prediction-field", default="prediction", help="prediction field (default: prediction)")
-    p.add_argument(
-        "--answer-type-field", default="answer_type", help="answer-type field (default: answer_type)"
-    )
 
 
 def _read(args: argparse.Namespace, path: Path) -> Any:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from medvqa._commands._common import add_report_to_option, positive_int
+from medvqa._commands._options import add_options
 from medvqa._commands._stage_options import (
     add_two_stage_options,
     add_two_stage_sources,
@@ -48,22 +48,13 @@ def register(subparsers: Any) -> None:
         "--sizes", default="0,7000,20000,55000", help="stage-1 sizes, comma-separated (default: the paper's)"
     )
     add_two_stage_sources(p)
-    add_report_to_option(p)
-    p.add_argument(
-        "--eval-limit",
-        type=positive_int,
-        default=None,
-        help="score only the first N test questions (paper: 400)",
+    add_options(
+        p,
+        ("report_to", "eval_limit", "profile", "n_boot", "batch_size", "output", "no_progress"),
+        required=("output",),
+        helps={"output": "output folder of the sweep"},
+        deprecated=("--profiles",),
     )
-    p.add_argument(
-        "--profiles", default="paper,strict", help="scoring profiles, comma-separated (default: paper,strict)"
-    )
-    p.add_argument(
-        "--n-boot", type=int, default=1000, help="bootstrap replicates of the intervals (default: 1000)"
-    )
-    p.add_argument("--batch-size", type=positive_int, default=8, help="generation batch size (default: 8)")
-    p.add_argument("--output", type=Path, required=True, help="output folder of the sweep")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=_run)
 
 
@@ -90,9 +81,9 @@ def _run(args: argparse.Namespace) -> int:
         output_dir=args.output,
         sizes=_sizes(args.sizes),
         eval_limit=args.eval_limit,
-        profiles=[p for p in args.profiles.split(",") if p],
+        profiles=args.profile or ["paper", "strict"],
         n_boot=args.n_boot,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size or 8,
         progress=not args.no_progress,
     )
     print((Path(result.output_dir) / "sweep.md").read_text(encoding="utf-8"), file=sys.stderr)
