@@ -114,7 +114,7 @@ def _transforms(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
 
     if not args.transform:
         raise ValueError(
-            f"--transform is required: one or more of {', '.join((*TRANSFORM_NAMES, *_NONSENSE))}"
+            f"no transform named (--transform is required); valid names: {', '.join((*TRANSFORM_NAMES, *_NONSENSE))}"
         )
     if args.profile is not None and len(args.profile) > 1:
         raise ValueError(
