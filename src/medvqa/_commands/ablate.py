@@ -7,11 +7,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from medvqa._commands._answering import ANSWER_OPTIONS
 from medvqa._commands._common import bundled_sample, load_questions, positive_int
 from medvqa._commands._options import add_options
 
 __all__ = ["register"]
 _NONSENSE = {"nonsense": True, "nonsense_plain": False}
+_SERVER_OPTIONS = ("engine", "server_url", "server_model", "concurrency", "timeout", "max_retries")
 
 _EPILOG = """\
 transforms (--transform NAME ...; join names with '+' to compose them, e.g. noimage+expert):
@@ -64,47 +66,34 @@ def register(subparsers: Any) -> None:
         "--nonsense-data",
         type=Path,
         default=None,
+        metavar="PATH",
         help="Med-HALT reasoning_fake.csv or its folder (default: the bundled sample)",
     )
     nonsense.add_argument(
         "--nonsense-split", default="train", help="Med-HALT split_type to use (default: train)"
     )
     nonsense.add_argument(
-        "--nonsense-limit", type=positive_int, default=None, help="use only the first N nonsense questions"
+        "--nonsense-limit",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="use only the first N nonsense questions",
     )
     nonsense.add_argument(
         "--nonsense-max-new-tokens",
         type=positive_int,
         default=50,
+        metavar="N",
         help="longest answer to nonsense questions (default: 50)",
     )
     p.set_defaults(func=_run)
 
 
-_OPTIONS = (
-    "model",
-    "family",
-    "adapter",
-    "quantization",
-    "dtype",
-    "device_map",
-    "dataset",
-    "data",
-    "split",
-    "limit",
-    "transform",
-    "prompt",
-    "batch_size",
-    "max_new_tokens",
-    "num_workers",
-    "sort_by_length",
-    "on_bad_image",
-    "profile",
-    "n_boot",
-    "seed",
-    "output",
-    "resume_unverified",
-    "no_progress",
+# the options of predict that apply to an ablation run (no --as-run, no server, no --instruction)
+_OPTIONS = tuple(
+    name
+    for name in (*ANSWER_OPTIONS, "transform", "profile", "n_boot")
+    if name not in ("as_run", "dropout_seed", "instruction", *_SERVER_OPTIONS)
 )
 
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from medvqa._commands._common import FIELD_OPTIONS
+from medvqa._commands._common import FIELD_OPTIONS, read_prediction_file
 from medvqa._commands._options import add_options
 
 __all__ = ["register"]
@@ -76,23 +76,11 @@ def register(subparsers: Any) -> None:
     im.set_defaults(func=run_import)
 
 
-def _read(args: argparse.Namespace, path: Path) -> Any:
-    from medvqa.metrics import read_predictions
-
-    return read_predictions(
-        path,
-        id_field=args.id_field,
-        reference_field=args.reference_field,
-        prediction_field=args.prediction_field,
-        answer_type_field=args.answer_type_field,
-    )
-
-
 def run_export(args: argparse.Namespace) -> int:
     """Execute ``medvqa review export``."""
     from medvqa.review import export_review_sheet
 
-    preds = _read(args, args.predictions)
+    preds = read_prediction_file(args.predictions, args)
     path = export_review_sheet(preds, args.output, shuffle_seed=args.shuffle_seed)
     print(f"wrote {len(preds)} rows to {path}", file=sys.stderr)
     return 0
@@ -106,7 +94,7 @@ def run_import(args: argparse.Namespace) -> int:
     reviews = read_review_sheet(args.sheet, require_complete=not args.allow_incomplete)
     results = []
     if args.predictions is not None:
-        preds = _read(args, args.predictions)
+        preds = read_prediction_file(args.predictions, args)
         for name in args.profile or ["paper", "strict"]:
             results.append(evaluate(preds, profile=name, n_boot=0, by=()))
     human = human_evaluation(reviews, results, threshold=args.threshold)

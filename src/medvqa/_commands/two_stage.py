@@ -96,27 +96,32 @@ def _run(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
     if args.evaluate:
-        from medvqa.training import load_stage_samples, load_trained_model, predict_and_score
-
-        test = load_stage_samples(s2.replace(subset_size=None), split="test")[: args.eval_limit]
-        model, processor = load_trained_model(
-            s2.model, result.adapter_dir, quantization=s2.quantization, precision=s2.precision
-        )
-        ev = predict_and_score(
-            model,
-            processor,
-            test,
-            output_dir=args.output,
-            name="eval",
-            report_to=s2.report_to,
-            profiles=args.profile or ["paper", "strict"],
-            progress=not args.no_progress,
-            on_bad_image=args.on_bad_image,
-            info={"model": s2.model, "adapter": result.adapter_dir, "quantization": s2.quantization},
-        )
-        for profile, aggs in ev.scores.items():
-            for key, agg in aggs.items():
-                if agg.get("subset", "all") == "all":
-                    print(f"{profile}/{key}: {agg['value']} (n={agg['denominator']})", file=sys.stderr)
+        _evaluate(args, s2, result.adapter_dir)
     print(result.adapter_dir)
     return 0
+
+
+def _evaluate(args: argparse.Namespace, s2: Any, adapter_dir: str) -> None:
+    """``--evaluate``: answer and score the stage-2 dataset's test split with the trained adapter."""
+    from medvqa.training import load_stage_samples, load_trained_model, predict_and_score
+
+    test = load_stage_samples(s2.replace(subset_size=None), split="test")[: args.eval_limit]
+    model, processor = load_trained_model(
+        s2.model, adapter_dir, quantization=s2.quantization, precision=s2.precision
+    )
+    ev = predict_and_score(
+        model,
+        processor,
+        test,
+        output_dir=args.output,
+        name="eval",
+        report_to=s2.report_to,
+        profiles=args.profile or ["paper", "strict"],
+        progress=not args.no_progress,
+        on_bad_image=args.on_bad_image,
+        info={"model": s2.model, "adapter": adapter_dir, "quantization": s2.quantization},
+    )
+    for profile, aggs in ev.scores.items():
+        for key, agg in aggs.items():
+            if agg.get("subset", "all") == "all":
+                print(f"{profile}/{key}: {agg['value']} (n={agg['denominator']})", file=sys.stderr)
