@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ModelSettings", "load_command_model", "model_settings", "resolve_dtype", "resolve_quantization"]
+__all__ = [
+    "ModelSettings",
+    "load_command_model",
+    "model_settings",
+    "print_as_run_note",
+    "resolve_dtype",
+    "resolve_quantization",
+]
 
 TINY = "tiny"
 

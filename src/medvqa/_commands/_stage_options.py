@@ -111,13 +111,14 @@ def add_two_stage_sources(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def resolve_two_stages(
-    args: argparse.Namespace, both: dict[str, Any], **stage1_extra: Any
-) -> tuple[Any, Any]:
+def resolve_two_stages(args: argparse.Namespace, **stage1_extra: Any) -> tuple[Any, Any]:
     """Build stage 1 and stage 2 from :func:`add_two_stage_options` and :func:`add_two_stage_sources`.
 
-    ``both`` holds the parsed ``--set`` overrides of both stages; ``stage1_extra`` more settings of stage 1.
+    ``--set`` (and ``--report-to``) apply to both stages; ``stage1_extra`` holds more settings of stage 1.
     """
+    both = parse_set(args.both_set)
+    if getattr(args, "report_to", None) is not None:
+        both.setdefault("report_to", args.report_to)
     s1 = resolve_stage(
         args,
         "stage1-",

@@ -11,7 +11,6 @@ from medvqa._commands._options import add_options
 from medvqa._commands._stage_options import (
     add_two_stage_options,
     add_two_stage_sources,
-    parse_set,
     resolve_two_stages,
 )
 
@@ -69,10 +68,7 @@ def _sizes(text: str) -> list[int]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    both = parse_set(args.both_set)
-    if args.report_to is not None:
-        both.setdefault("report_to", args.report_to)
-    s1, s2 = resolve_two_stages(args, both)
+    s1, s2 = resolve_two_stages(args)
     from medvqa.training import run_sweep
 
     result = run_sweep(

@@ -11,7 +11,6 @@ from medvqa._commands._options import add_options
 from medvqa._commands._stage_options import (
     add_two_stage_options,
     add_two_stage_sources,
-    parse_set,
     resolve_two_stages,
 )
 
@@ -70,11 +69,8 @@ def register(subparsers: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    both = parse_set(args.both_set)
-    if args.report_to is not None:
-        both.setdefault("report_to", args.report_to)
     size = args.stage1_size
-    s1, s2 = resolve_two_stages(args, both, subset_size=size or None)
+    s1, s2 = resolve_two_stages(args, subset_size=size or None)
     from medvqa.training import run_two_stage
 
     result = run_two_stage(
