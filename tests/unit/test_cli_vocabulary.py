@@ -163,6 +163,8 @@ def test_the_current_spellings_do_not_warn(capsys: pytest.CaptureFixture[str]) -
         ["score", "f.jsonl", "--profile", "papr"],
         ["predict", *_BASE, "--dtype", "float8"],
         ["predict", *_BASE, "--quantization", "nf3"],
+        ["score", "f.jsonl", "--n-boot", "-1"],
+        ["predict", *_BASE, "--num-workers", "-2"],
     ],
 )
 def test_a_bad_value_is_refused_by_the_parser(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:

@@ -69,7 +69,8 @@ def deprecation(old: str, new: str) -> None:
 
 
 def nonnegative_int(text: str) -> int:
-    """The argparse type of sizes where 0 means "none" (``--stage1-size 0`` skips stage 1).
+    """The argparse type of counts where 0 means "none" (``--stage1-size 0`` skips stage 1,
+    ``--n-boot 0`` computes no interval, ``--num-workers 0`` decodes in the main process).
 
     >>> nonnegative_int("0")
     0
@@ -365,7 +366,7 @@ _GENERATION: dict[str, Option] = {
     "num_workers": _opt(
         "generation",
         "--num-workers",
-        type=int,
+        type=nonnegative_int,
         default=None,
         metavar="N",
         help="data-loader workers that decode and preprocess images while the model generates "
@@ -419,7 +420,7 @@ _GENERATION: dict[str, Option] = {
     "max_retries": _opt(
         "generation",
         "--max-retries",
-        type=int,
+        type=nonnegative_int,
         default=5,
         metavar="N",
         help="retries with exponential backoff on 429, 5xx and connection errors (default: 5)",
@@ -450,7 +451,7 @@ _SCORING: dict[str, Option] = {
     "n_boot": _opt(
         "scoring",
         "--n-boot",
-        type=int,
+        type=nonnegative_int,
         default=1000,
         metavar="N",
         help="bootstrap replicates of the 95%% intervals; 0 disables intervals (default: 1000)",
