@@ -800,7 +800,7 @@ def run_family(run: Run, family: Family) -> None:
 
     Two NF4 copies are made from one random bf16 model: one prepared for training as medvqa's
     runner prepares it (peft's k-bit preparation, trainable adapter) and one loaded as
-    ``medvqa evaluate`` loads a fine-tuned model (adapter in ``eval`` mode, no preparation), for
+    ``medvqa predict-and-score`` loads a fine-tuned model (adapter in ``eval`` mode, no preparation), for
     generation. The evaluation copy is freed before the batch search, and its bytes are
     subtracted from the peak memory of the measurements made while it exists.
     """

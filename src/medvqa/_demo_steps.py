@@ -17,8 +17,8 @@ from medvqa._errors import MedVQAError
 from medvqa.training import StageConfig, paper_stage1, paper_stage2
 
 if TYPE_CHECKING:  # pragma: no cover
+    from medvqa.ablations import AbstentionResult, RelianceResult
     from medvqa.pipeline import DemoConfig
-    from medvqa.probes import AbstentionResult, RelianceResult
     from medvqa.training import EvalResult, StageResult, SweepResult, TwoStageResult
 
 _TOY_TRAINING: dict[str, Any] = {
@@ -85,8 +85,8 @@ def _load(name: str, source: str | None, split: str, sample: str) -> list[Any]:
 
 def prepare_data(run: DemoRun) -> DemoData:
     """Load every dataset, and derive the nonsense questions and the swapped-image test."""
+    from medvqa.ablations import NonsenseQuestions, SwapImages
     from medvqa.data import SplitNotFoundError
-    from medvqa.transforms import NonsenseQuestions, SwapImages
 
     cfg = run.cfg
     run.say("[1/6] loading data" + (" (the sample bundled with medvqa)" if cfg.vqa_rad is None else ""))
@@ -293,7 +293,7 @@ def score_rows(run: DemoRun, data: DemoData, trained: Trained) -> Rows:
 def _probe_rows(
     run: DemoRun, rows: Rows, nonsense: tuple[EvalResult, EvalResult], normal: EvalResult, swap: EvalResult
 ) -> None:
-    from medvqa.probes import abstention, visual_reliance
+    from medvqa.ablations import abstention, visual_reliance
     from medvqa.review import export_review_sheet
 
     cfg = run.cfg

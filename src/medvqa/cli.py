@@ -29,7 +29,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "medvqa._commands.sweep",
     "medvqa._commands.predict",
     "medvqa._commands.score",
-    "medvqa._commands.evaluate",
+    "medvqa._commands.predict_and_score",
     "medvqa._commands.ablate",
     "medvqa._commands.report",
     "medvqa._commands.review",
@@ -70,6 +70,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help(sys.stderr)
         return 2
+    renamed = getattr(args, "deprecated_command", None)
+    if renamed:
+        from medvqa._commands._options import deprecation
+
+        deprecation(f"'medvqa {args.command}'", f"'medvqa {renamed}'")
     undo = _quiet_transformers() if getattr(args, "no_progress", False) else None
     try:
         code = func(args)

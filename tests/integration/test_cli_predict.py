@@ -81,8 +81,9 @@ def test_predict_with_adapter_and_expert_prompt(tmp_path: Path) -> None:
 def test_predict_reports_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = str(tmp_path / "x.jsonl")
     base = ["predict", "--model", "tiny", "--dataset", "vqa_rad", "--no-progress", "--output", out]
-    assert main([*base, "--prompt", "nope"]) == 1
-    assert "unknown prompt 'nope'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as bad_prompt:  # argparse: the built-in prompts are its choices
+        main([*base, "--prompt", "nope"])
+    assert bad_prompt.value.code == 2 and "invalid choice: 'nope'" in capsys.readouterr().err
     assert main([*base, "--prompt", "paper", "--instruction", "Be brief."]) == 1
     assert "not both" in capsys.readouterr().err
     assert main([*base, "--split", "validation"]) == 1

@@ -79,11 +79,11 @@ def test_two_process_predict_equals_one_process(single: Path, tmp_path: Path) ->
     assert sorted(p.name for p in tmp_path.iterdir()) == ["preds.jsonl", "preds.run.json"]
 
 
-def test_two_process_evaluate_equals_one_process(tmp_path: Path) -> None:
+def test_two_process_predict_and_score_equals_one_process(tmp_path: Path) -> None:
     argv = ["--model", "tiny", "--quantization", "none", "--dataset", "vqa_rad", "--limit", "8"]
     argv += ["--batch-size", "4", "--n-boot", "20", "--no-progress"]
-    assert main(["evaluate", *argv, "--output", str(tmp_path / "one")]) == 0
-    _torchrun(2, "-m", "medvqa", "evaluate", *argv, "--output", str(tmp_path / "two"))
+    assert main(["predict-and-score", *argv, "--output", str(tmp_path / "one")]) == 0
+    _torchrun(2, "-m", "medvqa", "predict-and-score", *argv, "--output", str(tmp_path / "two"))
     for name in ("eval.predictions.jsonl", "eval.items.jsonl"):
         assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
     one, two = (json.loads((tmp_path / d / "eval.scores.json").read_text()) for d in ("one", "two"))

@@ -233,7 +233,7 @@ def test_predict_cli_with_the_server_engine(
     run = json.loads((tmp_path / "srv.run.json").read_text())
     assert run["engine"] == "server" and run["server_model"] == "idefics2"
     evaluate = [
-        "evaluate",
+        "predict-and-score",
         "--model",
         "tiny",
         "--dataset",

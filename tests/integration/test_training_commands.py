@@ -1,4 +1,4 @@
-"""The train, two-stage, sweep and evaluate commands on the tiny model and the bundled sample."""
+"""The train, two-stage, sweep and predict-and-score commands on the tiny model and the bundled sample."""
 
 from __future__ import annotations
 
@@ -101,7 +101,7 @@ def test_two_stage_then_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert (
         main(
             [
-                "evaluate",
+                "predict-and-score",
                 "--model",
                 "tiny",
                 "--quantization",
@@ -113,8 +113,8 @@ def test_two_stage_then_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[s
                 "--limit",
                 "4",
                 "--transform",
-                "swap_images",
-                "--profiles",
+                "swap",
+                "--profile",
                 "strict",
                 "--n-boot",
                 "0",

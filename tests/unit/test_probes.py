@@ -291,7 +291,7 @@ def test_ablate_command_names_every_valid_transform_on_a_bad_list(
     from medvqa.cli import main
 
     code = main(
-        ["ablate", "--model", "tiny", "--dataset", "vqa_rad", "--transforms", spec, "--output", str(tmp_path)]
+        ["ablate", "--model", "tiny", "--dataset", "vqa_rad", "--transform", spec, "--output", str(tmp_path)]
     )
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and expected in err

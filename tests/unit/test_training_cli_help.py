@@ -8,7 +8,7 @@ import pytest
 
 from medvqa.cli import build_parser, main
 
-COMMANDS = ("train", "two-stage", "sweep", "evaluate", "demo")
+COMMANDS = ("train", "two-stage", "sweep", "predict-and-score", "demo")
 
 
 def _subparser(name: str) -> argparse.ArgumentParser:

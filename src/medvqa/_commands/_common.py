@@ -15,10 +15,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DATASET_NAMES",
+    "FIELD_OPTIONS",
     "SAMPLE_DIRS",
-    "add_engine_options",
-    "add_generation_loading_options",
-    "add_report_to_option",
     "bundled_sample",
     "load_questions",
     "positive_int",
@@ -29,60 +27,8 @@ __all__ = [
 
 DATASET_NAMES = tuple(DATASETS)
 SAMPLE_DIRS = SAMPLE_FOLDERS  # dataset name -> its folder under medvqa.data.sample_root()
-
-
-def add_generation_loading_options(parser: argparse.ArgumentParser) -> None:
-    """Add ``--num-workers`` and ``--sort-by-length`` (data preparation of generation)."""
-    parser.add_argument(
-        "--num-workers",
-        type=int,
-        default=None,
-        metavar="N",
-        help="data-loader workers that decode and preprocess images while the model generates "
-        "(default: 0 on a CPU, up to 4 per process on CUDA)",
-    )
-    parser.add_argument(
-        "--sort-by-length",
-        action="store_true",
-        help="batch questions of similar prompt length together (less padding); answers and the "
-        "order of the output file are unchanged",
-    )
-
-
-def add_engine_options(parser: argparse.ArgumentParser) -> None:
-    """Add ``--engine`` and the options of the ``server`` engine."""
-    parser.add_argument(
-        "--engine",
-        choices=("hf", "server"),
-        default="hf",
-        help="hf: the model in this process with transformers (default); server: an OpenAI-compatible "
-        "chat-completions server (vLLM, SGLang, TGI) serving --model, at --server-url",
-    )
-    parser.add_argument(
-        "--server-url",
-        default=None,
-        metavar="URL",
-        help="server of --engine server, e.g. http://127.0.0.1:8000",
-    )
-    parser.add_argument(
-        "--server-model",
-        default=None,
-        metavar="NAME",
-        help="model name the server serves (default: --model); the API key is read from $MEDVQA_SERVER_API_KEY",
-    )
-    parser.add_argument(
-        "--concurrency", type=int, default=8, metavar="N", help="requests in flight at once (default: 8)"
-    )
-    parser.add_argument(
-        "--timeout", type=float, default=120.0, metavar="S", help="seconds per request attempt (default: 120)"
-    )
-    parser.add_argument(
-        "--max-retries",
-        type=int,
-        default=5,
-        metavar="N",
-        help="retries with exponential backoff on 429, 5xx and connection errors (default: 5)",
-    )
+FIELD_OPTIONS = ("id_field", "reference_field", "prediction_field", "answer_type_field")
+"""The options naming the fields of a prediction file (``score``, ``report``, ``review``)."""
 
 
 def server_engine(args: argparse.Namespace) -> Any:
@@ -101,8 +47,6 @@ def server_engine(args: argparse.Namespace) -> Any:
             "--engine server sends requests to the model the server serves; start the server with the "
             "adapter (vLLM: --enable-lora --lora-modules NAME=FOLDER) and pass --server-model NAME instead"
         )
-    if args.concurrency < 1:
-        raise ValueError(f"--concurrency must be at least 1, got {args.concurrency}")
     from medvqa._commands.models import known_family
     from medvqa.server import ServerEngine
 
@@ -116,18 +60,6 @@ def server_engine(args: argparse.Namespace) -> Any:
         timeout_s=args.timeout,
         max_retries=args.max_retries,
         family=family,
-    )
-
-
-def add_report_to_option(parser: argparse.ArgumentParser, *, training: bool = True) -> None:
-    """Add ``--report-to`` (tracking of training logs and evaluation summaries)."""
-    what = "training logs and evaluation summaries" if training else "evaluation summaries"
-    parser.add_argument(
-        "--report-to",
-        choices=("none", "tensorboard", "wandb", "mlflow"),
-        default=None,
-        help=f"send {what} to TensorBoard (OUTPUT/.../tensorboard), Weights & Biases or MLflow "
-        "(default: none; each needs its package)",
     )
 
 

@@ -99,11 +99,10 @@ def add_two_stage_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_two_stage_sources(parser: argparse.ArgumentParser) -> None:
-    """Add --model (of both stages), --stage1-data and --stage2-data."""
-    from medvqa._commands.models import add_family_option
+    """Add --model and --family (of both stages), --stage1-data and --stage2-data."""
+    from medvqa._commands._options import add_options
 
-    parser.add_argument("--model", default=None, help="base model of both stages (folder, hub id or 'tiny')")
-    add_family_option(parser)
+    add_options(parser, ("model", "family"))
     parser.add_argument(
         "--stage1-data", default=None, help="stage-1 caption folder in ROCO layout (default: bundled)"
     )
@@ -112,13 +111,14 @@ def add_two_stage_sources(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def resolve_two_stages(
-    args: argparse.Namespace, both: dict[str, Any], **stage1_extra: Any
-) -> tuple[Any, Any]:
+def resolve_two_stages(args: argparse.Namespace, **stage1_extra: Any) -> tuple[Any, Any]:
     """Build stage 1 and stage 2 from :func:`add_two_stage_options` and :func:`add_two_stage_sources`.
 
-    ``both`` holds the parsed ``--set`` overrides of both stages; ``stage1_extra`` more settings of stage 1.
+    ``--set`` (and ``--report-to``) apply to both stages; ``stage1_extra`` holds more settings of stage 1.
     """
+    both = parse_set(args.both_set)
+    if getattr(args, "report_to", None) is not None:
+        both.setdefault("report_to", args.report_to)
     s1 = resolve_stage(
         args,
         "stage1-",

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from medvqa._commands._common import DATASET_NAMES, SAMPLE_DIRS, bundled_sample
+from medvqa._commands._options import add_options
 
 __all__ = ["register"]
 
@@ -70,6 +71,17 @@ def register(subparsers: Any) -> None:
     s.add_argument(
         "--format", choices=("table", "json"), default="table", help="output format (default: table)"
     )
+    _reading_options(s)
+    s.add_argument("--no-audit", action="store_true", help="skip the train/test audit")
+    s.add_argument(
+        "--no-hash", action="store_true", help="audit questions only; do not read image bytes to hash them"
+    )
+    add_options(s, ("output",), helps={"output": "also write the JSON report to this file"})
+    s.set_defaults(func=_summary)
+
+
+def _reading_options(s: argparse.ArgumentParser) -> None:
+    """The options of how a release is read (layout, language, missing images, ...)."""
     s.add_argument(
         "--layout", default=None, help="release layout: auto, official, mevf (vqa_rad), instruct (roco), hf"
     )
@@ -106,12 +118,6 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="fail when a split's size matches no known release of the dataset (declared subsets pass)",
     )
-    s.add_argument("--no-audit", action="store_true", help="skip the train/test audit")
-    s.add_argument(
-        "--no-hash", action="store_true", help="audit questions only; do not read image bytes to hash them"
-    )
-    s.add_argument("--output", type=Path, default=None, help="also write the JSON report to this file")
-    s.set_defaults(func=_summary)
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
@@ -133,23 +139,28 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     return opts
 
 
-def _summary(args: argparse.Namespace) -> int:
-    from medvqa._io import atomic_write_json
-    from medvqa.data import DATASETS, SplitNotFoundError, audit, format_report, load, summarize
-
-    spec = DATASETS[args.name]
+def _source(args: argparse.Namespace) -> Path:
+    """PATH, or the bundled sample of the dataset."""
     if args.path is None:
         sample = bundled_sample(args.name)
         if sample is None:
             raise ValueError(
                 f"no bundled sample for {args.name!r}; give PATH (samples exist for: {', '.join(SAMPLE_DIRS)})"
             )
-        source: Path = sample
-    else:
-        source = Path(args.path)
-        if not source.exists():
-            raise FileNotFoundError(f"no such file or folder: {source}")
-    options = _options(args)
+        return sample
+    source = Path(args.path)
+    if not source.exists():
+        raise FileNotFoundError(f"no such file or folder: {source}")
+    return source
+
+
+def _load_splits(
+    args: argparse.Namespace, source: Path, options: dict[str, Any]
+) -> tuple[dict[str, Any], list[str]]:
+    """The splits asked for (default: every split found) and the names of those absent."""
+    from medvqa.data import DATASETS, SplitNotFoundError, load
+
+    spec = DATASETS[args.name]
     splits = args.split or list(spec.splits)
     loaded = {}
     absent: list[str] = []
@@ -166,6 +177,16 @@ def _summary(args: argparse.Namespace) -> int:
             absent.append(split)
     if not loaded:
         raise ValueError(f"{source}: none of the splits {', '.join(splits)} of {args.name!r} was found there")
+    return loaded, absent
+
+
+def _summary(args: argparse.Namespace) -> int:
+    from medvqa._io import atomic_write_json
+    from medvqa.data import audit, format_report, summarize
+
+    source = _source(args)
+    options = _options(args)
+    loaded, absent = _load_splits(args, source, options)
     summaries = [summarize(ds) for ds in loaded.values()]
     audits = []
     if not args.no_audit and "train" in loaded:
@@ -188,9 +209,7 @@ def _summary(args: argparse.Namespace) -> int:
     if args.format == "json":
         sys.stdout.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     else:
-        if args.path is None:
-            sys.stdout.write(f"source: the sample bundled with medvqa ({source})\n")
-        else:
-            sys.stdout.write(f"source: {source}\n")
+        where = f"the sample bundled with medvqa ({source})" if args.path is None else str(source)
+        sys.stdout.write(f"source: {where}\n")
         sys.stdout.write(format_report(summaries, audits, absent=absent))
     return 0

@@ -6,9 +6,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from medvqa._commands._common import positive_int
+from medvqa._commands._options import add_options
 
 __all__ = ["register"]
+
+_DEFAULT_OUTPUT = Path("medvqa-output/demo")
 
 _EPILOG = """\
 examples:
@@ -43,26 +45,25 @@ def register(subparsers: Any) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--output",
-        type=Path,
-        default=Path("medvqa-output/demo"),
-        help="output folder (default: ./medvqa-output/demo)",
+    add_options(
+        p,
+        (
+            "model",
+            "family",
+            "quantization",
+            "stage1_size",
+            "eval_limit",
+            "profile",
+            "n_boot",
+            "seed",
+            "judge",
+        ),
+        deprecated=("--profiles",),
     )
-    p.add_argument(
-        "--overwrite", action="store_true", help="delete a previous demo in the output folder first"
-    )
-    p.add_argument(
-        "--model", default="tiny", help="'tiny' (default) or the base model folder / hub id for the real run"
-    )
-    from medvqa._commands.models import add_family_option
-
-    add_family_option(p)
-    p.add_argument(
-        "--quantization",
-        choices=("nf4", "fp4", "int8", "none"),
-        default=None,
-        help="base-model quantization (default: none for tiny, nf4 otherwise)",
+    add_options(
+        p,
+        ("output", "overwrite", "no_progress"),
+        helps={"output": "output folder (default: ./medvqa-output/demo)"},
     )
     p.add_argument("--vqa-rad", default=None, help="VQA-RAD folder (default: the bundled sample)")
     p.add_argument("--roco", default=None, help="stage-1 caption folder in ROCO layout (default: bundled)")
@@ -80,39 +81,15 @@ def register(subparsers: Any) -> None:
         "--med-halt-split", default="train", help="Med-HALT split for the nonsense questions (default: train)"
     )
     p.add_argument(
-        "--stage1-size",
-        type=int,
-        default=None,
-        help="stage-1 pairs (default: all bundled ones for tiny, 55000 otherwise)",
-    )
-    p.add_argument(
         "--sweep-sizes",
         default=None,
         help="stage-1 sizes of the sweep, comma-separated; 'none' skips it (default: 0,half,all for tiny)",
     )
-    p.add_argument(
-        "--eval-limit",
-        type=positive_int,
-        default=None,
-        help="score only the first N test questions (paper: 400)",
-    )
-    p.add_argument(
-        "--profiles", default="paper,strict", help="scoring profiles, comma-separated (default: paper,strict)"
-    )
-    p.add_argument("--n-boot", type=int, default=200, help="bootstrap replicates (default: 200)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the evaluation's random choices (default: 0)")
-    p.add_argument(
-        "--judge",
-        default=None,
-        metavar="MODEL",
-        help="judge of the judged column: a causal LM hub id or folder, or 'none' (default: a tiny "
-        "random judge in the tiny run, none otherwise)",
-    )
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    from medvqa._commands._loading import resolve_quantization
     from medvqa.pipeline import DemoConfig, run_demo
 
     sizes: tuple[int, ...] | None = None
@@ -125,10 +102,10 @@ def _run(args: argparse.Namespace) -> int:
                 f"--sweep-sizes must be comma-separated integers or 'none', got {args.sweep_sizes!r}"
             ) from exc
     cfg = DemoConfig(
-        output_dir=str(args.output),
-        model=args.model,
+        output_dir=str(args.output or _DEFAULT_OUTPUT),
+        model=args.model or "tiny",
         family=args.family,
-        quantization=args.quantization,
+        quantization=resolve_quantization(args.quantization),  # type: ignore[arg-type]
         vqa_rad=args.vqa_rad,
         roco=args.roco,
         ood_dataset=args.ood_dataset,
@@ -138,7 +115,7 @@ def _run(args: argparse.Namespace) -> int:
         stage1_size=args.stage1_size,
         sweep_sizes=sizes,
         eval_limit=args.eval_limit,
-        profiles=tuple(p for p in args.profiles.split(",") if p),
+        profiles=tuple(args.profile or ("paper", "strict")),
         n_boot=args.n_boot,
         seed=args.seed,
         overwrite=args.overwrite,

@@ -43,7 +43,9 @@ def register(subparsers: Any) -> None:
         metavar="FILE",
         help="a *.scores.json file of an evaluation of this adapter (repeatable; default: those in RUN_DIR)",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR")
+    from medvqa._commands._options import add_options
+
+    add_options(p, ("overwrite",))
     p.add_argument(
         "--push", default=None, metavar="REPO_ID", help="then upload OUT_DIR to this Hub repository"
     )

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-__all__ = ["FAMILY_HELP", "add_family_option", "known_family", "register"]
+__all__ = ["known_family", "register"]
 
 _EPILOG = """\
 examples:
@@ -17,18 +17,6 @@ examples:
   medvqa models --json
       every family as JSON
 """
-
-FAMILY_HELP = (
-    "model family (idefics2, idefics3, smolvlm, qwen2_vl, qwen2_5_vl, gemma3, llava, llava_next); "
-    "default: read from the checkpoint's config.json, idefics2 for 'tiny' ('medvqa models' lists them)"
-)
-
-
-def add_family_option(parser: argparse.ArgumentParser) -> None:
-    """Add ``--family NAME`` (the model family override) to a command taking a model."""
-    from medvqa.models import FAMILIES
-
-    parser.add_argument("--family", default=None, choices=sorted(FAMILIES), metavar="NAME", help=FAMILY_HELP)
 
 
 def known_family(model: str, family: str | None) -> str | None:
@@ -63,7 +51,9 @@ def register(subparsers: Any) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_family_option(p)
+    from medvqa._commands._options import add_options
+
+    add_options(p, ("family",))
     p.add_argument("--json", action="store_true", help="print the families as JSON instead of text")
     p.set_defaults(func=_run)
 

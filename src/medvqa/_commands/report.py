@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medvqa._commands._common import read_prediction_file
-from medvqa.metrics import PROFILES
+from medvqa._commands._common import FIELD_OPTIONS, read_prediction_file
+from medvqa._commands._options import add_options
 
 if TYPE_CHECKING:
     from medvqa.metrics import Aggregate, ItemSet
@@ -51,12 +51,6 @@ def register(subparsers: Any) -> None:
         "runs", nargs="+", metavar="RUN", help="LABEL=FILE or FILE (predictions or score JSON)"
     )
     parser.add_argument(
-        "--profile",
-        default="paper",
-        choices=tuple(PROFILES),
-        help="profile whose metrics fill the table (default: paper)",
-    )
-    parser.add_argument(
         "--metric",
         action="append",
         default=None,
@@ -76,17 +70,11 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--digits", type=int, default=3, help="decimal places (default: 3)")
     parser.add_argument("--title", default="", help="table caption")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
-    parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates (default: 1000)")
-    parser.add_argument("--id-field", default="id", help="id field of prediction files (default: id)")
-    parser.add_argument("--reference-field", default="reference", help="reference field (default: reference)")
-    parser.add_argument(
-        "--prediction-field", default="prediction", help="prediction field (default: prediction)"
+    add_options(
+        parser,
+        ("profile", "n_boot", "seed", *FIELD_OPTIONS, "output"),
+        helps={"output": "write to this file instead of standard output"},
     )
-    parser.add_argument(
-        "--answer-type-field", default="answer_type", help="answer-type field (default: answer_type)"
-    )
-    parser.add_argument("--output", "-o", type=Path, help="write to this file instead of standard output")
     parser.set_defaults(func=run)
 
 
@@ -201,6 +189,9 @@ def run(args: argparse.Namespace) -> int:
     from medvqa.reports import results_table
     from medvqa.review import human_evaluation, read_review_sheet
 
+    if args.profile is not None and len(args.profile) > 1:
+        raise ValueError(f"report fills one table from one --profile; got {', '.join(args.profile)}")
+    args.profile = (args.profile or ["paper"])[0]  # the table's profile (default: the paper's)
     runs: list[_Row] = []
     for spec in args.runs:
         label, path = _split(spec)

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from medvqa.metrics import PROFILES
+from medvqa._commands._common import FIELD_OPTIONS, read_prediction_file
+from medvqa._commands._options import add_options
 
 __all__ = ["register"]
 
@@ -18,7 +19,7 @@ examples:
   medvqa review export two_stage.jsonl -o two_stage_review.csv
       a CSV with id, image, question, truth, prediction and empty correct/justification columns
   medvqa review export two_stage.jsonl -o sheet.csv --shuffle-seed 0
-  medvqa review import sheet.csv --predictions two_stage.jsonl --profile paper --profile strict
+  medvqa review import sheet.csv --predictions two_stage.jsonl --profile paper strict
       human accuracy (Wilson 95% interval) and Cohen's kappa against every automatic metric
   medvqa review import sheet.csv --allow-incomplete --format json
 
@@ -45,9 +46,8 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ex.add_argument("predictions", type=Path, help="prediction file (JSON Lines or JSON list)")
-    ex.add_argument("--output", "-o", type=Path, required=True, help="CSV file to write")
     ex.add_argument("--shuffle-seed", type=int, default=None, help="seeded row order (default: file order)")
-    _field_options(ex)
+    add_options(ex, (*FIELD_OPTIONS, "output"), required=("output",), helps={"output": "CSV file to write"})
     ex.set_defaults(func=run_export)
 
     im = sub.add_parser(
@@ -64,13 +64,6 @@ def register(subparsers: Any) -> None:
     im.add_argument("sheet", type=Path, help="the filled review sheet (CSV)")
     im.add_argument("--predictions", type=Path, help="the prediction file the sheet was made from")
     im.add_argument(
-        "--profile",
-        action="append",
-        choices=tuple(PROFILES),
-        default=None,
-        help="profiles to compare with (repeatable; default: paper and strict)",
-    )
-    im.add_argument(
         "--threshold", type=float, default=0.5, help="continuous metric counts as correct at >= this"
     )
     im.add_argument(
@@ -79,30 +72,8 @@ def register(subparsers: Any) -> None:
     im.add_argument(
         "--format", choices=("table", "json"), default="table", help="output format (default: table)"
     )
-    _field_options(im)
+    add_options(im, ("profile", *FIELD_OPTIONS))
     im.set_defaults(func=run_import)
-
-
-def _field_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--id-field", default="id", help="id field (default: id)")
-    p.add_argument("--reference-field", default="reference", help="reference field (default: reference)")
-    p.add_argument("--prediction-field", default="prediction", help="prediction field (default: prediction)")
-    p.add_argument(
-        "--answer-type-field", default="answer_type", help="answer-type field (default: answer_type)"
-    )
-
-
-def _read(args: argparse.Namespace, path: Path) -> Any:
-    from medvqa.metrics import read_predictions
-
-    _refuse_score_file(path)
-    return read_predictions(
-        path,
-        id_field=args.id_field,
-        reference_field=args.reference_field,
-        prediction_field=args.prediction_field,
-        answer_type_field=args.answer_type_field,
-    )
 
 
 def _refuse_score_file(path: Path) -> None:
@@ -132,7 +103,8 @@ def run_export(args: argparse.Namespace) -> int:
     """Execute ``medvqa review export``."""
     from medvqa.review import export_review_sheet
 
-    preds = _read(args, args.predictions)
+    _refuse_score_file(args.predictions)
+    preds = read_prediction_file(args.predictions, args)
     path = export_review_sheet(preds, args.output, shuffle_seed=args.shuffle_seed)
     print(f"wrote {len(preds)} rows to {path}", file=sys.stderr)
     return 0
@@ -146,7 +118,8 @@ def run_import(args: argparse.Namespace) -> int:
     reviews = read_review_sheet(args.sheet, require_complete=not args.allow_incomplete)
     results = []
     if args.predictions is not None:
-        preds = _read(args, args.predictions)
+        _refuse_score_file(args.predictions)
+        preds = read_prediction_file(args.predictions, args)
         for name in args.profile or ["paper", "strict"]:
             results.append(evaluate(preds, profile=name, n_boot=0, by=()))
     human = human_evaluation(reviews, results, threshold=args.threshold)

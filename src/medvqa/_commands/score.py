@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medvqa._commands._common import read_prediction_file
-from medvqa.metrics import PROFILES
+from medvqa._commands._common import FIELD_OPTIONS, read_prediction_file
+from medvqa._commands._options import add_options
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -19,13 +19,11 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-_PROFILE_NAMES = tuple(PROFILES)
-
 _EPILOG = """\
 examples:
   medvqa score predictions.jsonl
       the strict profile (default) with 95% bootstrap intervals
-  medvqa score base.jsonl two_stage.jsonl --profile paper --profile strict
+  medvqa score base.jsonl two_stage.jsonl --profile paper strict
   medvqa score run.jsonl --profile all --format md
   medvqa score results.json --reference-field true_answer --prediction-field predicted_answer
       the paper's result files (a JSON list; no answer type: closed = yes/no answers)
@@ -53,17 +51,10 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("files", nargs="+", metavar="FILE", type=Path, help="prediction files to score")
-    parser.add_argument(
-        "--profile",
-        action="extend",
-        nargs="+",
-        choices=(*_PROFILE_NAMES, "all"),
-        default=None,
-        metavar="NAME",
-        help=(
-            f"metric profile(s): {', '.join(_PROFILE_NAMES)}, or 'all'; several may follow one "
-            "--profile or repeat it (default: strict)"
-        ),
+    add_options(
+        parser,
+        ("profile", "n_boot", "seed", *FIELD_OPTIONS, "judge", "output"),
+        helps={"output": "write the output to this file instead of standard output"},
     )
     parser.add_argument(
         "--format",
@@ -73,22 +64,6 @@ def register(subparsers: Any) -> None:
             "output: 'table' (default) prints one block per file and profile, a line per metric with "
             "its own n; 'md' one wide Markdown table; 'csv' a row per metric; 'json' everything"
         ),
-    )
-    parser.add_argument("--id-field", default="id", help="field holding the item id (default: id)")
-    parser.add_argument(
-        "--reference-field",
-        default="reference",
-        help="field holding the reference answer (default: reference)",
-    )
-    parser.add_argument(
-        "--prediction-field",
-        default="prediction",
-        help="field holding the raw model answer (default: prediction)",
-    )
-    parser.add_argument(
-        "--answer-type-field",
-        default="answer_type",
-        help="field holding closed/open; when absent the type is inferred (default: answer_type)",
     )
     parser.add_argument(
         "--by",
@@ -103,13 +78,6 @@ def register(subparsers: Any) -> None:
         metavar="OUT.jsonl",
         help="write per-item scores with raw, extracted and normalized strings and the extraction rule",
     )
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
-    parser.add_argument(
-        "--n-boot", type=int, default=1000, help="bootstrap replicates; 0 disables intervals (default: 1000)"
-    )
-    parser.add_argument(
-        "--output", "-o", type=Path, help="write the output to this file instead of standard output"
-    )
     _judge_options(parser)
     parser.set_defaults(func=run)
 
@@ -121,13 +89,7 @@ def _judge_options(parser: Any) -> None:
         help="parity mode: report MedEvalKit's swapped labels (its precision is F1, its recall is "
         "precision, its f1 is recall); default: the true values",
     )
-    group = parser.add_argument_group("model-judged scoring (medevalkit profile)")
-    group.add_argument(
-        "--judge",
-        metavar="MODEL_OR_URL",
-        help="judge open answers with a local causal LM (hub id or folder; needs medvqa[train]) or "
-        "an OpenAI-compatible endpoint URL; the medevalkit row then uses the verdicts",
-    )
+    group = parser.add_argument_group("model-judged scoring (medevalkit profile, with --judge)")
     group.add_argument("--judge-model", metavar="NAME", help="model name to request from a judge URL")
     group.add_argument(
         "--judge-revision",
@@ -158,11 +120,7 @@ def _judge_options(parser: Any) -> None:
 
 
 def _profiles(requested: list[str] | None) -> list[str]:
-    if not requested:
-        return ["strict"]
-    if "all" in requested:
-        return list(_PROFILE_NAMES)
-    return list(dict.fromkeys(requested))
+    return list(requested) if requested else ["strict"]
 
 
 def run_record_shortfall(path: Path, n_read: int) -> str | None:
@@ -231,7 +189,7 @@ def score_files(args: argparse.Namespace) -> list[tuple[str, list[Prediction], P
 
 
 def _make_judge(args: argparse.Namespace, names: list[str]) -> Any:
-    if not getattr(args, "judge", None):
+    if getattr(args, "judge", None) in (None, "", "none"):
         return None
     if "medevalkit" not in names:
         raise ValueError("--judge needs the medevalkit profile: add --profile medevalkit (or --profile all)")

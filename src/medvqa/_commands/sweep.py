@@ -7,11 +7,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from medvqa._commands._common import add_report_to_option, positive_int
+from medvqa._commands._options import add_options
 from medvqa._commands._stage_options import (
     add_two_stage_options,
     add_two_stage_sources,
-    parse_set,
     resolve_two_stages,
 )
 
@@ -48,22 +47,13 @@ def register(subparsers: Any) -> None:
         "--sizes", default="0,7000,20000,55000", help="stage-1 sizes, comma-separated (default: the paper's)"
     )
     add_two_stage_sources(p)
-    add_report_to_option(p)
-    p.add_argument(
-        "--eval-limit",
-        type=positive_int,
-        default=None,
-        help="score only the first N test questions (paper: 400)",
+    add_options(
+        p,
+        ("report_to", "eval_limit", "profile", "n_boot", "batch_size", "output", "no_progress"),
+        required=("output",),
+        helps={"output": "output folder of the sweep"},
+        deprecated=("--profiles",),
     )
-    p.add_argument(
-        "--profiles", default="paper,strict", help="scoring profiles, comma-separated (default: paper,strict)"
-    )
-    p.add_argument(
-        "--n-boot", type=int, default=1000, help="bootstrap replicates of the intervals (default: 1000)"
-    )
-    p.add_argument("--batch-size", type=positive_int, default=8, help="generation batch size (default: 8)")
-    p.add_argument("--output", type=Path, required=True, help="output folder of the sweep")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=_run)
 
 
@@ -78,10 +68,7 @@ def _sizes(text: str) -> list[int]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    both = parse_set(args.both_set)
-    if args.report_to is not None:
-        both.setdefault("report_to", args.report_to)
-    s1, s2 = resolve_two_stages(args, both)
+    s1, s2 = resolve_two_stages(args)
     from medvqa.training import run_sweep
 
     result = run_sweep(
@@ -90,9 +77,9 @@ def _run(args: argparse.Namespace) -> int:
         output_dir=args.output,
         sizes=_sizes(args.sizes),
         eval_limit=args.eval_limit,
-        profiles=[p for p in args.profiles.split(",") if p],
+        profiles=args.profile or ["paper", "strict"],
         n_boot=args.n_boot,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size or 8,
         progress=not args.no_progress,
     )
     print((Path(result.output_dir) / "sweep.md").read_text(encoding="utf-8"), file=sys.stderr)

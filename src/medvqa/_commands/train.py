@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from medvqa._commands._common import add_report_to_option
-from medvqa._commands._run_options import add_run_options
+from medvqa._commands._options import add_options
 from medvqa._commands._stage_options import add_stage_options, resolve_stage
 
 __all__ = ["register"]
@@ -48,26 +47,15 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_stage_options(p)
-    p.add_argument(
-        "--model", default=None, help="base model folder or hub id, or 'tiny' (overrides the config)"
+    add_options(
+        p,
+        ("model", "family", "data", "report_to", "no_resume", "on_bad_image", "output", "no_progress"),
+        helps={"output": "output folder (overrides output_dir)"},
     )
-    p.add_argument(
-        "--data", default=None, help="dataset folder (overrides data_dir; default: bundled sample)"
-    )
-    from medvqa._commands.models import add_family_option
-
-    add_family_option(p)
-    p.add_argument("--output", type=Path, default=None, help="output folder (overrides output_dir)")
     p.add_argument(
         "--init-adapter", type=Path, default=None, help="start from this saved adapter (trainable)"
     )
-    p.add_argument(
-        "--no-resume", action="store_true", help="refuse to reuse or resume an existing output folder"
-    )
-    add_report_to_option(p)
     p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
-    add_run_options(p, resume=False)
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_run)
 
 

@@ -7,12 +7,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from medvqa._commands._common import add_report_to_option, positive_int
-from medvqa._commands._run_options import add_run_options
+from medvqa._commands._options import add_options
 from medvqa._commands._stage_options import (
     add_two_stage_options,
     add_two_stage_sources,
-    parse_set,
     resolve_two_stages,
 )
 
@@ -48,39 +46,31 @@ def register(subparsers: Any) -> None:
     )
     add_two_stage_options(p)
     add_two_stage_sources(p)
-    add_report_to_option(p)
-    p.add_argument(
-        "--stage1-size", type=int, default=None, help="stage-1 pairs (nested subset); 0 skips stage 1"
+    add_options(
+        p,
+        (
+            "stage1_size",
+            "report_to",
+            "no_resume",
+            "on_bad_image",
+            "eval_limit",
+            "profile",
+            "output",
+            "no_progress",
+        ),
+        required=("output",),
+        helps={"output": "output folder of the run"},
+        deprecated=("--profiles",),
     )
-    p.add_argument("--output", type=Path, required=True, help="output folder of the run")
     p.add_argument(
         "--evaluate", action="store_true", help="then answer and score the stage-2 dataset's test split"
     )
-    p.add_argument(
-        "--eval-limit",
-        type=positive_int,
-        default=None,
-        help="score only the first N test questions (paper: 400)",
-    )
-    p.add_argument(
-        "--profiles", default="paper,strict", help="scoring profiles, comma-separated (default: paper,strict)"
-    )
-    p.add_argument(
-        "--no-resume", action="store_true", help="refuse to reuse or resume existing stage folders"
-    )
-    add_run_options(p, resume=False)
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    both = parse_set(args.both_set)
-    if args.report_to is not None:
-        both.setdefault("report_to", args.report_to)
     size = args.stage1_size
-    if size is not None and size < 0:
-        raise ValueError(f"--stage1-size must be >= 0, got {size}")
-    s1, s2 = resolve_two_stages(args, both, subset_size=size or None)
+    s1, s2 = resolve_two_stages(args, subset_size=size or None)
     from medvqa.training import run_two_stage
 
     result = run_two_stage(
@@ -102,27 +92,32 @@ def _run(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
     if args.evaluate:
-        from medvqa.training import load_stage_samples, load_trained_model, predict_and_score
-
-        test = load_stage_samples(s2.replace(subset_size=None), split="test")[: args.eval_limit]
-        model, processor = load_trained_model(
-            s2.model, result.adapter_dir, quantization=s2.quantization, precision=s2.precision
-        )
-        ev = predict_and_score(
-            model,
-            processor,
-            test,
-            output_dir=args.output,
-            name="eval",
-            report_to=s2.report_to,
-            profiles=[p for p in args.profiles.split(",") if p],
-            progress=not args.no_progress,
-            on_bad_image=args.on_bad_image,
-            info={"model": s2.model, "adapter": result.adapter_dir, "quantization": s2.quantization},
-        )
-        for profile, aggs in ev.scores.items():
-            for key, agg in aggs.items():
-                if agg.get("subset", "all") == "all":
-                    print(f"{profile}/{key}: {agg['value']} (n={agg['denominator']})", file=sys.stderr)
+        _evaluate(args, s2, result.adapter_dir)
     print(result.adapter_dir)
     return 0
+
+
+def _evaluate(args: argparse.Namespace, s2: Any, adapter_dir: str) -> None:
+    """``--evaluate``: answer and score the stage-2 dataset's test split with the trained adapter."""
+    from medvqa.training import load_stage_samples, load_trained_model, predict_and_score
+
+    test = load_stage_samples(s2.replace(subset_size=None), split="test")[: args.eval_limit]
+    model, processor = load_trained_model(
+        s2.model, adapter_dir, quantization=s2.quantization, precision=s2.precision
+    )
+    ev = predict_and_score(
+        model,
+        processor,
+        test,
+        output_dir=args.output,
+        name="eval",
+        report_to=s2.report_to,
+        profiles=args.profile or ["paper", "strict"],
+        progress=not args.no_progress,
+        on_bad_image=args.on_bad_image,
+        info={"model": s2.model, "adapter": adapter_dir, "quantization": s2.quantization},
+    )
+    for profile, aggs in ev.scores.items():
+        for key, agg in aggs.items():
+            if agg.get("subset", "all") == "all":
+                print(f"{profile}/{key}: {agg['value']} (n={agg['denominator']})", file=sys.stderr)

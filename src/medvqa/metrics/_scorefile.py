@@ -1,6 +1,6 @@
 """The score file: one versioned JSON format for aggregates, written and read by every command.
 
-``medvqa score --format json``, ``medvqa evaluate`` (``NAME.scores.json``), ``medvqa ablate``
+``medvqa score --format json``, ``medvqa predict-and-score`` (``NAME.scores.json``), ``medvqa ablate``
 (``scores.json``), ``two-stage --evaluate``, the sweep and the demo write this format;
 ``medvqa report`` and ``medvqa export`` read it. A file holds one or more *runs*: one
 prediction set scored under one profile::
@@ -335,7 +335,7 @@ def read_scores(path: str | os.PathLike[str]) -> ScoreFile:
     if not is_score_data(data):
         raise DataFormatError(
             "not a medvqa score file (expected an object with 'format': "
-            f"{SCORE_FORMAT!r}, as written by medvqa score --format json or medvqa evaluate)",
+            f"{SCORE_FORMAT!r}, as written by medvqa score --format json or medvqa predict-and-score)",
             file=where,
         )
     fmt = data.get("format")

@@ -1,6 +1,6 @@
 """Predict and score: generate answers for samples, then score them under several profiles.
 
-The evaluation step of the pipeline (``medvqa evaluate``, the sweep and the demo): answers
+The evaluation step of the pipeline (``medvqa predict-and-score``, the sweep and the demo): answers
 come from :func:`medvqa.generation.generate_answers` (streamed to a JSON Lines file, resumable),
 scores from :func:`medvqa.metrics.evaluate` under each named profile. Files written in
 ``output_dir`` for an evaluation called ``name``::
