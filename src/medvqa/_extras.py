@@ -102,6 +102,17 @@ def names_train_extra(func: Callable[_P, _R]) -> Callable[_P, _R]:
     return _guard(func, precheck=False)
 
 
+def check_train_modules() -> None:
+    """Raise :class:`ModuleNotFoundError` for the first core module of the extra that is missing.
+
+    Inside a function decorated with :func:`names_train_extra` it becomes a
+    :class:`MissingExtraError`; for a function that needs the extra on some paths only.
+    """
+    for name in _CORE:
+        if importlib.util.find_spec(name) is None:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+
 def _guard(func: Callable[_P, _R], *, precheck: bool) -> Callable[_P, _R]:
     public = ".".join(part for part in func.__module__.split(".") if not part.startswith("_"))
     what = f"{public}.{func.__qualname__}()"
@@ -109,9 +120,8 @@ def _guard(func: Callable[_P, _R], *, precheck: bool) -> Callable[_P, _R]:
     @functools.wraps(func)
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         try:
-            for name in _CORE if precheck else ():
-                if importlib.util.find_spec(name) is None:
-                    raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+            if precheck:
+                check_train_modules()
             return func(*args, **kwargs)
         except MissingExtraError:
             raise

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from medvqa._errors import MedVQAError
-from medvqa._extras import names_train_extra, needs_train_extra
+from medvqa._extras import check_train_modules, names_train_extra, needs_train_extra
 from medvqa._io import JsonlWriter
 from medvqa._lock import RunLock
 from medvqa.records import Prediction, VQASample
@@ -242,7 +242,10 @@ def predict_and_score(
             predictions file.
     """
     from medvqa._tracking import check_report_to, log_scalars
+    from medvqa.server import ServerEngine
 
+    if not isinstance(model, ServerEngine):
+        check_train_modules()  # a local model needs the training extra; a served one does not
     if not samples:
         raise MedVQAError(f"evaluation {name!r}: no samples to answer")
     check_report_to(report_to)
