@@ -122,7 +122,7 @@ class DemoConfig:
     sweep_sizes: tuple[int, ...] | None = None
     eval_limit: int | None = None
     profiles: tuple[str, ...] = ("paper", "strict")
-    n_boot: int = 200
+    n_boot: int = 1000
     batch_size: int = 8
     seed: int = 0
     overwrite: bool = False

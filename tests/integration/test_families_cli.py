@@ -110,7 +110,7 @@ def test_a_training_stage_runs_and_its_adapter_evaluates(family: str, tmp_path: 
 def test_the_demo_runs_end_to_end_for_every_family(family: str, tmp_path: Path) -> None:
     """Two-stage training, every table row (swap, expert prompt, nonsense, OOD) and scoring, per family."""
     out = tmp_path / "demo"
-    argv = ["demo", "--family", family, "--sweep-sizes", "none", "--stage1-size", "8", "--eval-limit", "3"]
+    argv = ["demo", "--family", family, "--sizes", "none", "--stage1-size", "8", "--eval-limit", "3"]
     assert main([*argv, "--n-boot", "0", "--no-progress", "--output", str(out)]) == 0
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     assert report["config"]["family"] == family

@@ -22,6 +22,9 @@ SYNONYMS = {
     "--dtype": ("--precision",),
     "--profile": ("--profiles",),
     "--transform": ("--transforms",),
+    "--sizes": ("--sweep-sizes",),
+    "--nonsense-data": ("--med-halt",),
+    "--nonsense-split": ("--med-halt-split",),
 }
 # (command, dest): a documented reason to differ from the shared definition
 EXCEPTIONS = {
@@ -125,6 +128,9 @@ _BASE = ["--model", "tiny", "--dataset", "vqa_rad", "--output", "out"]
         (["two-stage", "--output", "o", "--profiles", "strict"], "profile", ["strict"], "--profiles"),
         (["sweep", "--output", "o", "--profiles", "paper"], "profile", ["paper"], "--profiles"),
         (["demo", "--profiles", "paper,strict"], "profile", ["paper", "strict"], "--profiles"),
+        (["demo", "--sweep-sizes", "0,8"], "sizes", "0,8", "--sweep-sizes"),
+        (["demo", "--med-halt", "mh"], "nonsense_data", Path("mh"), "--med-halt"),
+        (["demo", "--med-halt-split", "test"], "nonsense_split", "test", "--med-halt-split"),
         (
             ["ablate", *_BASE, "--transforms", "swap,noimage"],
             "transform",

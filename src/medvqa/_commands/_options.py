@@ -283,6 +283,20 @@ _MODEL: dict[str, Option] = {
 }
 
 _DATA: dict[str, Option] = {
+    "nonsense_data": _opt(
+        "data",
+        "--nonsense-data",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="Med-HALT reasoning_fake.csv or its folder, the nonsense questions (default: the bundled sample)",
+    ),
+    "nonsense_split": _opt(
+        "data",
+        "--nonsense-split",
+        default="train",
+        help="Med-HALT split_type of the nonsense questions (default: train)",
+    ),
     "dataset": _opt("data", "--dataset", choices=DATASET_NAMES, help="which dataset format --data is in"),
     "data": _opt(
         "data",
@@ -444,7 +458,7 @@ _SCORING: dict[str, Option] = {
         nargs="+",
         default=None,
         metavar="NAME",
-        help="metric profile(s): paper, llava_med, lmms_eval, multimedeval, medevalkit, strict, or all; "
+        help="metric profile(s): {profiles}, or all; "
         "several may follow one --profile, repeat it or be comma-separated (default: see the "
         "defaults table of the CLI guide; strict where one profile is used)",
     ),
@@ -496,6 +510,15 @@ _SCORING: dict[str, Option] = {
 }
 
 _TRAINING: dict[str, Option] = {
+    "sizes": _opt(
+        "training",
+        "--sizes",
+        default=None,
+        metavar="A,B",
+        help="stage-1 sizes of the size sweep (Figure 3), comma-separated; 'none' skips the demo's sweep "
+        "(default: the paper's 0,7000,20000,55000; the demo on the tiny model: 0, half and all of its "
+        "caption pairs)",
+    ),
     "stage1_size": _opt(
         "training",
         "--stage1-size",
@@ -548,11 +571,15 @@ _DEPRECATED: Mapping[str, tuple[str, Callable[[Any], Any] | None, dict[str, Any]
     ),
     "--profiles": ("--profile", lambda v: profile_names([v]), {"dest": "profile", "metavar": "A,B"}),
     "--transforms": ("--transform", lambda v: transform_names([v]), {"dest": "transform", "metavar": "A,B"}),
+    "--sweep-sizes": ("--sizes", None, {"dest": "sizes", "metavar": "A,B"}),
+    "--med-halt": ("--nonsense-data", Path, {"dest": "nonsense_data", "metavar": "PATH"}),
+    "--med-halt-split": ("--nonsense-split", None, {"dest": "nonsense_split"}),
 }
 
 
 def add_deprecated(parser: argparse.ArgumentParser, *flags: str) -> None:
-    """Add hidden former spellings (``--precision``, ``--profiles``, ``--transforms``) that still work."""
+    """Add hidden former spellings (``--precision``, ``--profiles``, ``--transforms``, the demo's
+    ``--sweep-sizes``, ``--med-halt`` and ``--med-halt-split``) that still work."""
     for flag in flags:
         new, convert, kwargs = _DEPRECATED[flag]
         parser.add_argument(
@@ -594,6 +621,10 @@ def add_options(
             kwargs["help"] = kwargs["help"].format(families=", ".join(kwargs["choices"]))
         if name == "prompt":
             kwargs["choices"] = _prompts()
+        if name == "profile":
+            from medvqa.metrics import PROFILES
+
+            kwargs["help"] = kwargs["help"].format(profiles=", ".join(PROFILES))
         if name in own:
             kwargs["help"] = own[name]
         if name in must:

@@ -64,16 +64,6 @@ def register(subparsers: Any) -> None:
     )
     nonsense = p.add_argument_group("nonsense questions (Med-HALT reasoning_fake)")
     nonsense.add_argument(
-        "--nonsense-data",
-        type=Path,
-        default=None,
-        metavar="PATH",
-        help="Med-HALT reasoning_fake.csv or its folder (default: the bundled sample)",
-    )
-    nonsense.add_argument(
-        "--nonsense-split", default="train", help="Med-HALT split_type to use (default: train)"
-    )
-    nonsense.add_argument(
         "--nonsense-limit",
         type=positive_int,
         default=None,
@@ -93,7 +83,7 @@ def register(subparsers: Any) -> None:
 # the options of predict that apply to an ablation run (no --as-run, no server, no --instruction)
 _OPTIONS = tuple(
     name
-    for name in (*ANSWER_OPTIONS, "transform", "profile", "n_boot")
+    for name in (*ANSWER_OPTIONS, "transform", "profile", "n_boot", "nonsense_data", "nonsense_split")
     if name not in ("as_run", "dropout_seed", "instruction", *_SERVER_OPTIONS)
 )
 

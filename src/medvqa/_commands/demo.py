@@ -22,7 +22,7 @@ examples:
       the same pipeline on the tiny Qwen2.5-VL (any family of 'medvqa models')
   medvqa demo --model HuggingFaceM4/idefics2-8b --vqa-rad ../shared/data/vqa_rad \\
       --roco /data/roco --ood-dataset path_vqa --ood-data /data/pathvqa \\
-      --med-halt ../shared/data/medhalt --eval-limit 400 --output runs/paper
+      --nonsense-data ../shared/data/medhalt --eval-limit 400 --output runs/paper
       the paper's recipe with its presets, unchanged, on one GPU (hours)
 
 The tiny model's numbers mean nothing about medicine: the demo shows that every step runs
@@ -52,13 +52,16 @@ def register(subparsers: Any) -> None:
             "family",
             "quantization",
             "stage1_size",
+            "sizes",
+            "nonsense_data",
+            "nonsense_split",
             "eval_limit",
             "profile",
             "n_boot",
             "seed",
             "judge",
         ),
-        deprecated=("--profiles",),
+        deprecated=("--profiles", "--sweep-sizes", "--med-halt", "--med-halt-split"),
     )
     add_options(
         p,
@@ -74,17 +77,6 @@ def register(subparsers: Any) -> None:
         help="out-of-distribution test set (default: slake; the paper's is path_vqa, not bundled)",
     )
     p.add_argument("--ood-data", default=None, help="its folder (default: the bundled SLAKE sample)")
-    p.add_argument(
-        "--med-halt", default=None, help="Med-HALT folder or reasoning_fake.csv (default: bundled)"
-    )
-    p.add_argument(
-        "--med-halt-split", default="train", help="Med-HALT split for the nonsense questions (default: train)"
-    )
-    p.add_argument(
-        "--sweep-sizes",
-        default=None,
-        help="stage-1 sizes of the sweep, comma-separated; 'none' skips it (default: 0,half,all for tiny)",
-    )
     p.set_defaults(func=_run)
 
 
@@ -93,13 +85,13 @@ def _run(args: argparse.Namespace) -> int:
     from medvqa.pipeline import DemoConfig, run_demo
 
     sizes: tuple[int, ...] | None = None
-    if args.sweep_sizes is not None:
-        text = args.sweep_sizes.strip().lower()
+    if args.sizes is not None:
+        text = args.sizes.strip().lower()
         try:
             sizes = () if text in ("none", "") else tuple(int(s) for s in text.split(","))
         except ValueError as exc:
             raise ValueError(
-                f"--sweep-sizes must be comma-separated integers or 'none', got {args.sweep_sizes!r}"
+                f"--sizes must be comma-separated integers or 'none', got {args.sizes!r}"
             ) from exc
     cfg = DemoConfig(
         output_dir=str(args.output or _DEFAULT_OUTPUT),
@@ -110,8 +102,8 @@ def _run(args: argparse.Namespace) -> int:
         roco=args.roco,
         ood_dataset=args.ood_dataset,
         ood_data=args.ood_data,
-        med_halt=args.med_halt,
-        med_halt_split=args.med_halt_split,
+        med_halt=None if args.nonsense_data is None else str(args.nonsense_data),
+        med_halt_split=args.nonsense_split,
         stage1_size=args.stage1_size,
         sweep_sizes=sizes,
         eval_limit=args.eval_limit,

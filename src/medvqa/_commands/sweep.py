@@ -43,18 +43,18 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_two_stage_options(p)
-    p.add_argument(
-        "--sizes", default="0,7000,20000,55000", help="stage-1 sizes, comma-separated (default: the paper's)"
-    )
     add_two_stage_sources(p)
     add_options(
         p,
-        ("report_to", "eval_limit", "profile", "n_boot", "batch_size", "output", "no_progress"),
+        ("sizes", "report_to", "eval_limit", "profile", "n_boot", "batch_size", "output", "no_progress"),
         required=("output",),
         helps={"output": "output folder of the sweep"},
         deprecated=("--profiles",),
     )
     p.set_defaults(func=_run)
+
+
+_PAPER_SIZES = "0,7000,20000,55000"
 
 
 def _sizes(text: str) -> list[int]:
@@ -75,7 +75,7 @@ def _run(args: argparse.Namespace) -> int:
         s1,
         s2,
         output_dir=args.output,
-        sizes=_sizes(args.sizes),
+        sizes=_sizes(args.sizes or _PAPER_SIZES),
         eval_limit=args.eval_limit,
         profiles=args.profile or ["paper", "strict"],
         n_boot=args.n_boot,
