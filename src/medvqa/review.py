@@ -119,6 +119,7 @@ class ReviewItem:
     row: int = 0
 
 
+# Over 60 lines with its public docstring; the code is 50 lines.
 def read_review_sheet(path: str | os.PathLike[str], *, require_complete: bool = True) -> list[ReviewItem]:
     """Read a filled review sheet.
 
@@ -273,6 +274,7 @@ class HumanEvaluation:
         }
 
 
+# Over 60 lines with its public docstring; the code is 37 lines.
 def human_evaluation(
     reviews: Sequence[ReviewItem],
     results: ProfileResult | Sequence[ProfileResult] = (),

@@ -452,6 +452,7 @@ def run_stage(
 _SHARED_FIELDS = ("model", "quantization", "double_quant", "lora_preset", "lora_r", "lora_alpha")
 
 
+# Over 60 lines with its public docstring; the code is 22 lines.
 @needs_train_extra
 def run_two_stage(
     stage1: StageConfig | None,
