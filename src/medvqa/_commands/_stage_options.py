@@ -98,6 +98,21 @@ def add_two_stage_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def two_stage_parser(subparsers: Any, name: str, *, help: str, description: str, epilog: str) -> Any:
+    """The parser of a command that trains both stages (``two-stage``, ``sweep``), with the options
+    of both stages and their sources (:func:`add_two_stage_options`, :func:`add_two_stage_sources`)."""
+    parser = subparsers.add_parser(
+        name,
+        help=help,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_two_stage_options(parser)
+    add_two_stage_sources(parser)
+    return parser
+
+
 def add_two_stage_sources(parser: argparse.ArgumentParser) -> None:
     """Add --model and --family (of both stages), --stage1-data and --stage2-data."""
     from medvqa._commands._options import add_options

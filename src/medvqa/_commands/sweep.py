@@ -9,9 +9,8 @@ from typing import Any
 
 from medvqa._commands._options import add_options
 from medvqa._commands._stage_options import (
-    add_two_stage_options,
-    add_two_stage_sources,
     resolve_two_stages,
+    two_stage_parser,
 )
 
 __all__ = ["register"]
@@ -35,15 +34,13 @@ scored. Size 0 is stage 2 alone. Writes OUTPUT/size_S/ per size and OUTPUT/sweep
 
 def register(subparsers: Any) -> None:
     """Add the ``sweep`` command."""
-    p = subparsers.add_parser(
+    p = two_stage_parser(
+        subparsers,
         "sweep",
         help="pretraining-size sweep: stage-1 sizes x (stage 2 + evaluation), one table and plot",
         description="Train and evaluate one two-stage run per stage-1 size (the paper's Figure 3).",
         epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_two_stage_options(p)
-    add_two_stage_sources(p)
     add_options(
         p,
         ("sizes", "report_to", "eval_limit", "profile", "n_boot", "batch_size", "output", "no_progress"),

@@ -9,9 +9,8 @@ from typing import Any
 
 from medvqa._commands._options import add_options
 from medvqa._commands._stage_options import (
-    add_two_stage_options,
-    add_two_stage_sources,
     resolve_two_stages,
+    two_stage_parser,
 )
 
 __all__ = ["register"]
@@ -37,15 +36,13 @@ OUTPUT/loss_curves.png (+ .json). Rerunning resumes. --stage1-size 0 skips stage
 
 def register(subparsers: Any) -> None:
     """Add the ``two-stage`` command."""
-    p = subparsers.add_parser(
+    p = two_stage_parser(
+        subparsers,
         "two-stage",
         help="train stage 1 (captions) then stage 2 (VQA) on one adapter",
         description="The paper's two-stage fine-tuning: stage 1 then stage 2, continuing the same LoRA adapter.",
         epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_two_stage_options(p)
-    add_two_stage_sources(p)
     add_options(
         p,
         (
