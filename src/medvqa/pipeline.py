@@ -42,6 +42,7 @@ from medvqa._distributed import barrier, ensure_process_group, is_main_process
 from medvqa._errors import MedVQAError
 from medvqa._extras import needs_train_extra
 from medvqa._io import atomic_write_json, atomic_write_text, read_json
+from medvqa._tables import interval, markdown_table, number
 from medvqa.training import Quantization
 from medvqa.training._config import TINY_MODEL  # the name of the tiny model; not a public constant
 
@@ -361,20 +362,35 @@ def _markdown(
     sweep: Any,
     elapsed: float,
 ) -> str:
-    lines: list[str] = ["# medvqa demo: the Med-Idefics pipeline end to end", ""]
+    """The demo's ``report.md`` (without the judged column): its sections, blank lines between."""
+    sections = [
+        _intro_section(cfg, elapsed),
+        _data_section(cfg, report["data"]),
+        _training_section(cfg, two, one),
+        _paper_table_section(tables),
+        _abstention_section(abst),
+        _sweep_section(sweep),
+        _files_section(),
+    ]
+    return "\n\n".join("\n".join(lines) for lines in sections if lines) + "\n"
+
+
+def _intro_section(cfg: DemoConfig, elapsed: float) -> list[str]:
+    """Title, the tiny model's disclaimer and the model line."""
+    lines = ["# medvqa demo: the Med-Idefics pipeline end to end", ""]
     if cfg.tiny:
         lines += [f"> **Read this first.** {_DISCLAIMER}", ""]
-    lines += [
+    lines.append(
         f"Model: `{cfg.model}`. Finished in {elapsed:.0f} s. Settings: `demo_config.json`; "
-        "everything below is also in `report.json`.",
-        "",
-        "## Data",
-        "",
-        "| part | source | split | n |",
-        "|---|---|---|---|",
-    ]
-    for part, facts in report["data"].items():
-        lines.append(f"| {part} | `{facts['source']}` | {facts['split']} | {facts['n']} |")
+        "everything below is also in `report.json`."
+    )
+    return lines
+
+
+def _data_section(cfg: DemoConfig, data: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Each part of the data (source, split, size), and the licences of the bundled sample."""
+    rows = [[part, f"`{facts['source']}`", facts["split"], facts["n"]] for part, facts in data.items()]
+    lines = ["## Data", "", markdown_table(["part", "source", "split", "n"], rows)]
     if cfg.vqa_rad is None:
         lines += [
             "",
@@ -383,7 +399,12 @@ def _markdown(
             "2021) stands in for PathVQA as the out-of-distribution set, because PathVQA's images may not "
             "be redistributed. Med-HALT is Apache-2.0. Licences: `medvqa/_sample/LICENSES.md`.",
         ]
-    lines += ["", "## Training", ""]
+    return lines
+
+
+def _training_section(cfg: DemoConfig, two: Any, one: Any) -> list[str]:
+    """The training runs (samples, steps, mean loss, precision, folder) and the loss-curve files."""
+    lines = ["## Training", ""]
     if cfg.tiny:
         lines += [
             "The paper's presets (`paper_stage1`, `paper_stage2`, `paper_single_stage`) with toy "
@@ -394,18 +415,27 @@ def _markdown(
             "2), schedule and seeds are the paper's.",
             "",
         ]
-    lines += [
-        "| stage | samples | steps | mean train loss | precision | folder |",
-        "|---|---|---|---|---|---|",
+    rows = [
+        [
+            label,
+            r.train_samples,
+            r.global_step,
+            number(r.train_loss),
+            r.precision,
+            f"`{Path(r.output_dir).relative_to(cfg.output_dir)}`",
+        ]
+        for label, r in (("stage 1", two.stage1), ("stage 2", two.stage2), ("single-stage", one))
+        if r is not None
     ]
-    for label, r in (("stage 1", two.stage1), ("stage 2", two.stage2), ("single-stage", one)):
-        if r is not None:
-            lines.append(
-                f"| {label} | {r.train_samples} | {r.global_step} | {_fmt(r.train_loss)} | {r.precision} | "
-                f"`{Path(r.output_dir).relative_to(cfg.output_dir)}` |"
-            )
-    lines += ["", "Loss curves of both stages (Figure 4): `loss_curves.png` (data: `loss_curves.json`).", ""]
-    lines += [
+    header = ["stage", "samples", "steps", "mean train loss", "precision", "folder"]
+    lines += [markdown_table(header, rows), ""]
+    lines.append("Loss curves of both stages (Figure 4): `loss_curves.png` (data: `loss_curves.json`).")
+    return lines
+
+
+def _paper_table_section(tables: Mapping[str, str]) -> list[str]:
+    """The paper's table under each scoring profile, then the paper's own numbers (Figure 2)."""
+    lines = [
         "## The paper's table",
         "",
         "Each cell is the value with its seeded 95% bootstrap interval. `n` lists the distinct "
@@ -420,41 +450,50 @@ def _markdown(
         'images) against the abstaining option ("I do not know"-style); the paper asked 5 such '
         "questions and did not score them. Their abstention rates are below.",
         "",
-    ]
-    lines += [
         "The paper's numbers for comparison (Figure 2; VQA-RAD and PathVQA, first 400 test rows, paper "
         "profile):",
         "",
-        "| run | EM (containment) | F1 | BLEU-1 | human |",
-        "|---|---|---|---|---|",
     ]
-    for row, vals in PAPER_RESULTS.items():
-        human = vals.get("human")
-        lines.append(
-            f"| {row} | {_fmt(vals['containment'], 2)} | {_fmt(vals['f1'], 2)} | {_fmt(vals['bleu1'], 2)} | "
-            f"{'' if human is None else f'{human:.0%}'} |"
-        )
-    lines += [
-        "",
-        "## Nonsense questions (Med-HALT reasoning_fake)",
-        "",
-        "| model | n | abstained | rate [95% CI] |",
-        "|---|---|---|---|",
-    ]
-    for name, a in abst.items():
-        ci = "" if a.ci_low is None else f" [{a.ci_low:.2f}, {a.ci_high:.2f}]"
-        lines.append(f"| {name} | {a.n} | {a.abstained} | {_fmt(a.rate, 2)}{ci} |")
-    if sweep is not None:
-        lines += [
-            "",
-            "## Pretraining-size sweep (Figure 3)",
-            "",
-            "Plot: `sweep/sweep.png`; table: `sweep/sweep.md`:",
-            "",
+    rows = [
+        [
+            row,
+            number(vals["containment"], 2),
+            number(vals["f1"], 2),
+            number(vals["bleu1"], 2),
+            "" if vals.get("human") is None else f"{vals['human']:.0%}",
         ]
-        lines.append((Path(sweep.output_dir) / "sweep.md").read_text(encoding="utf-8").rstrip())
-    lines += [
+        for row, vals in PAPER_RESULTS.items()
+    ]
+    lines.append(markdown_table(["run", "EM (containment)", "F1", "BLEU-1", "human"], rows))
+    return lines
+
+
+def _abstention_section(abst: Mapping[str, Any]) -> list[str]:
+    """How often each model abstained on the nonsense questions, with its interval."""
+    rows = [
+        [name, a.n, a.abstained, number(a.rate, 2) + interval(a.ci_low, a.ci_high, 2)]
+        for name, a in abst.items()
+    ]
+    table = markdown_table(["model", "n", "abstained", "rate [95% CI]"], rows)
+    return ["## Nonsense questions (Med-HALT reasoning_fake)", "", table]
+
+
+def _sweep_section(sweep: Any) -> list[str]:
+    """The pretraining-size sweep's table (read from ``sweep.md``); nothing without a sweep."""
+    if sweep is None:
+        return []
+    return [
+        "## Pretraining-size sweep (Figure 3)",
         "",
+        "Plot: `sweep/sweep.png`; table: `sweep/sweep.md`:",
+        "",
+        (Path(sweep.output_dir) / "sweep.md").read_text(encoding="utf-8").rstrip(),
+    ]
+
+
+def _files_section() -> list[str]:
+    """What else the demo's folder holds."""
+    return [
         "## Files",
         "",
         "- `predictions/<row>.predictions.jsonl`: every answer, one JSON object per line; "
@@ -463,6 +502,4 @@ def _markdown(
         "(`medvqa review`).",
         "- `sweep/size_<n>/`: adapters, configs, trainer states and loss histories of every run "
         "(`size_0` is the single-stage baseline).",
-        "",
     ]
-    return "\n".join(lines)

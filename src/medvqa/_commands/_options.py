@@ -3,21 +3,27 @@
 Commands build their parsers with :func:`add_options`, naming the options they take; the
 options land in argument groups (model, data, generation, scoring, output) so that
 ``--help`` shows them grouped. The spellings of earlier releases keep working for one
-release through hidden aliases (:func:`add_deprecated`), each printing one deprecation line
-on stderr. ``tests/unit/test_cli_vocabulary.py`` walks every parser and fails when one
-concept has two spellings, defaults, types or help texts.
+release through hidden aliases (:func:`add_deprecated`, defined in
+:mod:`medvqa._commands._deprecated`), each printing one deprecation line on stderr.
+``tests/unit/test_cli_vocabulary.py`` walks every parser and fails when one concept has two
+spellings, defaults, types or help texts.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from medvqa._commands._common import DATASET_NAMES, positive_int
+from medvqa._commands._deprecated import (
+    DEPRECATED_TRANSFORM_NAMES,
+    OLD_DTYPES,
+    add_deprecated,
+    deprecation,
+)
 
 __all__ = [
     "DEPRECATED_TRANSFORM_NAMES",
@@ -51,21 +57,6 @@ PER_COMMAND_HELP: Mapping[str, str] = {
 """Options whose help text (and, for ``--format``, choices and default) each command words itself."""
 
 _DTYPES = ("auto", "float32", "float16", "bfloat16")
-_OLD_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
-DEPRECATED_TRANSFORM_NAMES: Mapping[str, str] = {
-    "swap_images": "swap",
-    "blank_image": "blank",
-    "no_image": "noimage",
-}
-"""Transform names of the former ``evaluate --transform`` and the names that replace them."""
-
-
-def deprecation(old: str, new: str) -> None:
-    """Print the one-line notice of a deprecated spelling on stderr."""
-    print(
-        f"medvqa: warning: {old} is deprecated and will be removed in the next release; use {new}",
-        file=sys.stderr,
-    )
 
 
 def nonnegative_int(text: str) -> int:
@@ -93,9 +84,9 @@ def dtype_name(text: str) -> str:
     >>> dtype_name("bfloat16")
     'bfloat16'
     """
-    if text in _OLD_DTYPES:
-        deprecation(f"--dtype {text}", f"--dtype {_OLD_DTYPES[text]}")
-        return _OLD_DTYPES[text]
+    if text in OLD_DTYPES:
+        deprecation(f"--dtype {text}", f"--dtype {OLD_DTYPES[text]}")
+        return OLD_DTYPES[text]
     if text not in _DTYPES:
         raise argparse.ArgumentTypeError(f"invalid choice {text!r} (choose from {', '.join(_DTYPES)})")
     return text
@@ -162,28 +153,6 @@ class _Names(argparse.Action):
             parser.error(f"argument {option}: {exc}")
         before = getattr(ns, self.dest, None) or []
         setattr(ns, self.dest, list(dict.fromkeys([*before, *names])))
-
-
-class _Deprecated(argparse.Action):
-    """A hidden former spelling: prints a notice and stores through the current option's action."""
-
-    def __init__(self, *args: Any, new: str, convert: Callable[[Any], Any] | None, **kwargs: Any) -> None:
-        self.new, self.convert = new, convert
-        super().__init__(*args, **kwargs)
-
-    def __call__(
-        self, parser: argparse.ArgumentParser, ns: argparse.Namespace, values: Any, option: str | None = None
-    ) -> None:
-        deprecation(str(option), self.new)
-        if self.convert is not None:
-            try:
-                values = self.convert(values)
-            except argparse.ArgumentTypeError as exc:
-                parser.error(f"argument {option}: {exc}")
-        if isinstance(values, list):
-            before = getattr(ns, self.dest, None) or []
-            values = list(dict.fromkeys([*before, *values]))
-        setattr(ns, self.dest, values)
 
 
 @dataclass(frozen=True)
@@ -561,30 +530,6 @@ _OUTPUT: dict[str, Option] = {
 
 OPTIONS: Mapping[str, Option] = {**_MODEL, **_DATA, **_GENERATION, **_SCORING, **_TRAINING, **_OUTPUT}
 """Every shared option by its destination name (``args.<name>``)."""
-
-# former spelling -> (current option, converter of the parsed value)
-_DEPRECATED: Mapping[str, tuple[str, Callable[[Any], Any] | None, dict[str, Any]]] = {
-    "--precision": (
-        "--dtype",
-        lambda v: dtype_name(_OLD_DTYPES.get(v, v)),
-        {"dest": "dtype", "metavar": "P"},
-    ),
-    "--profiles": ("--profile", lambda v: profile_names([v]), {"dest": "profile", "metavar": "A,B"}),
-    "--transforms": ("--transform", lambda v: transform_names([v]), {"dest": "transform", "metavar": "A,B"}),
-    "--sweep-sizes": ("--sizes", None, {"dest": "sizes", "metavar": "A,B"}),
-    "--med-halt": ("--nonsense-data", Path, {"dest": "nonsense_data", "metavar": "PATH"}),
-    "--med-halt-split": ("--nonsense-split", None, {"dest": "nonsense_split"}),
-}
-
-
-def add_deprecated(parser: argparse.ArgumentParser, *flags: str) -> None:
-    """Add hidden former spellings (``--precision``, ``--profiles``, ``--transforms``, the demo's
-    ``--sweep-sizes``, ``--med-halt`` and ``--med-halt-split``) that still work."""
-    for flag in flags:
-        new, convert, kwargs = _DEPRECATED[flag]
-        parser.add_argument(
-            flag, action=_Deprecated, new=new, convert=convert, help=argparse.SUPPRESS, **kwargs
-        )
 
 
 def add_options(

@@ -221,15 +221,8 @@ def _sample(
     )
 
 
-def load_med_halt(
-    source: Any,
-    *,
-    split: str = "train",
-    on_empty_answer: str = "error",
-) -> VQADataset:
-    """Load Med-HALT ``reasoning_fake`` rows of one split (see :func:`medvqa.data.load`)."""
-    check_split(split, dataset="med_halt")
-    check = ImageCheck("error", dataset="med_halt", on_empty_answer=on_empty_answer)
+def _release_csv(source: Any) -> Path:
+    """The release CSV: ``source`` itself or ``reasoning_fake.csv`` inside the folder ``source``."""
     if not isinstance(source, str | os.PathLike):
         raise ValueError(
             f"med_halt reads the release CSV ({FILE}) or a folder holding it, got a {type(source).__name__}"
@@ -241,12 +234,11 @@ def load_med_halt(
         raise DataFormatError(
             f"file not found (expected the Med-HALT {FILE} or a folder holding it)", file=str(path)
         )
-    file = str(path)
-    out: list[VQASample] = []
-    rules: Counter[str] = Counter()
-    splits_seen: Counter[str] = Counter()
-    ids = UniqueIds()
-    header, rows = read_csv_rows(path)
+    return path
+
+
+def _check_columns(header: list[str], *, file: str) -> None:
+    """Raise :class:`DataFormatError` naming the first required column the header lacks."""
     missing = [c for c in REQUIRED if c not in header]
     if missing:
         raise DataFormatError(
@@ -255,16 +247,49 @@ def load_med_halt(
             file=file,
             field=missing[0],
         )
+
+
+def _row_split(row: Mapping[str, str], *, file: str, where: RowRef) -> str:
+    """The row's split from ``split_type`` (an empty cell means ``test``)."""
+    raw_split = (row.get("split_type") or "").strip()
+    row_split = split_of(raw_split) if raw_split else "test"
+    if row_split is None:
+        raise DataFormatError(
+            f"unknown split_type {raw_split!r}; expected train, validation or test",
+            file=file,
+            row=where,
+            field="split_type",
+        )
+    return row_split
+
+
+def _no_split_error(file: str, split: str, splits_seen: Counter[str]) -> SplitNotFoundError:
+    """The error for a file without rows in ``split``, listing the splits it has."""
+    return SplitNotFoundError(
+        f"{file}: no rows in split {split!r}; splits present (split_type column): "
+        f"{', '.join(f'{k} ({v})' for k, v in sorted(splits_seen.items())) or 'none'}"
+    )
+
+
+def load_med_halt(
+    source: Any,
+    *,
+    split: str = "train",
+    on_empty_answer: str = "error",
+) -> VQADataset:
+    """Load Med-HALT ``reasoning_fake`` rows of one split (see :func:`medvqa.data.load`)."""
+    check_split(split, dataset="med_halt")
+    check = ImageCheck("error", dataset="med_halt", on_empty_answer=on_empty_answer)
+    path = _release_csv(source)
+    file = str(path)
+    out: list[VQASample] = []
+    rules: Counter[str] = Counter()
+    splits_seen: Counter[str] = Counter()
+    ids = UniqueIds()
+    header, rows = read_csv_rows(path)
+    _check_columns(header, file=file)
     for where, row in rows:
-        raw_split = (row.get("split_type") or "").strip()
-        row_split = split_of(raw_split) if raw_split else "test"
-        if row_split is None:
-            raise DataFormatError(
-                f"unknown split_type {raw_split!r}; expected train, validation or test",
-                file=file,
-                row=where,
-                field="split_type",
-            )
+        row_split = _row_split(row, file=file, where=where)
         splits_seen[row_split] += 1
         rid = text_field(row, "id", file=file, index=where)
         ids.add(f"med_halt:{rid}", file=file, row=where, field="id")
@@ -279,10 +304,7 @@ def load_med_halt(
         rules[rule] += 1
         out.append(_sample(rid, question, answer, options, key, rule, row, split))
     if not out and not check.skipped:
-        raise SplitNotFoundError(
-            f"{file}: no rows in split {split!r}; splits present (split_type column): "
-            f"{', '.join(f'{k} ({v})' for k, v in sorted(splits_seen.items())) or 'none'}"
-        )
+        raise _no_split_error(file, split, splits_seen)
     notes = [f"abstaining option found by rule {r}: {n}" for r, n in sorted(rules.items())]
     return VQADataset(
         out,
