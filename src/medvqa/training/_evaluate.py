@@ -255,7 +255,7 @@ def predict_and_score(
     if as_run:
         _check_as_run(pred_path, batch_size, sort_by_length)
     out.mkdir(parents=True, exist_ok=True)
-    run = {"command": "evaluate", **facts, "as_run": as_run}
+    run = {"command": "predict-and-score", **facts, "as_run": as_run}
     if as_run:
         run["dropout_seed"] = dropout_seed
     # one lock for the whole evaluation, held by the main process only: under a multi-process
