@@ -163,15 +163,18 @@ def sentence_bleus(
     >>> sentence_bleus(["left", "lung"], ["left", "lung", "."], [(1, 0, 0, 0), (0, 1, 0, 0)])
     (0.6666666666666666, 0.5)
     """
+    if not hypothesis or set(reference).isdisjoint(hypothesis):
+        return (0.0,) * len(weight_sets)  # no unigram matches: what _modified_precisions says
     precisions = _modified_precisions(reference, hypothesis, max(map(len, weight_sets), default=1))
     if precisions is None:
-        return tuple(0.0 for _ in weight_sets)
+        return (0.0,) * len(weight_sets)
     hyp_len, ref_len = len(hypothesis), len(reference)
     bp = 1.0 if hyp_len > ref_len else math.exp(1 - ref_len / hyp_len)
+    log_p = [math.log(p) for p in precisions]
     out = []
     for weights in weight_sets:
         # An order of weight 0 adds w * log(p) = -0.0 or 0.0 in NLTK: the exact sum is unchanged.
-        logs = [w * math.log(precisions[n]) for n, w in enumerate(weights) if w]
+        logs = [w * log_p[n] for n, w in enumerate(weights) if w]
         out.append(bp * math.exp(math.fsum(logs)))
     return tuple(out)
 
