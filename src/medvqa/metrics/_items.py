@@ -275,6 +275,22 @@ def squad_f1(truth_words: Sequence[str], pred_words: Sequence[str]) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+def _squad_f1_and_recall(truth_words: Sequence[str], pred_words: Sequence[str]) -> tuple[float, float]:
+    """``(squad_f1(t, p), token_recall(t, p))``, counting the shared tokens once.
+
+    >>> _squad_f1_and_recall(["left", "lung"], ["left", "lung", "base"])
+    (0.8, 1.0)
+    """
+    if not truth_words:
+        return (1.0 if not pred_words else 0.0), 1.0
+    if not pred_words or set(truth_words).isdisjoint(pred_words):
+        return 0.0, 0.0
+    same = _clipped(_counts(truth_words), _counts(pred_words))
+    precision = same / len(pred_words)
+    recall = same / len(truth_words)
+    return 2 * precision * recall / (precision + recall), recall
+
+
 def token_recall(truth_words: Sequence[str], pred_words: Sequence[str]) -> float:
     """Share of the truth's tokens (a multiset) found in pred (1.0 when truth is empty).
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from medvqa.metrics._base import _YES_NO, AggregateSpec, ItemValue, Profile, _common, _specs
@@ -232,7 +233,7 @@ def medevalkit_rouge(pred: str, truth: str) -> tuple[float, float, float] | None
         return 0.0, 0.0, 0.0  # what the formulas below give with no shared word
     # The unigram sets are the word sets; bigrams are pairs of neighbouring words.
     scores = [_f(len(h_types & r_types), len(h_types), len(r_types))]
-    hs, rs = set(zip(hw, hw[1:])), set(zip(rw, rw[1:]))
+    hs, rs = set(pairwise(hw)), set(pairwise(rw))
     scores.append(_f(len(hs & rs), len(hs), len(rs)))
     union: set[str] = set()
     hyp_words = [s.split(" ") for s in hyp]
