@@ -163,6 +163,30 @@ def test_closed_and_open_recombine_to_overall(preds: list[Prediction], profile: 
 
 
 @SETTINGS
+@given(prediction_lists(max_size=30), st.sampled_from(sorted(PROFILES)))
+def test_every_numerator_is_the_exact_sum_of_its_items(preds: list[Prediction], profile: str) -> None:
+    """Each aggregate's numerator is math.fsum of its per-item values, float for float."""
+    r = evaluate(preds, profile=profile, n_boot=0, by=("modality",))
+    for agg in r.aggregates.values():
+        subset = agg.subset.split("&")
+        rows = [
+            row
+            for row, p in zip(r.per_item, preds)
+            if all(
+                part == "all"
+                or (part == "closed" and row["closed"])
+                or (part == "open" and not row["closed"])
+                # lmms_eval folds group values to lowercase (its "ct" is "CT")
+                or part.lower() == f"modality={p.metadata.get('modality', '(missing)')}".lower()
+                for part in subset
+            )
+        ]
+        assert agg.denominator == len(rows)
+        total = math.fsum(float(row[agg.item_metric]) for row in rows)
+        assert repr(agg.numerator) == repr(total)
+
+
+@SETTINGS
 @given(prediction_lists(), st.integers(0, 3))
 def test_bootstrap_interval_brackets_are_ordered(preds: list[Prediction], seed: int) -> None:
     """Bootstrap intervals are ordered, inside [0, 1], and reproducible for a seed."""

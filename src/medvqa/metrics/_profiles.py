@@ -469,10 +469,16 @@ def _aggregates(
             by_id[name] = values[order]
         return by_id[name]
 
+    zero_one: dict[str, bool] = {}  # whether a metric's values are all 0.0 or 1.0
+
     for spec, key, subset, mask in specs:
-        values = column(spec.item_metric)[mask]
+        metric = column(spec.item_metric)
+        values = metric[mask]
         count = int(values.size)
-        total = math.fsum(values.tolist())
+        if spec.item_metric not in zero_one:
+            zero_one[spec.item_metric] = bool(((metric == 0.0) | (metric == 1.0)).all())
+        # A sum of zeros and ones is exact in any order, so it equals math.fsum's.
+        total = float(values.sum()) + 0.0 if zero_one[spec.item_metric] else math.fsum(values.tolist())
         lo = hi = None
         if n_boot > 0 and spec.ci and count:
             if (subset, spec.item_metric) not in intervals:
