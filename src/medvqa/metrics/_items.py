@@ -192,10 +192,10 @@ def vqa_prf(truth_words: Sequence[str], pred_words: Sequence[str]) -> tuple[floa
     >>> vqa_prf(["left", "lung"], ["left", "left"])
     (1.0, 0.6666666666666666, 0.8)
     """
+    if not pred_words or not truth_words or set(truth_words).isdisjoint(pred_words):
+        return 0.0, 0.0, 0.0  # tp = 0
     cand = _counts(pred_words)
     ref = _counts(truth_words)
-    if not cand or not ref:
-        return 0.0, 0.0, 0.0
     tp = fp = fn = 0
     for word in set(cand) | set(ref):
         if word in cand and word in ref:
