@@ -23,7 +23,7 @@ import json
 import os
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -153,7 +153,8 @@ def jsonl_line(obj: Any) -> str:
 
 _DECODER = json.JSONDecoder()
 _DECODE = _DECODER.decode  # what json.loads(text) calls, with the same default options
-_SCAN = _DECODER.scan_once  # what _DECODE calls once it has skipped leading blanks
+# What _DECODE calls once it has skipped leading blanks (set by JSONDecoder.__init__, untyped).
+_SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
 
 
 def parse_jsonl(text: str, *, file: str | None = None, hint: str = "") -> Iterator[tuple[int, Any]]:
