@@ -23,7 +23,7 @@ import json
 import os
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +150,10 @@ def jsonl_line(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False).translate(_RAW_BREAKS) + "\n"
 
 
-_DECODE = json.JSONDecoder().decode  # what json.loads(text) calls, with the same default options
+_DECODER = json.JSONDecoder()
+_DECODE = _DECODER.decode  # what json.loads(text) calls, with the same default options
+# What _DECODE calls once it has skipped leading blanks (set by JSONDecoder.__init__, untyped).
+_SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
 
 
 def parse_jsonl(text: str, *, file: str | None = None, hint: str = "") -> Iterator[tuple[int, Any]]:
@@ -175,12 +178,23 @@ def parse_jsonl(text: str, *, file: str | None = None, hint: str = "") -> Iterat
         if not line.strip(" \t\r"):
             continue
         try:
-            # json.loads without its per-call argument checks; it still rejects a byte-order mark
-            value = json.loads(line) if line.startswith("\ufeff") else _DECODE(line)
-        except json.JSONDecodeError as exc:
-            extra = f"; {hint}" if hint else ""
-            raise DataFormatError(f"malformed JSON line ({exc.msg}){extra}", file=file, line=number) from exc
+            value, end = _SCAN(line, 0)  # a value that starts the line
+        except (StopIteration, json.JSONDecodeError):
+            end = -1
+        if end != len(line):
+            # Not one bare value (blanks around it, a byte-order mark, extra data, an error):
+            # the decoder's own result or message.
+            value = _decode_line(line, file, number, hint)
         yield number, value
+
+
+def _decode_line(line: str, file: str | None, number: int, hint: str) -> Any:
+    try:
+        # json.loads without its per-call argument checks; it still rejects a byte-order mark
+        return json.loads(line) if line.startswith("\ufeff") else _DECODE(line)
+    except json.JSONDecodeError as exc:
+        extra = f"; {hint}" if hint else ""
+        raise DataFormatError(f"malformed JSON line ({exc.msg}){extra}", file=file, line=number) from exc
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:

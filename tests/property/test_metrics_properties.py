@@ -23,6 +23,7 @@ from medvqa.metrics import (
     vqa_prf,
     vqa_word_exact,
 )
+from medvqa.metrics._items import _squad_f1_and_recall, sentence_bleus
 from medvqa.records import Prediction
 from tests.strategies import answer_text, prediction_lists, treebank_text
 
@@ -64,6 +65,21 @@ def test_symmetric_metrics_are_symmetric(t: list[str], p: list[str]) -> None:
         assert math.isclose(paper_f1(t, p), paper_f1(p, t))
     if len(set(t)) == len(t) and len(set(p)) == len(p):
         assert math.isclose(vqa_prf(t, p)[2], vqa_prf(p, t)[2])
+
+
+@settings(max_examples=300, deadline=None)
+@given(tokens, tokens)
+def test_shared_token_counts_give_the_same_f1_and_recall(t: list[str], p: list[str]) -> None:
+    """The strict profile's one-count F1 and recall equal squad_f1 and token_recall exactly."""
+    assert _squad_f1_and_recall(t, p) == (squad_f1(t, p), token_recall(t, p))
+
+
+@settings(max_examples=300, deadline=None)
+@given(tokens, tokens)
+def test_sentence_bleus_equals_one_sentence_bleu_per_weight_set(t: list[str], p: list[str]) -> None:
+    """BLEU under several weight sets at once is, float for float, BLEU under each one."""
+    weight_sets = [(0.25, 0.25, 0.25, 0.25), (1, 0, 0, 0), (0, 1, 0, 0), (0, 0, 1, 0), (0.5, 0.5)]
+    assert sentence_bleus(t, p, weight_sets) == tuple(sentence_bleu(t, p, w) for w in weight_sets)
 
 
 @settings(max_examples=200, deadline=None)
@@ -144,6 +160,30 @@ def test_closed_and_open_recombine_to_overall(preds: list[Prediction], profile: 
         closed, opened = r.aggregates[f"{key}/closed"], r.aggregates[f"{key}/open"]
         assert closed.denominator + opened.denominator == agg.denominator
         assert math.isclose(closed.numerator + opened.numerator, agg.numerator, abs_tol=1e-9)
+
+
+@SETTINGS
+@given(prediction_lists(max_size=30), st.sampled_from(sorted(PROFILES)))
+def test_every_numerator_is_the_exact_sum_of_its_items(preds: list[Prediction], profile: str) -> None:
+    """Each aggregate's numerator is math.fsum of its per-item values, float for float."""
+    r = evaluate(preds, profile=profile, n_boot=0, by=("modality",))
+    for agg in r.aggregates.values():
+        subset = agg.subset.split("&")
+        rows = [
+            row
+            for row, p in zip(r.per_item, preds)
+            if all(
+                part == "all"
+                or (part == "closed" and row["closed"])
+                or (part == "open" and not row["closed"])
+                # lmms_eval folds group values to lowercase (its "ct" is "CT")
+                or part.lower() == f"modality={p.metadata.get('modality', '(missing)')}".lower()
+                for part in subset
+            )
+        ]
+        assert agg.denominator == len(rows)
+        total = math.fsum(float(row[agg.item_metric]) for row in rows)
+        assert repr(agg.numerator) == repr(total)
 
 
 @SETTINGS

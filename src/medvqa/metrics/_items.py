@@ -163,15 +163,18 @@ def sentence_bleus(
     >>> sentence_bleus(["left", "lung"], ["left", "lung", "."], [(1, 0, 0, 0), (0, 1, 0, 0)])
     (0.6666666666666666, 0.5)
     """
+    if not hypothesis or set(reference).isdisjoint(hypothesis):
+        return (0.0,) * len(weight_sets)  # no unigram matches: what _modified_precisions says
     precisions = _modified_precisions(reference, hypothesis, max(map(len, weight_sets), default=1))
     if precisions is None:
-        return tuple(0.0 for _ in weight_sets)
+        return (0.0,) * len(weight_sets)
     hyp_len, ref_len = len(hypothesis), len(reference)
     bp = 1.0 if hyp_len > ref_len else math.exp(1 - ref_len / hyp_len)
+    log_p = [math.log(p) for p in precisions]
     out = []
     for weights in weight_sets:
         # An order of weight 0 adds w * log(p) = -0.0 or 0.0 in NLTK: the exact sum is unchanged.
-        logs = [w * math.log(precisions[n]) for n, w in enumerate(weights) if w]
+        logs = [w * log_p[n] for n, w in enumerate(weights) if w]
         out.append(bp * math.exp(math.fsum(logs)))
     return tuple(out)
 
@@ -189,10 +192,10 @@ def vqa_prf(truth_words: Sequence[str], pred_words: Sequence[str]) -> tuple[floa
     >>> vqa_prf(["left", "lung"], ["left", "left"])
     (1.0, 0.6666666666666666, 0.8)
     """
+    if not pred_words or not truth_words or set(truth_words).isdisjoint(pred_words):
+        return 0.0, 0.0, 0.0  # tp = 0
     cand = _counts(pred_words)
     ref = _counts(truth_words)
-    if not cand or not ref:
-        return 0.0, 0.0, 0.0
     tp = fp = fn = 0
     for word in set(cand) | set(ref):
         if word in cand and word in ref:
@@ -270,6 +273,22 @@ def squad_f1(truth_words: Sequence[str], pred_words: Sequence[str]) -> float:
     precision = same / len(pred_words)
     recall = same / len(truth_words)
     return 2 * precision * recall / (precision + recall)
+
+
+def _squad_f1_and_recall(truth_words: Sequence[str], pred_words: Sequence[str]) -> tuple[float, float]:
+    """``(squad_f1(t, p), token_recall(t, p))``, counting the shared tokens once.
+
+    >>> _squad_f1_and_recall(["left", "lung"], ["left", "lung", "base"])
+    (0.8, 1.0)
+    """
+    if not truth_words:
+        return (1.0 if not pred_words else 0.0), 1.0
+    if not pred_words or set(truth_words).isdisjoint(pred_words):
+        return 0.0, 0.0
+    same = _clipped(_counts(truth_words), _counts(pred_words))
+    precision = same / len(pred_words)
+    recall = same / len(truth_words)
+    return 2 * precision * recall / (precision + recall), recall
 
 
 def token_recall(truth_words: Sequence[str], pred_words: Sequence[str]) -> float:

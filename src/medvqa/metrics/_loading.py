@@ -154,7 +154,7 @@ class _RowReader:
         """The row's ``metadata`` object, plus its other scalar fields."""
         meta: dict[str, Any] = {}
         nested = row.get("metadata")
-        if isinstance(nested, Mapping):
+        if type(nested) is dict or (nested is not None and isinstance(nested, Mapping)):
             meta.update(nested)
         if not self.skip.issuperset(row):
             for key, value in row.items():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from medvqa.metrics._base import _YES_NO, AggregateSpec, ItemValue, Profile, _common, _specs
@@ -174,10 +175,6 @@ def _words(sentences: list[str]) -> list[str]:
     return [w for s in sentences for w in s.split(" ")]
 
 
-def _ngram_set(words: list[str], n: int) -> set[tuple[str, ...]]:
-    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
-
-
 def _f(overlap: int, hyp: int, ref: int) -> float:
     precision = overlap / hyp if hyp else 0.0
     recall = overlap / ref if ref else 0.0
@@ -187,11 +184,19 @@ def _f(overlap: int, hyp: int, ref: int) -> float:
 def _lcs_words(x: list[str], y: list[str]) -> set[str]:
     """Words of the LCS of ``x`` and ``y``, reconstructed with the ``rouge`` package's tie-break."""
     n, m = len(x), len(y)
+    if n == 1 or m == 1:
+        # One word on a side: the walk below finds that word in the other side, or nothing.
+        word = x[0] if n == 1 else y[0]
+        return {word} if word in (y if n == 1 else x) else set()
     table = [[0] * (m + 1) for _ in range(n + 1)]
     for i in range(1, n + 1):
         row, prev, xi = table[i], table[i - 1], x[i - 1]
         for j in range(1, m + 1):
-            row[j] = prev[j - 1] + 1 if xi == y[j - 1] else max(prev[j], row[j - 1])
+            if xi == y[j - 1]:
+                row[j] = prev[j - 1] + 1
+            else:
+                up, left = prev[j], row[j - 1]
+                row[j] = up if up > left else left
     out: set[str] = set()
     i, j = n, m
     while i > 0 and j > 0:
@@ -226,10 +231,10 @@ def medevalkit_rouge(pred: str, truth: str) -> tuple[float, float, float] | None
     h_types, r_types = set(hw), set(rw)
     if h_types.isdisjoint(r_types):
         return 0.0, 0.0, 0.0  # what the formulas below give with no shared word
-    scores: list[float] = []
-    for n in (1, 2):
-        hs, rs = _ngram_set(hw, n), _ngram_set(rw, n)
-        scores.append(_f(len(hs & rs), len(hs), len(rs)))
+    # The unigram sets are the word sets; bigrams are pairs of neighbouring words.
+    scores = [_f(len(h_types & r_types), len(h_types), len(r_types))]
+    hs, rs = set(pairwise(hw)), set(pairwise(rw))
+    scores.append(_f(len(hs & rs), len(hs), len(rs)))
     union: set[str] = set()
     hyp_words = [s.split(" ") for s in hyp]
     for r in ref:

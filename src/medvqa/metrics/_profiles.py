@@ -229,6 +229,7 @@ class _Shared:
         self.order = _id_order(predictions)
         self._fields: dict[str, list[str | None]] = {}
         self._groups: tuple[list[int], list[int]] | None = None
+        self._groupings: dict[tuple[str, bool], tuple[list[str], Any] | None] = {}
 
     def answer_groups(self) -> tuple[list[int], list[int]]:
         """:func:`_group_keys` of the default :meth:`Profile.item_key` (answers, type, its source)."""
@@ -244,6 +245,28 @@ class _Shared:
         if name not in self._fields:
             self._fields[name] = [_field_value(p, name) for p in self.predictions]
         return self._fields[name]
+
+    def field_groups(self, name: str, fold: bool) -> tuple[list[str], Any] | None:
+        """The sorted group labels of a field and each item's group (``None``: no item has it).
+
+        ``fold`` strips and lowercases the values (blank ones count as missing); items
+        without a value are grouped under ``(missing)``.
+        """
+        import numpy as np
+
+        if (name, fold) not in self._groupings:
+            values = self.field_values(name)
+            if fold:
+                values = [None if v is None or not v.strip() else v.strip().lower() for v in values]
+            if all(v is None for v in values):
+                self._groupings[name, fold] = None
+            else:
+                labels = ["(missing)" if v is None else v for v in values]
+                levels = sorted(set(labels))
+                index = {lv: j for j, lv in enumerate(levels)}
+                codes = np.fromiter(map(index.__getitem__, labels), dtype=np.intp, count=len(labels))
+                self._groupings[name, fold] = (levels, codes)
+        return self._groupings[name, fold]
 
 
 def _aggregate_specs(
@@ -263,15 +286,10 @@ def _aggregate_specs(
     specs = [(spec, spec.key, spec.subset, masks[spec.subset]) for spec in prof.aggregates]
     fields = prof.default_by if by is None else tuple(by)
     for fname in fields:
-        values = shared.field_values(fname)
-        if prof.fold_group_values:
-            values = [None if v is None or not v.strip() else v.strip().lower() for v in values]
-        if all(v is None for v in values):
+        groups = shared.field_groups(fname, prof.fold_group_values)
+        if groups is None:
             continue
-        labels = ["(missing)" if v is None else v for v in values]
-        levels = sorted(set(labels))
-        index = {lv: j for j, lv in enumerate(levels)}
-        codes = np.fromiter((index[lv] for lv in labels), dtype=np.intp, count=n)
+        levels, codes = groups
         for spec in prof.aggregates:
             if spec is _EMPTY_SPEC:
                 continue
@@ -470,10 +488,16 @@ def _aggregates(
             by_id[name] = values[order]
         return by_id[name]
 
+    zero_one: dict[str, bool] = {}  # whether a metric's values are all 0.0 or 1.0
+
     for spec, key, subset, mask in specs:
-        values = column(spec.item_metric)[mask]
+        metric = column(spec.item_metric)
+        values = metric[mask]
         count = int(values.size)
-        total = math.fsum(values.tolist())
+        if spec.item_metric not in zero_one:
+            zero_one[spec.item_metric] = bool(((metric == 0.0) | (metric == 1.0)).all())
+        # A sum of zeros and ones is exact in any order, so it equals math.fsum's.
+        total = float(values.sum()) + 0.0 if zero_one[spec.item_metric] else math.fsum(values.tolist())
         lo = hi = None
         if n_boot > 0 and spec.ci and count:
             if (subset, spec.item_metric) not in intervals:

@@ -8,7 +8,7 @@ from typing import Any
 
 from medvqa.answers import _STRICT_NO, _STRICT_YES, extract_strict_answer, normalize_strict
 from medvqa.metrics._base import _EMPTY_SPEC, _YES_NO, AggregateSpec, ItemValue, Profile, _common, _specs
-from medvqa.metrics._items import squad_f1, token_recall
+from medvqa.metrics._items import _squad_f1_and_recall
 from medvqa.records import Prediction
 
 __all__ = ["StrictProfile"]
@@ -129,8 +129,7 @@ class StrictProfile(Profile):
             correct = decision == t
         out["accuracy"] = 1.0 if correct else 0.0
         out["exact_match"] = 1.0 if exact else 0.0
-        out["f1"] = squad_f1(tw, pw)
-        out["recall"] = token_recall(tw, pw)
+        out["f1"], out["recall"] = _squad_f1_and_recall(tw, pw)
         out["fuzzy_match"] = 1.0 if ratio(p, t) >= self.fuzzy_threshold else 0.0
         out["closed_undecided"] = undecided
         out["closed_conflicting"] = conflicting

@@ -80,9 +80,9 @@ def _plain_tokens(text: str) -> tuple[str, ...] | None:
         body = body[:-1]
     if not _PLAIN_RE.fullmatch(body):
         return None
-    words = body.split()
-    if any(w.lower() in _CONTRACTION_WORDS for w in words):
+    if not _CONTRACTION_WORDS.isdisjoint(body.lower().split()):
         return None
+    words = body.split()
     return (*words, ".") if period else tuple(words)
 
 
