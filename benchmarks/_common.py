@@ -54,3 +54,12 @@ def vqa_rad_source() -> Path:
 
     root = SHARED_DATA / "vqa_rad"
     return root if (root / "VQA_RAD Dataset Public.json").is_file() else sample_root() / "vqa_rad"
+
+
+def vqa_rad_train_batches(batch: int, n_batches: int) -> list[list[Any]]:
+    """The first ``batch * n_batches`` VQA-RAD training questions (see :func:`vqa_rad_source`),
+    in batches of ``batch``."""
+    from medvqa.data import load
+
+    samples = list(load("vqa_rad", vqa_rad_source(), split="train"))[: batch * n_batches]
+    return [samples[i : i + batch] for i in range(0, len(samples), batch)]

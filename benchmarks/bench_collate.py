@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import best_of, emit, limit_torch_threads, run_timed, skip, vqa_rad_source
+from _common import best_of, emit, limit_torch_threads, run_timed, skip, vqa_rad_source, vqa_rad_train_batches
 
 BATCH = 8
 N_BATCHES = 8
@@ -26,15 +26,13 @@ def main() -> int:
         import torch
 
         from medvqa.collate import TrainingCollator
-        from medvqa.data import load
         from medvqa.models import tiny_idefics2
     except ImportError as exc:
         skip(f"needs medvqa[train]: {exc}")
         return 0
     limit_torch_threads(torch)
     source = vqa_rad_source()
-    samples = list(load("vqa_rad", source, split="train"))[: BATCH * N_BATCHES]
-    batches = [samples[i : i + BATCH] for i in range(0, len(samples), BATCH)]
+    batches = vqa_rad_train_batches(BATCH, N_BATCHES)
     n = sum(len(b) for b in batches)
 
     for size in ("tiny", "small"):
