@@ -222,14 +222,17 @@ def test_sentence_bleus_equals_sentence_bleu_per_weight_set(ref: list, hyp: list
     assert sentence_bleus(ref, hyp, weight_sets) == tuple(sentence_bleu(ref, hyp, w) for w in weight_sets)
 
 
-_plain_words = st.sampled_from(["no", "Left", "lung", "3", "cannot", "gonna", "wanna", "x1", "gotta", "a"])
+_plain_words = st.sampled_from(
+    ["no", "Left", "lung", "3", "cannot", "gonna", "wanna", "x1", "gotta", "a"]
+    + ["no,", ",", "1,000", "a,1", "x,,y", ",y", "Gonna,", "wanna,1", "cannot,x", ",,"]
+)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(
     st.lists(_plain_words, max_size=6),
-    st.sampled_from(["", ".", ". ", "  ", "..", " ."]),
-    st.sampled_from(["", " ", "  "]),
+    st.sampled_from(["", ".", ". ", "  ", "..", " .", ",", ",.", ", ."]),
+    st.sampled_from(["", " ", "  ", ", ", ","]),
 )
 def test_treebank_plain_shortcut_matches_the_full_rules(words: list, end: str, sep: str) -> None:
     from medvqa.metrics._tokenize import _treebank_rules, treebank_tokenize

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from medvqa._commands._common import FIELD_OPTIONS, read_prediction_file
 from medvqa._commands._options import add_options
+from medvqa._gc import paused_gc
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -166,7 +167,8 @@ def score_files(args: argparse.Namespace) -> list[tuple[str, list[Prediction], P
         warning = run_record_shortfall(path, len(preds))
         if warning is not None:
             print(f"medvqa: WARNING: {warning}", file=sys.stderr)
-        shared = _Shared(preds)  # checked, id-sorted and grouped once for every profile
+        with paused_gc():  # many small acyclic objects (see medvqa._gc)
+            shared = _Shared(preds)  # checked, id-sorted and grouped once for every profile
         for name in names:
             profile: str | Profile = name
             if judge is not None and name == "medevalkit":

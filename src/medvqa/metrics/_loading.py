@@ -11,6 +11,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from medvqa._errors import DataFormatError, RowRef
+from medvqa._gc import paused_gc
 from medvqa._io import parse_jsonl, read_text
 from medvqa.records import AnswerType, Prediction, _answer_text, infer_answer_type
 
@@ -88,8 +89,9 @@ def read_predictions(
     """
     p = Path(path)
     reader = _RowReader(str(p), id_field, reference_field, prediction_field, answer_type_field)
-    kind, rows = _rows(p)
-    return [reader.prediction(row, kind, number) for number, row in rows]
+    with paused_gc():  # many small acyclic objects (see medvqa._gc)
+        kind, rows = _rows(p)
+        return [reader.prediction(row, kind, number) for number, row in rows]
 
 
 class _RowReader:

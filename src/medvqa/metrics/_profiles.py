@@ -15,6 +15,7 @@ from operator import itemgetter
 from types import MappingProxyType
 from typing import Any, overload
 
+from medvqa._gc import paused_gc
 from medvqa.metrics._aggregate import Aggregate, bootstrap_mean_interval
 from medvqa.metrics._base import _EMPTY_SPEC, AggregateSpec, ItemValue, Profile
 from medvqa.metrics._medevalkit import MedEvalKitProfile
@@ -181,11 +182,17 @@ def _per_item(
     return out
 
 
-def _column(rows: Sequence[Mapping[str, ItemValue]], index: Any, metric: str) -> Any:
-    """One metric's per-item values as floats, read once per distinct row."""
+def _columns(rows: Sequence[Mapping[str, ItemValue]], index: Any, metrics: Sequence[str]) -> dict[str, Any]:
+    """Each metric's per-item values as floats in input order, read in one pass over the distinct rows."""
     import numpy as np
 
-    return np.fromiter(map(itemgetter(metric), rows), dtype=np.float64, count=len(rows))[index]
+    if not metrics:
+        return {}
+    pick = itemgetter(*metrics)
+    values = map(pick, rows) if len(metrics) > 1 else ((v,) for v in map(pick, rows))
+    table = np.fromiter(values, dtype=np.dtype((np.float64, len(metrics))), count=len(rows))
+    by_metric = np.ascontiguousarray(table.T)[:, index]  # one contiguous row per metric
+    return dict(zip(metrics, by_metric))
 
 
 def _id_order(predictions: Sequence[Prediction]) -> Any:
@@ -375,7 +382,8 @@ def evaluate(
     for item in chosen:
         get_profile(item)  # an unknown name fails before any scoring
     _check_options(n_boot, level)
-    shared = _Shared(predictions)
+    with paused_gc():
+        shared = _Shared(predictions)
     out: dict[str, ProfileResult] = {}
     for item in chosen:
         result = _score_profile(
@@ -438,23 +446,19 @@ def _score_profile(
 
     prof = get_profile(profile)
     _check_options(n_boot, level)
-    if shared is None:
-        shared = _Shared(predictions)
-    rows, index = _score_items(prof, predictions, shared)
-    closed = np.fromiter((bool(row["closed"]) for row in rows), dtype=bool, count=len(rows))[index]
-    specs = _aggregate_specs(prof, shared, closed, by)
-    columns: dict[str, Any] = {}
-
-    def column(metric: str) -> Any:
-        if metric not in columns:
-            columns[metric] = _column(rows, index, metric)
-        return columns[metric]
-
-    aggregates = _aggregates(specs, column, shared.order, n_boot=n_boot, seed=seed, level=level)
+    with paused_gc():  # many small acyclic objects (see medvqa._gc)
+        if shared is None:
+            shared = _Shared(predictions)
+        rows, index = _score_items(prof, predictions, shared)
+        closed = np.fromiter((bool(row["closed"]) for row in rows), dtype=bool, count=len(rows))[index]
+        specs = _aggregate_specs(prof, shared, closed, by)
+        columns = _columns(rows, index, list(dict.fromkeys(spec.item_metric for spec, *_ in specs)))
+        aggregates = _aggregates(specs, columns.__getitem__, shared.order, n_boot=n_boot, seed=seed, level=level)
+        per_item = _per_item(rows, index.tolist(), predictions) if keep_per_item else []
     return ProfileResult(
         profile=prof.name,
         aggregates=aggregates,
-        per_item=_per_item(rows, index.tolist(), predictions) if keep_per_item else [],
+        per_item=per_item,
         metric_names=prof.metric_names,
         n=len(predictions),
         seed=seed,

@@ -64,15 +64,23 @@ _CONTRACTIONS2 = [
 _CONTRACTIONS3 = [re.compile(p) for p in (r"(?i) ('t)(?#X)(is)\b", r"(?i) ('t)(?#X)(was)\b")]
 
 
-_PLAIN_RE = re.compile(r"[A-Za-z0-9 ]*[A-Za-z0-9]")
+_PLAIN_RE = re.compile(r"[A-Za-z0-9 ,]*[A-Za-z0-9,]")
 _CONTRACTION_WORDS = frozenset({"cannot", "gimme", "gonna", "gotta", "lemme", "wanna"})
+_COMMA_BEFORE_NON_DIGIT, _COMMA_AT_END = (_PUNCTUATION[1][0], _PUNCTUATION[2][0])
 
 
 def _plain_tokens(text: str) -> tuple[str, ...] | None:
-    """The tokens of a plain text (ASCII letters, digits, spaces, an optional final period), else ``None``.
+    """The tokens of a plain text (ASCII letters, digits, spaces, commas, an optional final period), else ``None``.
 
-    On such a text no Treebank rule applies but the final-period split and the MacIntyre
-    contractions (``cannot``, ``gonna``, ...), which send the text to the full rules.
+    On such a text no Treebank rule applies but the final-period split, the two comma rules
+    (a comma before anything but a digit, or at the end, becomes its own token: ``no,`` and
+    ``no, there`` split, ``1,000`` does not) and the MacIntyre contractions (``cannot``,
+    ``gonna``, ...), which send the text to the full rules. The comma rules are NLTK's own
+    expressions, applied to the text without its final period (where they give the same
+    tokens as on the whole text).
+
+    >>> _plain_tokens("No, there are 1,000."), _plain_tokens("gonna, go"), _plain_tokens("it's")
+    (('No', ',', 'there', 'are', '1,000', '.'), None, None)
     """
     body = text.rstrip(" ")
     period = body.endswith(".")
@@ -80,7 +88,12 @@ def _plain_tokens(text: str) -> tuple[str, ...] | None:
         body = body[:-1]
     if not _PLAIN_RE.fullmatch(body):
         return None
-    if not _CONTRACTION_WORDS.isdisjoint(body.lower().split()):
+    if "," in body:
+        body = _COMMA_BEFORE_NON_DIGIT.sub(r" \1 \2", body)
+        body = _COMMA_AT_END.sub(r" \1 ", body)
+        if not _CONTRACTION_WORDS.isdisjoint(body.lower().replace(",", " ").split()):
+            return None
+    elif not _CONTRACTION_WORDS.isdisjoint(body.lower().split()):
         return None
     words = body.split()
     return (*words, ".") if period else tuple(words)
