@@ -141,7 +141,10 @@ def _strict_pass(text: str) -> tuple[str, str]:
     stripped = text.strip()
     if not stripped:
         return "", "empty"
-    role = _ROLE_RE.match(stripped)
+    # A pattern whose literal characters are absent cannot match: those searches are skipped
+    # (on ASCII text only for the case-insensitive "answer", which non-ASCII letters can match).
+    colon = ":" in stripped
+    role = _ROLE_RE.match(stripped) if colon else None
     if role is not None:
         label = role.group(0).strip().rstrip(":").strip().lower()
         stripped = stripped[role.end() :]
@@ -151,13 +154,14 @@ def _strict_pass(text: str) -> tuple[str, str]:
             reply = _ASSISTANT_RE.search(stripped)
             if reply is not None:
                 stripped = stripped[reply.end() :].strip()
-    tag = _TAG_RE.search(stripped)
+    may_cue = not stripped.isascii() or "answer" in stripped.lower()
+    tag = _TAG_RE.search(stripped) if may_cue and "<" in stripped else None
     if tag is not None:
         return tag.group(1).strip(), prefix + "answer_tag"
-    boxed = _boxed_content(stripped)
+    boxed = _boxed_content(stripped) if "\\boxed" in stripped else None
     if boxed is not None:
         return boxed.strip(), prefix + "boxed"
-    cue = _CUE_RE.search(stripped)
+    cue = _CUE_RE.search(stripped) if may_cue else None
     if cue is not None:
         rest = stripped[cue.end() :]
         stop = _STOP_RE.search(rest)
@@ -168,7 +172,7 @@ def _strict_pass(text: str) -> tuple[str, str]:
         if end is not None:
             rest = rest[: end.start()]
         return rest.strip(), prefix + "answer_cue"
-    stop = _STOP_RE.search(stripped)
+    stop = _STOP_RE.search(stripped) if colon or "\n" in stripped else None
     if stop is not None and stop.start() > 0:
         first = stripped[: stop.start()].strip()
         if first:

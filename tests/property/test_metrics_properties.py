@@ -223,8 +223,10 @@ def test_sentence_bleus_equals_sentence_bleu_per_weight_set(ref: list, hyp: list
 
 
 _plain_words = st.sampled_from(
-    ["no", "Left", "lung", "3", "cannot", "gonna", "wanna", "x1", "gotta", "a"]
-    + ["no,", ",", "1,000", "a,1", "x,,y", ",y", "Gonna,", "wanna,1", "cannot,x", ",,"]
+    [
+        *("no", "Left", "lung", "3", "cannot", "gonna", "wanna", "x1", "gotta", "a"),
+        *("no,", ",", "1,000", "a,1", "x,,y", ",y", "Gonna,", "wanna,1", "cannot,x", ",,"),
+    ]
 )
 
 
@@ -344,3 +346,84 @@ def test_strict_extraction_stops_when_no_rule_fired(text: str) -> None:
     assert (
         extract_strict_answer(extract_strict_answer(text).answer).answer == extract_strict_answer(text).answer
     )
+
+
+def _strict_pass_every_pattern(text: str) -> tuple[str, str]:
+    """The strict extraction step with every pattern searched (no literal-character shortcuts)."""
+    from medvqa.answers import (
+        _ASSISTANT_RE,
+        _CUE_RE,
+        _ROLE_RE,
+        _SENTENCE_END_RE,
+        _STOP_RE,
+        _TAG_RE,
+        _boxed_content,
+    )
+
+    prefix = ""
+    stripped = text.strip()
+    if not stripped:
+        return "", "empty"
+    role = _ROLE_RE.match(stripped)
+    if role is not None:
+        label = role.group(0).strip().rstrip(":").strip().lower()
+        stripped = stripped[role.end() :]
+        prefix = "role_prefix+"
+        if label in ("human", "user", "system"):
+            reply = _ASSISTANT_RE.search(stripped)
+            if reply is not None:
+                stripped = stripped[reply.end() :].strip()
+    tag = _TAG_RE.search(stripped)
+    if tag is not None:
+        return tag.group(1).strip(), prefix + "answer_tag"
+    boxed = _boxed_content(stripped)
+    if boxed is not None:
+        return boxed.strip(), prefix + "boxed"
+    cue = _CUE_RE.search(stripped)
+    if cue is not None:
+        rest = stripped[cue.end() :]
+        stop = _STOP_RE.search(rest)
+        if stop is not None:
+            rest = rest[: stop.start()]
+        rest = rest.strip()
+        end = _SENTENCE_END_RE.search(rest + " ")
+        if end is not None:
+            rest = rest[: end.start()]
+        return rest.strip(), prefix + "answer_cue"
+    stop = _STOP_RE.search(stripped)
+    if stop is not None and stop.start() > 0:
+        first = stripped[: stop.start()].strip()
+        if first:
+            return first, prefix + "first_line"
+    end = _SENTENCE_END_RE.search(stripped)
+    if end is not None and stripped[end.end() :].strip():
+        return stripped[: end.start() + 1].strip(), prefix + "first_sentence"
+    return stripped, prefix + "verbatim"
+
+
+_extraction_pieces = st.sampled_from(
+    [
+        *(
+            "answer",
+            "ANSWER",
+            "Answer:",
+            "anſwer",
+            "<answer>",
+            "</answer>",
+            "<",
+            "\\boxed{",
+            "\\boxed",
+            "{",
+            "}",
+        ),
+        *("\n", ":", "user:", "Assistant:", "question:", "the", "final", "is", ".", "?", " ", "yes", "liver"),
+    ]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_extraction_pieces, max_size=10).map("".join) | st.text(max_size=30))
+def test_strict_extraction_shortcuts_match_every_pattern(text: str) -> None:
+    from medvqa.answers import _strict_pass
+
+    assert _strict_pass(text) == _strict_pass_every_pattern(text)

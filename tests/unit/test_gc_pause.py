@@ -26,9 +26,16 @@ def _collector_on() -> object:
 
 
 def test_paused_gc_restores_the_collector_after_an_error() -> None:
-    with pytest.raises(RuntimeError), paused_gc():
-        assert not gc.isenabled()
-        raise RuntimeError("boom")
+    inside: list[bool] = []
+
+    def fail() -> None:
+        with paused_gc():
+            inside.append(gc.isenabled())
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        fail()
+    assert inside == [False]
     assert gc.isenabled()
 
 

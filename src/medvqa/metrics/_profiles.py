@@ -453,7 +453,9 @@ def _score_profile(
         closed = np.fromiter((bool(row["closed"]) for row in rows), dtype=bool, count=len(rows))[index]
         specs = _aggregate_specs(prof, shared, closed, by)
         columns = _columns(rows, index, list(dict.fromkeys(spec.item_metric for spec, *_ in specs)))
-        aggregates = _aggregates(specs, columns.__getitem__, shared.order, n_boot=n_boot, seed=seed, level=level)
+        aggregates = _aggregates(
+            specs, columns.__getitem__, shared.order, n_boot=n_boot, seed=seed, level=level
+        )
         per_item = _per_item(rows, index.tolist(), predictions) if keep_per_item else []
     return ProfileResult(
         profile=prof.name,

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from rapidfuzz.fuzz import ratio
+
 from medvqa.answers import _STRICT_NO, _STRICT_YES, extract_strict_answer, normalize_strict
 from medvqa.metrics._base import _EMPTY_SPEC, _YES_NO, AggregateSpec, ItemValue, Profile, _common, _specs
 from medvqa.metrics._items import _squad_f1_and_recall
@@ -110,8 +112,6 @@ class StrictProfile(Profile):
         return found.pop()
 
     def score_item(self, pred: Prediction) -> dict[str, ItemValue]:
-        from rapidfuzz.fuzz import ratio
-
         ex = extract_strict_answer(pred.prediction)
         p = normalize_strict(ex.answer)
         t = normalize_strict(pred.reference)
