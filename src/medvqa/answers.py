@@ -333,6 +333,42 @@ def normalize_vqav2(text: str) -> str:
     return " ".join(words).replace(",", "")
 
 
+@functools.cache
+def _vqav2_unstable_mark() -> str | None:
+    """A character found in every contraction value that a second pass would change, or ``None``.
+
+    A word that the first pass leaves behind is a fixed point of the word maps, except a
+    contraction value that is itself a key, an article, a number word or not lowercase
+    (``I'm``, ``let's``): all of those hold an apostrophe in the table.
+    """
+    _, numbers, articles, contractions = _vqav2_tables()
+    unstable = [
+        v
+        for v in contractions.values()
+        if v != v.lower() or v in articles or numbers.get(v, v) != v or contractions.get(v, v) != v
+    ]
+    return "'" if all("'" in v for v in unstable) else None
+
+
+def _normalize_vqav2_again(normalized: str) -> str:
+    """``normalize_vqav2(normalized)`` for a string that ``normalize_vqav2`` returned.
+
+    Such a string is its own normalization when it holds no table punctuation, no period and
+    no word that a second pass maps again (see :func:`_vqav2_unstable_mark`): its words are
+    lowercase, single-spaced, and no article, number word or contraction key. Otherwise the
+    rules run again.
+    """
+    mark = _vqav2_unstable_mark()
+    if (
+        mark is not None
+        and mark not in normalized
+        and "." not in normalized
+        and _vqav2_punct_set().isdisjoint(normalized)
+    ):
+        return normalized
+    return normalize_vqav2(normalized)
+
+
 def normalize_multimedeval(text: str) -> str:
     """MultiMedEval's VQA cleaning: lowercase, then :func:`normalize_vqav2`.
 

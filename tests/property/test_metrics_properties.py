@@ -427,3 +427,36 @@ def test_strict_extraction_shortcuts_match_every_pattern(text: str) -> None:
     from medvqa.answers import _strict_pass
 
     assert _strict_pass(text) == _strict_pass_every_pattern(text)
+
+
+_vqa_pieces = st.sampled_from(
+    [
+        *(
+            "i'm",
+            "Im",
+            "lets",
+            "let's",
+            "dont",
+            "none",
+            "two",
+            "the",
+            "a",
+            "an",
+            "x-ray",
+            "3.5",
+            "1,000",
+            ".",
+        ),
+        *(" ", "  ", ",", "'", "?", "(", ")", "ı", "İ", "ß", "Ǆ", "no", "liver"),
+    ]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_vqa_pieces, max_size=10).map("".join) | st.text(max_size=30))
+def test_second_vqav2_normalization_shortcut_matches_the_rules(text: str) -> None:
+    from medvqa.answers import _normalize_vqav2_again, normalize_vqav2
+
+    rules = normalize_vqav2.__wrapped__
+    once = rules(text)
+    assert _normalize_vqav2_again(once) == rules(once)

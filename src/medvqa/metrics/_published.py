@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from medvqa.answers import extract_paper_answer, normalize_lmms_eval, normalize_multimedeval, normalize_vqav2
+from medvqa.answers import (
+    _normalize_vqav2_again,
+    extract_paper_answer,
+    normalize_lmms_eval,
+    normalize_multimedeval,
+    normalize_vqav2,
+)
 from medvqa.metrics._base import _EMPTY_SPEC, _YES_NO, AggregateSpec, ItemValue, Profile, _common, _specs
 from medvqa.metrics._items import (
     containment,
@@ -109,8 +115,8 @@ class LlavaMedProfile(Profile):
     def score_item(self, pred: Prediction) -> dict[str, ItemValue]:
         t1 = normalize_vqav2(pred.reference.lower())
         p1 = normalize_vqav2(pred.prediction.lower())
-        t2 = normalize_vqav2(t1).split()
-        p2 = normalize_vqav2(p1).split()
+        t2 = _normalize_vqav2_again(t1).split()
+        p2 = _normalize_vqav2_again(p1).split()
         tw, pw = t1.split(), p1.split()
         precision, recall, f1 = vqa_prf(t2, p2)
         out = _common(pred, pred.prediction, "none", p1, t1)
