@@ -1,4 +1,4 @@
-"""Reading and scoring pause the cyclic garbage collector and always restore it."""
+"""Fast paths of reading and scoring: the collector is paused and restored, read rows are ordinary predictions."""
 
 from __future__ import annotations
 
@@ -62,3 +62,25 @@ def test_reading_and_scoring_leave_the_collector_enabled(tmp_path: Path) -> None
     with pytest.raises(ValueError):
         evaluate([Prediction("1", "q", "", "x", "open")], profile="strict")
     assert gc.isenabled()
+
+
+def test_predictions_read_from_a_file_are_ordinary_frozen_predictions(tmp_path: Path) -> None:
+    import dataclasses
+    from types import MappingProxyType
+
+    path = tmp_path / "p.jsonl"
+    row = {
+        "id": "a",
+        "question": "q?",
+        "reference": "no",
+        "prediction": "No.",
+        "answer_type": "closed",
+        "organ": "lung",
+    }
+    path.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    [read] = read_predictions(path)
+    made = Prediction("a", "q?", "no", "No.", "closed", metadata=MappingProxyType({"organ": "lung"}))
+    assert vars(read).keys() == {f.name for f in dataclasses.fields(Prediction)}
+    assert read == made
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        read.reference = "yes"  # type: ignore[misc]
