@@ -6,6 +6,7 @@ import dataclasses
 import math
 import re
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -460,3 +461,24 @@ def test_second_vqav2_normalization_shortcut_matches_the_rules(text: str) -> Non
     rules = normalize_vqav2.__wrapped__
     once = rules(text)
     assert _normalize_vqav2_again(once) == rules(once)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.floats(allow_nan=False, allow_infinity=False, width=64), min_size=1, max_size=6),
+    st.lists(st.integers(0, 5), min_size=1, max_size=200),
+)
+def test_exact_sum_is_math_fsum(pool: list[float], picks: list[int]) -> None:
+    import math
+
+    from medvqa.metrics._aggregate import exact_sum
+
+    values = [pool[i % len(pool)] for i in picks]
+    try:
+        want = math.fsum(values)
+    except OverflowError:  # beyond the float range: the same error
+        with pytest.raises(OverflowError):
+            exact_sum(values)
+        return
+    got = exact_sum(values)
+    assert got == want and math.copysign(1.0, got) == math.copysign(1.0, want)

@@ -8,7 +8,6 @@ here too.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -16,7 +15,7 @@ from types import MappingProxyType
 from typing import Any, overload
 
 from medvqa._gc import paused_gc
-from medvqa.metrics._aggregate import Aggregate, bootstrap_mean_interval
+from medvqa.metrics._aggregate import Aggregate, bootstrap_mean_interval, exact_sum
 from medvqa.metrics._base import _EMPTY_SPEC, AggregateSpec, ItemValue, Profile
 from medvqa.metrics._medevalkit import MedEvalKitProfile
 from medvqa.metrics._published import LlavaMedProfile, LmmsEvalProfile, MultiMedEvalProfile, PaperProfile
@@ -450,7 +449,7 @@ def _score_profile(
         if shared is None:
             shared = _Shared(predictions)
         rows, index = _score_items(prof, predictions, shared)
-        closed = np.fromiter((bool(row["closed"]) for row in rows), dtype=bool, count=len(rows))[index]
+        closed = np.fromiter(map(itemgetter("closed"), rows), dtype=bool, count=len(rows))[index]
         specs = _aggregate_specs(prof, shared, closed, by)
         columns = _columns(rows, index, list(dict.fromkeys(spec.item_metric for spec, *_ in specs)))
         aggregates = _aggregates(
@@ -503,7 +502,7 @@ def _aggregates(
         if spec.item_metric not in zero_one:
             zero_one[spec.item_metric] = bool(((metric == 0.0) | (metric == 1.0)).all())
         # A sum of zeros and ones is exact in any order, so it equals math.fsum's.
-        total = float(values.sum()) + 0.0 if zero_one[spec.item_metric] else math.fsum(values.tolist())
+        total = float(values.sum()) + 0.0 if zero_one[spec.item_metric] else exact_sum(values)
         lo = hi = None
         if n_boot > 0 and spec.ci and count:
             if (subset, spec.item_metric) not in intervals:
