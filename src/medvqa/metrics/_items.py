@@ -8,6 +8,7 @@ decide which strings they receive (extracted, normalized, tokenized).
 from __future__ import annotations
 
 import collections
+import functools
 import math
 import sys
 from collections import Counter
@@ -94,6 +95,12 @@ def _clipped(hyp: dict[_T, int], ref: dict[_T, int]) -> int:
     return total
 
 
+@functools.lru_cache(maxsize=65536)
+def _reference_ngrams(reference: tuple[str, ...], max_n: int) -> tuple[dict[Any, int], ...]:
+    """The n-gram counts of a reference for n = 1..``max_n`` (references repeat across items)."""
+    return (_counts(reference), *(_ngram_dict(reference, n) for n in range(2, max_n + 1)))
+
+
 def _modified_precisions(
     reference: Sequence[str], hypothesis: Sequence[str], max_n: int
 ) -> list[float] | None:
@@ -106,14 +113,16 @@ def _modified_precisions(
     hyp_len = len(hypothesis)
     if hyp_len == 0:
         return None
-    first = _clipped(_counts(hypothesis), _counts(reference))
+    ref_grams = _reference_ngrams(tuple(reference), max_n)
+    first = _clipped(_counts(hypothesis), ref_grams[0])
     if first == 0:
         return None
     precisions = [first / hyp_len]
     matched = True
+    ref_len = len(reference)
     for n in range(2, max_n + 1):
-        if matched and n <= hyp_len and n <= len(reference):
-            numerator = _clipped(_ngram_dict(hypothesis, n), _ngram_dict(reference, n))
+        if matched and n <= hyp_len and n <= ref_len:
+            numerator = _clipped(_ngram_dict(hypothesis, n), ref_grams[n - 1])
         else:
             numerator = 0
         matched = numerator > 0
