@@ -9,6 +9,7 @@ rewritten here as pure functions: BLEU equals NLTK's ``sentence_bleu`` and ROUGE
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -210,6 +211,22 @@ def _lcs_words(x: list[str], y: list[str]) -> set[str]:
     return out
 
 
+@functools.lru_cache(maxsize=65536)
+def _rouge_reference(
+    truth: str,
+) -> tuple[tuple[list[str], ...], frozenset[str], frozenset[tuple[str, str]]] | None:
+    """The reference side of :func:`medevalkit_rouge` (references repeat across items).
+
+    Each sentence's words, the set of all words and the set of word bigrams; ``None``
+    when the reference has no sentence. Callers must not change the lists.
+    """
+    ref = _sentences(truth.lower())
+    if not ref:
+        return None
+    rw = _words(ref)
+    return tuple(r.split(" ") for r in ref), frozenset(rw), frozenset(pairwise(rw))
+
+
 def medevalkit_rouge(pred: str, truth: str) -> tuple[float, float, float] | None:
     """ROUGE-1, ROUGE-2 and ROUGE-L F scores as ``rouge.Rouge().get_scores(pred, truth)``.
 
@@ -224,21 +241,22 @@ def medevalkit_rouge(pred: str, truth: str) -> tuple[float, float, float] | None
     >>> medevalkit_rouge("", "liver") is None
     True
     """
-    hyp, ref = _sentences(pred.lower()), _sentences(truth.lower())
-    if not hyp or not ref:
+    hyp = _sentences(pred.lower())
+    ref_side = _rouge_reference(truth)
+    if not hyp or ref_side is None:
         return None
-    hw, rw = _words(hyp), _words(ref)
-    h_types, r_types = set(hw), set(rw)
+    ref_words, r_types, rs = ref_side
+    hw = _words(hyp)
+    h_types = set(hw)
     if h_types.isdisjoint(r_types):
         return 0.0, 0.0, 0.0  # what the formulas below give with no shared word
     # The unigram sets are the word sets; bigrams are pairs of neighbouring words.
     scores = [_f(len(h_types & r_types), len(h_types), len(r_types))]
-    hs, rs = set(pairwise(hw)), set(pairwise(rw))
+    hs = set(pairwise(hw))
     scores.append(_f(len(hs & rs), len(hs), len(rs)))
     union: set[str] = set()
     hyp_words = [s.split(" ") for s in hyp]
-    for r in ref:
-        r_words = r.split(" ")
+    for r_words in ref_words:
         for h_words in hyp_words:
             if not r_types.isdisjoint(h_words):  # else their LCS is empty
                 union |= _lcs_words(r_words, h_words)
