@@ -187,9 +187,7 @@ def _columns(rows: Sequence[Mapping[str, ItemValue]], index: Any, metrics: Seque
 
     if not metrics:
         return {}
-    pick = itemgetter(*metrics)
-    values = map(pick, rows) if len(metrics) > 1 else ((v,) for v in map(pick, rows))
-    table = np.fromiter(values, dtype=np.dtype((np.float64, len(metrics))), count=len(rows))
+    table = np.array(list(map(itemgetter(*metrics), rows)), dtype=np.float64).reshape(len(rows), len(metrics))
     by_metric = np.ascontiguousarray(table.T)[:, index]  # one contiguous row per metric
     return dict(zip(metrics, by_metric))
 
@@ -456,6 +454,7 @@ def _score_profile(
             specs, columns.__getitem__, shared.order, n_boot=n_boot, seed=seed, level=level
         )
         per_item = _per_item(rows, index.tolist(), predictions) if keep_per_item else []
+        del rows, columns  # freed before the collector runs again, so it does not walk them
     return ProfileResult(
         profile=prof.name,
         aggregates=aggregates,
