@@ -37,9 +37,45 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "medvqa._commands.export",
 )
 
+# Each command name (hidden aliases included) and the module that registers it, so that a run
+# of one command builds only that command's parser; a test checks it against the full parser.
+_MODULE_OF: dict[str, str] = {
+    "data": "medvqa._commands.data",
+    "demo": "medvqa._commands.demo",
+    "train": "medvqa._commands.train",
+    "two-stage": "medvqa._commands.two_stage",
+    "sweep": "medvqa._commands.sweep",
+    "predict": "medvqa._commands.predict",
+    "score": "medvqa._commands.score",
+    "predict-and-score": "medvqa._commands.predict_and_score",
+    "evaluate": "medvqa._commands.predict_and_score",
+    "ablate": "medvqa._commands.ablate",
+    "report": "medvqa._commands.report",
+    "review": "medvqa._commands.review",
+    "models": "medvqa._commands.models",
+    "export": "medvqa._commands.export",
+}
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser of the ``medvqa`` command."""
+
+def _named_command(argv: Sequence[str]) -> str | None:
+    """The command that ``argv`` runs, when it names a known one before any help or version flag."""
+    for arg in argv:
+        if arg in ("-h", "--help", "--version"):
+            return None
+        if not arg.startswith("-"):
+            return arg if arg in _MODULE_OF else None
+    return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser of the ``medvqa`` command.
+
+    Args:
+        command: Register only this command's module (every command when ``None``): the
+            parser then accepts that command alone, with the same options and help as in the
+            full parser. :func:`main` does this when the arguments name a command, so that
+            running one command does not import every other command's definitions.
+    """
     parser = argparse.ArgumentParser(
         prog="medvqa",
         description=(
@@ -51,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"medvqa {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback when a command fails")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _COMMAND_MODULES:
+    for name in _COMMAND_MODULES if command is None else (_MODULE_OF[command],):
         if importlib.util.find_spec(name) is None:
             continue
         importlib.import_module(name).register(sub)
@@ -64,8 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     Errors raised on purpose (bad input, missing files, invalid options) are printed as one
     line, ``medvqa: error: ...``, with exit code 1; ``--debug`` shows the traceback instead.
     """
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_named_command(arguments))
+    args = parser.parse_args(arguments)
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help(sys.stderr)
