@@ -513,37 +513,3 @@ class Prediction:
             image=None if row.get("image") is None else str(row["image"]),
             metadata=MappingProxyType(dict(meta)),
         )
-
-
-def _prediction_from_checked(
-    ident: str,
-    question: str,
-    reference: str,
-    prediction: str,
-    answer_type: AnswerType,
-    extracted: str | None,
-    dataset: str,
-    split: str,
-    image: str | None,
-    metadata: Mapping[str, Any],
-) -> Prediction:
-    """A :class:`Prediction` from values the caller has already checked and converted.
-
-    Equal to ``Prediction(...)`` with the same values, built without the frozen dataclass's
-    per-field ``object.__setattr__`` calls (a fifth of the cost of reading a large prediction
-    file). Every field is set (a test compares the attributes with the dataclass's own).
-    """
-    obj = object.__new__(Prediction)
-    vars(obj).update(
-        id=ident,
-        question=question,
-        reference=reference,
-        prediction=prediction,
-        answer_type=answer_type,
-        extracted=extracted,
-        dataset=dataset,
-        split=split,
-        image=image,
-        metadata=metadata,
-    )
-    return obj

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from medvqa._errors import DataFormatError, RowRef
 from medvqa._gc import paused_gc
 from medvqa._io import parse_jsonl, read_text
-from medvqa.records import AnswerType, Prediction, _answer_text, _prediction_from_checked, infer_answer_type
+from medvqa.records import AnswerType, Prediction, _answer_text, infer_answer_type
 
 __all__ = ["read_predictions"]
 
@@ -202,15 +202,15 @@ def _make_prediction(
     dataset = row.get("dataset")
     split = row.get("split")
     image = row.get("image")
-    return _prediction_from_checked(
-        ident,
-        question if type(question) is str else str(question or ""),
-        reference,
-        prediction,
-        answer_type,
-        None if extracted is None else str(extracted),
-        dataset if type(dataset) is str else str(dataset or ""),
-        split if type(split) is str else str(split or ""),
-        None if image is None else str(image),
-        MappingProxyType(meta),
+    return Prediction(
+        id=ident,
+        question=question if type(question) is str else str(question or ""),
+        reference=reference,
+        prediction=prediction,
+        answer_type=answer_type,
+        extracted=None if extracted is None else str(extracted),
+        dataset=dataset if type(dataset) is str else str(dataset or ""),
+        split=split if type(split) is str else str(split or ""),
+        image=None if image is None else str(image),
+        metadata=MappingProxyType(meta),
     )
