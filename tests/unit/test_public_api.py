@@ -211,7 +211,7 @@ def test_missing_training_extra_is_one_clear_line(
         ns.func = needs_torch
         return ns
 
-    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    monkeypatch.setattr(cli, "build_parser", lambda command=None: parser)
     monkeypatch.setattr(parser, "parse_args", parse)
     assert cli.main(["score", "x.jsonl"]) == 1
     err = capsys.readouterr().err.strip()
