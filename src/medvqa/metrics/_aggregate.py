@@ -232,9 +232,10 @@ def exact_sum(values: Any) -> float:
     distinct, counts = np.unique(arr, return_counts=True)
     if not arr.size or distinct.size * 4 > arr.size or not np.isfinite(distinct).all():
         return math.fsum(arr.tolist())
-    ratios = [v.as_integer_ratio() for v in distinct.tolist()]
+    floats: list[float] = distinct.tolist()
+    ratios = [v.as_integer_ratio() for v in floats]
     den = max(d for _, d in ratios)  # every denominator is a power of two: this one is a multiple of each
-    num = sum(c * n * (den // d) for (n, d), c in zip(ratios, counts.tolist(), strict=True))
+    num: int = sum(c * n * (den // d) for (n, d), c in zip(ratios, counts.tolist(), strict=True))
     if num:
         try:
             return num / den
